@@ -1,0 +1,122 @@
+"""Where things go: clip discovery, output paths, frame/flow naming presets, partial names.
+
+Pure path logic; no codecs, no parallelism.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ConfigError, InputError
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
+)
+PARTIAL_SUFFIX = ".partial"
+# Hidden per-output folder for reports and state; discovery never descends into it.
+STATE_DIR = ".kinetics_prep"
+# Per-clip metadata file written inside each frame directory by extract-frames.
+FRAME_META_FILE = "kinetics_prep.json"
+
+
+@dataclass(frozen=True)
+class Naming:
+    """File naming of one frame directory (a preset users pick with --naming)."""
+
+    name: str
+    rgb: str  # format string with one integer field
+    flow_x: str
+    flow_y: str
+    start: int  # index of the first file
+
+    def rgb_name(self, i: int, ext: str = "jpg") -> str:
+        return f"{self.rgb.format(i)}.{ext}"
+
+    def flow_names(self, i: int, ext: str = "jpg") -> tuple[str, str]:
+        return f"{self.flow_x.format(i)}.{ext}", f"{self.flow_y.format(i)}.{ext}"
+
+    def rgb_prefix(self) -> str:
+        return self.rgb.split("{", 1)[0]
+
+    def flow_prefixes(self) -> tuple[str, str]:
+        return self.flow_x.split("{", 1)[0], self.flow_y.split("{", 1)[0]
+
+
+NAMINGS: dict[str, Naming] = {
+    # mmaction2 1.x defaults: RawframeDataset filename_tmpl='img_{:05}.jpg', start_index=1;
+    # its flow configs use filename_tmpl='{}_{:05d}.jpg' -> x_00001.jpg / y_00001.jpg.
+    "mmaction2": Naming("mmaction2", "img_{:05d}", "x_{:05d}", "y_{:05d}", 1),
+    # What denseflow writes: numbered from 0.
+    "denseflow": Naming("denseflow", "img_{:05d}", "flow_x_{:05d}", "flow_y_{:05d}", 0),
+}
+
+
+def get_naming(name: str) -> Naming:
+    try:
+        return NAMINGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown naming {name!r}; choose one of {sorted(NAMINGS)}") from None
+
+
+def is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def normalize_extensions(exts: str | list[str] | tuple[str, ...] | None) -> frozenset[str]:
+    """`None` -> every known video extension; "mp4,avi" or [".mp4", "avi"] -> {".mp4", ".avi"}."""
+    if exts is None:
+        return VIDEO_EXTENSIONS
+    if isinstance(exts, str):
+        exts = [e for e in exts.split(",") if e.strip()]
+    out = set()
+    for e in exts:
+        e = e.strip().lower()
+        if not e:
+            continue
+        out.add(e if e.startswith(".") else "." + e)
+    if not out:
+        raise ConfigError("--ext was given but names no extension")
+    return frozenset(out)
+
+
+def iter_videos(src: Path, level: int, exts: frozenset[str]) -> Iterator[Path]:
+    """Videos under `src`: level 1 = `src/clip.ext`, level 2 = `src/class/clip.ext`.
+
+    Hidden files and folders, non-video files and partial outputs are ignored; sorted for a
+    stable order.
+    """
+    if level not in (1, 2):
+        raise ConfigError(f"--level must be 1 or 2, got {level}")
+    if not src.is_dir():
+        raise InputError(f"source directory does not exist: {src}")
+    dirs = [src] if level == 1 else sorted(
+        Path(e.path) for e in os.scandir(src) if e.is_dir() and not is_hidden(e.name)
+    )
+    for d in dirs:
+        files = sorted(
+            e.name
+            for e in os.scandir(d)
+            if e.is_file() and not is_hidden(e.name) and os.path.splitext(e.name)[1].lower() in exts
+        )
+        for name in files:
+            yield d / name
+
+
+def relative_key(path: Path, root: Path) -> str:
+    """The clip's key: its path relative to the source root, with '/' separators."""
+    return path.relative_to(root).as_posix()
+
+
+def partial_path(final: Path) -> Path:
+    """Where an output is written before it is atomically renamed to `final`."""
+    return final.with_name(final.name + PARTIAL_SUFFIX)
+
+
+def check_not_inside(out: Path, src: Path) -> None:
+    """Refuse an output directory inside the source tree (it would be re-read as input)."""
+    out_r, src_r = out.resolve(), src.resolve()
+    if out_r == src_r or src_r in out_r.parents:
+        raise ConfigError(f"output directory {out} is inside the source directory {src}")
