@@ -66,7 +66,7 @@ def _add_resize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
     p.add_argument("--crf", type=float, default=None, help="x264 constant rate factor 0-51 (default: x264's 23)")
     p.add_argument("--remove-dup", action="store_true",
-                   help="drop duplicated frames (FFmpeg mpdecimate); timestamps of kept frames are kept")
+                   help="drop frames that repeat the previous one (mpdecimate-style block test); kept frames keep their timestamps")
     p.add_argument("--no-upscale", action="store_true",
                    help="leave videos whose short edge is already <= --short-edge at their size")
     p.add_argument("--keep-audio", action="store_true", help="keep the audio track (default: drop it)")

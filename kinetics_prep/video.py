@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import av
 import av.error
@@ -25,6 +27,8 @@ import av.filter
 import numpy as np
 
 from .errors import ConfigError, DecodeError, EncodeError, ProbeError
+
+T = TypeVar("T")
 
 # Audio codecs the MP4 muxer accepts as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO_COPY = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"})
@@ -60,7 +64,8 @@ def output_size(
     if short_edge is not None and short_edge < 2:
         raise ConfigError(f"short edge must be >= 2, got {short_edge}")
     if short_edge is None or (not allow_upscale and min(width, height) <= short_edge):
-        return _even(width), _even(height)
+        # Keeping the size: trim an odd pixel rather than upscale by one.
+        return max(2, width - width % 2), max(2, height - height % 2)
     if width <= height:
         return _even(short_edge), _even(height * short_edge / width)
     return _even(width * short_edge / height), _even(short_edge)
@@ -161,7 +166,7 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
 
 
 class _FrameFilter:
-    """An FFmpeg filter graph: rotate upright, optionally drop duplicates, scale, convert.
+    """An FFmpeg filter graph: rotate upright, scale, convert the pixel format.
 
     Built from the first decoded frame, because rotation metadata arrives with frames.
     Keeps timestamps (the graph passes pts through).
@@ -174,7 +179,6 @@ class _FrameFilter:
         *,
         size: tuple[int, int] | None,
         pix_fmt: str | None,
-        remove_dup: bool = False,
     ) -> None:
         self.rotation = _rotation_from_frame(first)
         graph = av.filter.Graph()
@@ -186,8 +190,6 @@ class _FrameFilter:
         elif self.rotation == 180:
             chain.append(graph.add("hflip"))
             chain.append(graph.add("vflip"))
-        if remove_dup:
-            chain.append(graph.add("mpdecimate"))
         if size is not None:
             chain.append(graph.add("scale", f"{size[0]}:{size[1]}"))
         if pix_fmt is not None:
@@ -294,7 +296,8 @@ def reencode(
         cw, ch = first.width, first.height
         dw, dh = (ch, cw) if rotation in (90, 270) else (cw, ch)
         w, h = output_size(dw, dh, short_edge, allow_upscale=allow_upscale)
-        filt = _FrameFilter(vin, first, size=(w, h), pix_fmt="yuv420p", remove_dup=remove_dup)
+        filt = _FrameFilter(vin, first, size=(w, h), pix_fmt="yuv420p")
+        dedup = _DuplicateDropper() if remove_dup else None
 
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         try:
@@ -306,8 +309,10 @@ def reencode(
             vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
             vout.time_base = vin.time_base
             vout.codec_context.time_base = vin.time_base
-            vout.codec_context.gop_size = gop
-            opts = {"preset": preset, "keyint_min": str(min(gop, 25))}
+            opts = {"preset": preset}
+            if gop > 0:  # 0 leaves x264's own default (keyint 250)
+                vout.codec_context.gop_size = gop
+                opts["keyint_min"] = str(min(gop, 25))
             if crf is not None:
                 opts["crf"] = str(crf)
             vout.options = opts
@@ -323,6 +328,8 @@ def reencode(
             def encode_video(frames: list[av.VideoFrame]) -> None:
                 nonlocal frames_out, last_pts
                 for f in frames:
+                    if dedup is not None and dedup.is_duplicate(f):
+                        continue
                     # Keep source timestamps; repair missing or non-increasing ones only.
                     pts = f.pts if f.pts is not None else (0 if last_pts is None else last_pts + step)
                     if last_pts is not None and pts <= last_pts:
@@ -333,7 +340,9 @@ def reencode(
                     out.mux(vout.encode(f))
                     frames_out += 1
 
-            for kind, frame in _chain_first_tagged(first, decoded):
+            # Decoding runs in a thread (PyAV releases the GIL) so it overlaps with encoding,
+            # as in the ffmpeg command line's threaded pipeline.
+            for kind, frame in prefetch(_chain_first_tagged(first, decoded), 16):
                 if kind == "audio":
                     audio.add(frame)  # type: ignore[union-attr]
                     continue
@@ -350,6 +359,69 @@ def reencode(
     if frames_out == 0:
         raise EncodeError(f"{s}: no frames were encoded")
     return EncodeResult(frames_in=frames_in, frames_out=frames_out, width=w, height=h)
+
+
+_END = object()
+
+
+def prefetch(iterable: Iterable[T], size: int) -> Iterator[T]:
+    """Iterate `iterable` in a background thread, `size` items ahead; exceptions re-raise here."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for x in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put(x, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            x = q.get()
+            if x is _END:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _DuplicateDropper:
+    """Drops a frame that barely differs from the last kept one (like FFmpeg's mpdecimate,
+    which PyAV's bundled FFmpeg lacks): compare 8x8 luma blocks by their sum of absolute
+    differences; a frame is a duplicate when no block differs by more than `hi` and fewer than
+    `frac` of the blocks differ by more than `lo` (mpdecimate's defaults)."""
+
+    def __init__(self, hi: int = 64 * 12, lo: int = 64 * 5, frac: float = 0.33) -> None:
+        self.hi, self.lo, self.frac = hi, lo, frac
+        self.last: np.ndarray | None = None
+
+    def is_duplicate(self, frame: av.VideoFrame) -> bool:
+        h, w = frame.height, frame.width
+        luma = frame.to_ndarray()[:h].astype(np.int16)  # yuv420p: the first `h` rows are Y
+        if self.last is None:
+            self.last = luma
+            return False
+        bh, bw = h // 8 * 8, w // 8 * 8
+        diff = np.abs(luma[:bh, :bw] - self.last[:bh, :bw])
+        sad = diff.reshape(bh // 8, 8, bw // 8, 8).sum(axis=(1, 3))
+        duplicate = sad.size > 0 and sad.max() <= self.hi and (sad > self.lo).mean() < self.frac
+        if not duplicate:
+            self.last = luma
+        return bool(duplicate)
 
 
 def _decode_packets(packets, vin, path: str):

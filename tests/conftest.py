@@ -25,3 +25,28 @@ def require_shared(*parts: str) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return require_shared()
+
+
+# Class names and clip ids with the characters that break shell-based tools.
+TRICKY_CLASSES = ["hurling (sport)", "massaging person's head", "air drumming"]
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory) -> Path:
+    """A level-2 tree of 5 tiny H.264 clips under tricky class names and ids (read-only use)."""
+    from kinetics_prep.synthetic import ClipSpec, write_clip
+
+    root = tmp_path_factory.mktemp("tiny") / "src"
+    write_clip(root / TRICKY_CLASSES[0] / "-abc_000001_000011.mp4", ClipSpec(96, 64, frames=20, seed=1))
+    write_clip(root / TRICKY_CLASSES[0] / "--x_000002_000012.mp4", ClipSpec(64, 96, frames=20, seed=2))
+    write_clip(root / TRICKY_CLASSES[1] / "abc'd_000003_000013.mp4", ClipSpec(75, 51, frames=20, seed=3))
+    write_clip(root / TRICKY_CLASSES[2] / "vfr_000004_000014.mp4", ClipSpec(96, 64, frames=30, seed=4, vfr=True))
+    write_clip(root / TRICKY_CLASSES[2] / "lossless_000005_000015.mkv",
+               ClipSpec(64, 48, frames=10, seed=5, codec="ffv1"))
+    (root / TRICKY_CLASSES[2] / "notes.txt").write_text("not a video")
+    (root / TRICKY_CLASSES[2] / ".hidden.mp4").write_bytes(b"")
+    return root
+
+
+def real_video(name: str) -> Path:
+    return require_shared("videos", name)

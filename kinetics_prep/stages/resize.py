@@ -102,7 +102,7 @@ def run_one(item: Item, options: ResizeOptions) -> ItemResult:
     item.dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(item.dst)
     container = _H264_CONTAINERS[item.dst.suffix.lower()]
-    threads = max(1, default_workers() // options.n_workers)
+    threads = max(2, default_workers() // options.n_workers)
     try:
         result = video.reencode(
             item.src, tmp,

@@ -1,0 +1,88 @@
+"""video.py on the real clips in ../shared/data/videos and on synthetic ones."""
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from kinetics_prep import video
+from kinetics_prep.errors import DecodeError, ProbeError
+from kinetics_prep.synthetic import ClipSpec, moving_frames, write_clip
+
+from conftest import real_video
+
+# name -> displayed (w, h), frames a decoder yields
+REAL = {
+    "mmaction2_demo.mp4": ((340, 256), 280),
+    "mmaction2_test.avi": ((320, 240), 164),
+    "decord_flipping_a_pancake.mkv": ((426, 240), 310),  # container has no count; OpenCV says 311
+    "moviepy_no_duration.webm": ((1280, 720), 74),  # no duration in the container
+    "decord_video_0.mov": ((568, 320), 3),
+    "decord_video_180.mov": ((568, 320), 3),
+    "decord_video_90.mov": ((320, 568), 3),
+    "decord_video_270.mov": ((320, 568), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_probe_real_clips_counts_by_decoding(name):
+    info = video.probe(real_video(name), count_frames=True)
+    (w, h), frames = REAL[name]
+    assert (info.width, info.height) == (w, h)
+    assert info.frame_count == frames and info.frames_counted
+
+
+def test_probe_without_counting_reports_container_metadata():
+    assert video.probe(real_video("decord_flipping_a_pancake.mkv")).frame_count is None
+    assert video.probe(real_video("mmaction2_demo.mp4")).frame_count == 280
+
+
+def test_corrupted_bitstream_is_a_decode_error_naming_the_file():
+    path = real_video("decord_corrupted.mp4")
+    with pytest.raises(DecodeError, match="decord_corrupted.mp4.*Invalid data"):
+        video.probe(path, count_frames=True)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video\n" * 10])
+def test_not_a_video_is_a_probe_error(tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(ProbeError, match="bad.mp4"):
+        video.probe(bad)
+
+
+def _ffmpeg_first_frame(path, w, h):
+    """The first frame as the FFmpeg command line shows it (autorotate on by default)."""
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    cmd = [ffmpeg, "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
+    raw = subprocess.run(cmd, check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+
+
+@pytest.mark.parametrize("angle", [0, 90, 180, 270])
+def test_rotated_clips_come_out_upright_like_ffmpeg(angle):
+    path = real_video(f"decord_video_{angle}.mov")
+    frame = next(video.iter_frames(path))
+    h, w = frame.shape[:2]
+    assert (w, h) == ((568, 320) if angle in (0, 180) else (320, 568))
+    reference = _ffmpeg_first_frame(path, w, h)
+    assert np.abs(frame.astype(int) - reference).mean() < 1.0
+
+
+def test_iter_frames_resizes_the_displayed_short_edge():
+    frames = list(video.iter_frames(real_video("decord_video_90.mov"), short_edge=256))
+    assert len(frames) == 3 and frames[0].shape == (454, 256, 3)
+    gray = next(video.iter_frames(real_video("mmaction2_demo.mp4"), size=(170, 128), gray=True))
+    assert gray.shape == (128, 170) and gray.dtype == np.uint8
+
+
+def test_lossless_synthetic_clip_roundtrips_exactly(tmp_path):
+    spec = ClipSpec(64, 48, frames=5, codec="ffv1", motion=(2, 1))
+    path = write_clip(tmp_path / "x.mkv", spec)
+    decoded = list(video.iter_frames(path))
+    expected = moving_frames(64, 48, 5, (2, 1))
+    assert len(decoded) == 5
+    for a, b in zip(decoded, expected):
+        np.testing.assert_array_equal(a, b)
+    # Known motion: content at (x, y) moves to (x + 2, y + 1).
+    np.testing.assert_array_equal(decoded[1][1:, 2:], decoded[0][:-1, :-2])
