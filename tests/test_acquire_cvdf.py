@@ -21,7 +21,7 @@ from fake_http import FakeServer, Serving
 from kinetics_prep.acquire import download_videos
 from kinetics_prep.acquire.archives import detect_format, extract_flat, unsafe_reason
 from kinetics_prep.acquire.urls import parse_path_list, remap
-from kinetics_prep.errors import ArchiveError, ConfigError, DownloadError, OutputError
+from kinetics_prep.errors import ArchiveError, ConfigError, OutputError
 
 REPO = Path(__file__).resolve().parents[1]
 K400 = "/kinetics/400"
@@ -206,15 +206,46 @@ def test_permanent_error_and_checksum_mismatch_fail_only_that_part(k400, tmp_pat
     sums = tmp_path / "SHA256SUMS"
     sums.write_text(f"{'0' * 64}  part_2.tar.gz\n")
     root = tmp_path / "r"
-    with pytest.raises(DownloadError, match="404"):  # HEAD of a missing part: refuse to start
-        download_videos("kinetics400", "train", root, checksums=sums, **_run_kw(k400))
-    k400.files[f"{K400}/train/part_1.tar.gz"] = k400.parts["part_1.tar.gz"]
-    s = download_videos("kinetics400", "train", root, checksums=sums, replacement=False, **_run_kw(k400))
+    s = download_videos("kinetics400", "train", root, checksums=sums, **_run_kw(k400))
     assert not s.ok
-    assert [p.name for p in s.failed] == ["part_2.tar.gz"] and "sha256" in s.failed[0].error
+    failed = {p.name: p.error for p in s.failed}
+    assert sorted(failed) == ["part_1.tar.gz", "part_2.tar.gz"]
+    assert "404" in failed["part_1.tar.gz"] and "sha256" in failed["part_2.tar.gz"]
+    assert s.replacement == {"applied": False, "reason": "some parts failed; rerun first"}
     ledger = json.loads((root / ".kinetics_prep" / "download_kinetics400_train.json").read_text())
-    assert "part_2.tar.gz" not in ledger["entries"]
+    assert "part_2.tar.gz" not in ledger["entries"] and "part_1.tar.gz" not in ledger["entries"]
     assert ledger["entries"]["part_0.tar.gz"]["extracted"]
+    # the part reappears: a rerun fetches only what is missing
+    k400.files[f"{K400}/train/part_1.tar.gz"] = k400.parts["part_1.tar.gz"]
+    k400.clear_log()
+    s = download_videos("kinetics400", "train", root, replacement=False, **_run_kw(k400))
+    assert s.ok
+    assert sorted(r.path.rsplit("/", 1)[1] for r in k400.requests("GET")) == ["part_1.tar.gz", "part_2.tar.gz"]
+
+
+def test_ctrl_c_leaves_no_final_names_and_resumes(k400, tmp_path, monkeypatch):
+    import kinetics_prep.acquire.cvdf as cvdf
+
+    real = cvdf.extract_flat
+
+    def interrupted(archive, dest, **kw):
+        if archive.name == "part_1.tar.gz":
+            raise KeyboardInterrupt
+        return real(archive, dest, **kw)
+
+    k400.slow.clear()
+    root = tmp_path / "r"
+    monkeypatch.setattr(cvdf, "extract_flat", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download_videos("kinetics400", "train", root, replacement=False, **_run_kw(k400, ))
+    ledger = json.loads((root / ".kinetics_prep" / "download_kinetics400_train.json").read_text())
+    assert not ledger["entries"].get("part_1.tar.gz", {}).get("extracted")
+    monkeypatch.setattr(cvdf, "extract_flat", real)
+    k400.clear_log()
+    s = download_videos("kinetics400", "train", root, replacement=False, **_run_kw(k400))
+    assert s.ok
+    # part_1 was downloaded and verified before the interrupt: extracted without a new GET
+    assert not k400.requests("GET", f"{K400}/train/part_1.tar.gz")
 
 
 def test_bad_options_fail_fast(tmp_path):

@@ -221,18 +221,29 @@ def download_videos(
     stop = threading.Event()
 
     # 2. sizes: the ledger's for verified archives, a HEAD request for the rest
-    def size_of(url: str) -> tuple[str, http.RemoteInfo]:
+    def size_of(url: str) -> tuple[str, http.RemoteInfo | str]:
         entry = ledger.get(file_name(url))
         if entry.get("downloaded") and (arch_dir / file_name(url)).exists():
             return url, http.RemoteInfo(url, entry["size"], entry.get("etag"), True)
-        return url, http.head(url, policy=policy, stop=stop)
-
-    jobs = pending + ([repl_url] if repl_url else [])
-    with ThreadPoolExecutor(max_workers=min(connections, 16)) as pool:
-        infos = dict(pool.map(size_of, jobs))
-    for url, info in infos.items():
+        try:
+            info = http.head(url, policy=policy, stop=stop)
+        except DownloadError as e:
+            return url, str(e)
         if info.size is None:
-            raise DownloadError(f"{url}: the server gives no Content-Length; cannot verify the download")
+            return url, f"{url}: the server gives no Content-Length; cannot verify the download"
+        return url, info
+
+    with ThreadPoolExecutor(max_workers=min(connections, 16)) as pool:
+        heads = dict(pool.map(size_of, pending + ([repl_url] if repl_url else [])))
+    # a part whose HEAD failed for good is reported as failed; the others go on
+    for url, info in heads.items():
+        if isinstance(info, str):
+            summary.parts.append(PartOutcome(file_name(url), "failed", error=info))
+    infos: dict[str, http.RemoteInfo] = {u: i for u, i in heads.items() if not isinstance(i, str)}
+    pending = [u for u in pending if u in infos]
+    if repl_url is not None and repl_url not in infos:
+        repl_url = None
+    jobs = pending + ([repl_url] if repl_url else [])
 
     # 3. disk space: archives still to fetch + the videos they hold (about the archive size)
     def on_disk(url: str) -> int:

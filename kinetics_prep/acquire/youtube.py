@@ -194,6 +194,9 @@ def download_youtube(
     out.mkdir(parents=True, exist_ok=True)
     state = out / STATE_DIR
     state.mkdir(exist_ok=True)
+    for stale in state.glob("yt-*"):  # temporary folders of a killed run
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     status_path = state / "youtube_status.jsonl"
     previous = _load_status(status_path)
 
