@@ -2,12 +2,23 @@
 
 The public API is the same set of functions the command line calls:
 
+    download_annotations(dataset, root, **options) -> AnnotationSummary   # `download-annotations`
+    download_videos(dataset, split, root, **options) -> VideoDownloadSummary  # `download`
+    download_youtube(annotations, out, **options) -> YoutubeSummary  # `download --source youtube`
     resize_videos(src, out, **options)  ->  RunSummary      # `kinetics-prep resize`
     run_demo(out)                       ->  int             # `kinetics-prep demo`
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
 """
 
+from .acquire import (
+    AnnotationSummary,
+    VideoDownloadSummary,
+    YoutubeSummary,
+    download_annotations,
+    download_videos,
+    download_youtube,
+)
 from .demo import run_demo
 from .errors import (
     ConfigError,
@@ -24,6 +35,12 @@ from .video import VideoInfo, output_size, probe
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnnotationSummary",
+    "VideoDownloadSummary",
+    "YoutubeSummary",
+    "download_annotations",
+    "download_videos",
+    "download_youtube",
     "ConfigError",
     "DecodeError",
     "EncodeError",

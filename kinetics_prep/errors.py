@@ -44,3 +44,11 @@ class OutputError(KineticsPrepError, OSError):
 
 class IncompleteOutputError(KineticsPrepError, RuntimeError):
     """A stage produced fewer files than it must; the output is not marked done."""
+
+
+class DownloadError(KineticsPrepError, ConnectionError):
+    """A remote file could not be fetched (after retries), or came back wrong (size, checksum)."""
+
+
+class ArchiveError(KineticsPrepError, OSError):
+    """An archive is not a tar/tar.gz, is truncated, or cannot be read."""
