@@ -1,0 +1,155 @@
+"""The resize stage: re-encode every video to a 256 px short edge, H.264, dense keyframes.
+
+A better mmaction2 `tools/data/resize_videos.py`: no shell strings, rotation applied, timestamps
+kept, atomic outputs, resume, a report.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .. import video
+from ..errors import ConfigError
+from ..layout import STATE_DIR, check_not_inside, iter_videos, normalize_extensions, partial_path, relative_key
+from ..runner import OK, Item, ItemResult, RunSummary, default_workers, run_items
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+# Containers that hold H.264 when --no-to-mp4 keeps the source's extension.
+_H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi",
+                    ".flv": "flv", ".ts": "mpegts", ".3gp": "3gp"}
+
+
+@dataclass(frozen=True)
+class ResizeOptions:
+    src: Path
+    out: Path
+    short_edge: int = 256
+    gop: int = 16  # keyframe at least every `gop` frames; 0 = x264's default (250)
+    level: int = 2  # 1: SRC/clip.ext, 2: SRC/class/clip.ext
+    ext: tuple[str, ...] | None = None  # None: every video extension
+    to_mp4: bool = True
+    preset: str = "veryfast"
+    crf: float | None = None  # None: x264's default (23)
+    remove_dup: bool = False
+    no_upscale: bool = False
+    keep_audio: bool = False
+    workers: int | None = None  # None: one per core
+    overwrite: bool = False
+    retries: int = 0
+    report: Path | None = None  # None: OUT/.kinetics_prep/resize_report.jsonl
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "src", Path(self.src))
+        object.__setattr__(self, "out", Path(self.out))
+        if self.ext is not None:
+            object.__setattr__(self, "ext", tuple(sorted(normalize_extensions(self.ext))))
+        if self.short_edge < 2:
+            raise ConfigError(f"--short-edge must be >= 2, got {self.short_edge}")
+        if self.gop < 0:
+            raise ConfigError(f"--gop must be >= 0, got {self.gop}")
+        if self.level not in (1, 2):
+            raise ConfigError(f"--level must be 1 or 2, got {self.level}")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
+        if self.crf is not None and not 0 <= self.crf <= 51:
+            raise ConfigError(f"--crf must be within 0..51, got {self.crf}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or default_workers()
+
+    @property
+    def report_path(self) -> Path:
+        return self.report or self.out / STATE_DIR / "resize_report.jsonl"
+
+
+def plan(options: ResizeOptions) -> list[Item]:
+    """Every source video and its output path, mirroring the source tree."""
+    if not options.src.is_dir():
+        raise ConfigError(f"source directory does not exist: {options.src}")
+    check_not_inside(options.out, options.src)
+    exts = normalize_extensions(options.ext)
+    items, seen = [], {}
+    for path in iter_videos(options.src, options.level, exts):
+        rel = path.relative_to(options.src)
+        if options.to_mp4:
+            rel = rel.with_suffix(".mp4")
+        elif rel.suffix.lower() not in _H264_CONTAINERS:
+            raise ConfigError(f"{path}: --no-to-mp4 keeps the extension, but {rel.suffix} cannot hold H.264; "
+                              "use --to-mp4")
+        dst = options.out / rel
+        if dst in seen:
+            raise ConfigError(f"{path} and {seen[dst]} would both be written to {dst}")
+        seen[dst] = path
+        items.append(Item(key=relative_key(path, options.src), src=path, dst=dst))
+    return items
+
+
+def is_done(item: Item, options: ResizeOptions) -> bool:
+    # The final name only ever appears through an atomic rename of a finished file.
+    return item.dst.is_file()
+
+
+def run_one(item: Item, options: ResizeOptions) -> ItemResult:
+    """Re-encode one clip into `<dst>.partial`, then rename it to `<dst>`."""
+    item.dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(item.dst)
+    container = _H264_CONTAINERS[item.dst.suffix.lower()]
+    threads = max(1, default_workers() // options.n_workers)
+    try:
+        result = video.reencode(
+            item.src, tmp,
+            short_edge=options.short_edge,
+            allow_upscale=not options.no_upscale,
+            gop=options.gop,
+            preset=options.preset,
+            crf=options.crf,
+            remove_dup=options.remove_dup,
+            keep_audio=options.keep_audio,
+            container_format=container,
+            threads=threads,
+        )
+        os.replace(tmp, item.dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    note = None
+    if options.remove_dup and result.frames_out < result.frames_in:
+        note = f"dropped {result.frames_in - result.frames_out} duplicated frames"
+    return ItemResult(
+        key=item.key, status=OK, output=str(item.dst), note=note,
+        counts={"frames": result.frames_in, "frames_out": result.frames_out},
+    )
+
+
+def resize_videos(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> RunSummary:
+    """Resize every video under `src` into `out` (same tree, `.mp4`, H.264).
+
+    Keyword options are the fields of `ResizeOptions` (short_edge=256, gop=16, level=2, ext=None,
+    to_mp4=True, preset="veryfast", crf=None, remove_dup=False, no_upscale=False,
+    keep_audio=False, workers=None, overwrite=False, retries=0, report=None, progress=True).
+    Returns the run summary; `summary.exit_code` is 0 only when no clip failed.
+    """
+    known = {f.name for f in fields(ResizeOptions)} - {"src", "out"}
+    unknown = set(options) - known
+    if unknown:
+        raise ConfigError(f"unknown resize option(s): {', '.join(sorted(unknown))}")
+    opts = ResizeOptions(src=Path(src), out=Path(out), **options)
+    items = plan(opts)
+    return run_items(
+        "resize", items, run_one, opts,
+        is_done=is_done,
+        workers=opts.n_workers,
+        overwrite=opts.overwrite,
+        retries=opts.retries,
+        report_path=opts.report_path,
+        progress=opts.progress,
+        rate_key="frames",
+    )

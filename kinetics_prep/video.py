@@ -1,0 +1,435 @@
+"""The only module that talks to codecs (PyAV, with its bundled FFmpeg).
+
+- `probe(path)` -> `VideoInfo`: the *displayed* size (rotation metadata applied), fps, codec,
+  and optionally the frame count by decoding (containers lie or say nothing).
+- `output_size(...)`: the resize geometry, one tested function.
+- `iter_frames(path, size=...)`: upright, resized BGR (or gray) numpy frames.
+- `reencode(src, dst, ...)`: the resize stage's H.264 re-encode with dense keyframes.
+
+Every codec failure is re-raised as a typed error naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import av.error
+import av.filter
+import numpy as np
+
+from .errors import ConfigError, DecodeError, EncodeError, ProbeError
+
+# Audio codecs the MP4 muxer accepts as they are; anything else is re-encoded to AAC.
+_MP4_AUDIO_COPY = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"})
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int  # displayed width, after rotation
+    height: int  # displayed height, after rotation
+    coded_width: int
+    coded_height: int
+    rotation: int  # clockwise degrees applied to coded frames to display them upright (0/90/180/270)
+    fps: float  # average frame rate (0.0 when unknown)
+    codec: str
+    frame_count: int | None  # decoded count when counted, else container metadata (may be None)
+    frames_counted: bool  # True when frame_count comes from decoding every frame
+    duration: float | None  # seconds, None when the container does not say
+    has_audio: bool
+
+
+def output_size(
+    width: int, height: int, short_edge: int | None, *, allow_upscale: bool = True
+) -> tuple[int, int]:
+    """Displayed (width, height) after resizing the short edge to `short_edge`.
+
+    The aspect ratio is kept and the long edge rounded to the nearest even number (H.264 with
+    4:2:0 chroma needs even sizes). `short_edge=None` keeps the size (made even). With
+    `allow_upscale=False` a video whose short edge is already <= `short_edge` keeps its size.
+    """
+    if width <= 0 or height <= 0:
+        raise ConfigError(f"invalid frame size {width}x{height}")
+    if short_edge is not None and short_edge < 2:
+        raise ConfigError(f"short edge must be >= 2, got {short_edge}")
+    if short_edge is None or (not allow_upscale and min(width, height) <= short_edge):
+        return _even(width), _even(height)
+    if width <= height:
+        return _even(short_edge), _even(height * short_edge / width)
+    return _even(width * short_edge / height), _even(short_edge)
+
+
+def _even(x: float) -> int:
+    """Nearest even integer >= 2 (halves round up, so 255.0 -> 256, 253.0 -> 254)."""
+    return max(2, 2 * int(math.floor(x / 2 + 0.5)))
+
+
+def _rotation_from_frame(frame: av.VideoFrame) -> int:
+    # PyAV reports the display matrix angle counter-clockwise; FFmpeg's autorotate turns the
+    # picture by its negation, i.e. clockwise by this many degrees.
+    return int(round(-getattr(frame, "rotation", 0) or 0)) % 360
+
+
+@contextmanager
+def open_video(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
+    """Open a container for reading; errors become ProbeError naming the file."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ProbeError(f"{p}: no such file")
+    if os.path.getsize(p) == 0:
+        raise ProbeError(f"{p}: empty file (0 bytes)")
+    try:
+        container = av.open(p, metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise ProbeError(f"{p}: cannot open as a video ({_reason(e)})") from e
+    try:
+        if not container.streams.video:
+            raise ProbeError(f"{p}: no video stream")
+        yield container
+    finally:
+        container.close()
+
+
+def _reason(e: BaseException) -> str:
+    # FFmpeg messages look like "[Errno 1094995529] Invalid data found when processing
+    # input: 'avcodec_send_packet()'"; keep the human part.
+    if isinstance(e, av.error.FFmpegError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def _video_stream(container: av.container.InputContainer, threads: int = 0) -> av.VideoStream:
+    stream = container.streams.video[0]
+    # Without thread_type AUTO, FFmpeg's decoder threading does nothing for H.264 input.
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads or (os.cpu_count() or 1)
+    return stream
+
+
+def _decode(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> Iterator[av.VideoFrame]:
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as e:
+        raise DecodeError(f"{path}: corrupt video data ({_reason(e)})") from e
+
+
+def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
+    """Describe a video. Decodes the first frame (rotation lives there) or, with
+    `count_frames`, every frame, so the count is what a decoder really yields."""
+    p = os.fspath(path)
+    with open_video(p) as container:
+        stream = _video_stream(container)
+        frames = _decode(container, stream, p)
+        first = next(frames, None)
+        if first is None:
+            raise DecodeError(f"{p}: no decodable video frames")
+        rotation = _rotation_from_frame(first)
+        count: int | None
+        if count_frames:
+            count = 1 + sum(1 for _ in frames)
+        else:
+            count = stream.frames or None
+        rate = stream.average_rate or stream.guessed_rate
+        coded_w, coded_h = first.width, first.height
+        w, h = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        return VideoInfo(
+            path=p,
+            width=w,
+            height=h,
+            coded_width=coded_w,
+            coded_height=coded_h,
+            rotation=rotation,
+            fps=float(rate) if rate else 0.0,
+            codec=stream.codec_context.name,
+            frame_count=count,
+            frames_counted=count_frames,
+            duration=duration,
+            has_audio=bool(container.streams.audio),
+        )
+
+
+class _FrameFilter:
+    """An FFmpeg filter graph: rotate upright, optionally drop duplicates, scale, convert.
+
+    Built from the first decoded frame, because rotation metadata arrives with frames.
+    Keeps timestamps (the graph passes pts through).
+    """
+
+    def __init__(
+        self,
+        stream: av.VideoStream,
+        first: av.VideoFrame,
+        *,
+        size: tuple[int, int] | None,
+        pix_fmt: str | None,
+        remove_dup: bool = False,
+    ) -> None:
+        self.rotation = _rotation_from_frame(first)
+        graph = av.filter.Graph()
+        chain = [graph.add_buffer(template=stream)]
+        if self.rotation == 90:
+            chain.append(graph.add("transpose", "clock"))
+        elif self.rotation == 270:
+            chain.append(graph.add("transpose", "cclock"))
+        elif self.rotation == 180:
+            chain.append(graph.add("hflip"))
+            chain.append(graph.add("vflip"))
+        if remove_dup:
+            chain.append(graph.add("mpdecimate"))
+        if size is not None:
+            chain.append(graph.add("scale", f"{size[0]}:{size[1]}"))
+        if pix_fmt is not None:
+            chain.append(graph.add("format", pix_fmt))
+        chain.append(graph.add("buffersink"))
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        self.graph = graph
+
+    def push(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """Feed one frame (None = end of stream) and return what the graph lets out."""
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int] | None = None,
+    short_edge: int | None = None,
+    gray: bool = False,
+    threads: int = 0,
+) -> Iterator[np.ndarray]:
+    """Yield every decoded frame upright as a numpy array (BGR uint8, or gray with `gray`).
+
+    `size=(w, h)` resizes to an exact displayed size; `short_edge=N` resizes the displayed short
+    edge to N keeping the aspect (see `output_size`); neither keeps the decoded size.
+    """
+    if size is not None and short_edge is not None:
+        raise ConfigError("give either an exact size or a short edge, not both")
+    p = os.fspath(path)
+    with open_video(p) as container:
+        stream = _video_stream(container, threads)
+        frames = _decode(container, stream, p)
+        first = next(frames, None)
+        if first is None:
+            raise DecodeError(f"{p}: no decodable video frames")
+        rotation = _rotation_from_frame(first)
+        cw, ch = first.width, first.height
+        dw, dh = (ch, cw) if rotation in (90, 270) else (cw, ch)
+        target = size if size is not None else (output_size(dw, dh, short_edge) if short_edge else None)
+        if target == (dw, dh):
+            target = None
+        pix_fmt = "gray" if gray else "bgr24"
+        filt = _FrameFilter(stream, first, size=target, pix_fmt=pix_fmt)
+        for frame in _chain_first(first, frames):
+            for out in filt.push(frame):
+                yield out.to_ndarray()
+        for out in filt.push(None):
+            yield out.to_ndarray()
+
+
+def _chain_first(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    yield first
+    yield from rest
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    frames_in: int
+    frames_out: int
+    width: int
+    height: int
+
+
+def reencode(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    short_edge: int | None = 256,
+    allow_upscale: bool = True,
+    gop: int = 16,
+    preset: str = "veryfast",
+    crf: float | None = None,
+    remove_dup: bool = False,
+    keep_audio: bool = False,
+    container_format: str = "mp4",
+    threads: int = 0,
+) -> EncodeResult:
+    """Re-encode `src` to H.264 in `dst` with the displayed short edge resized.
+
+    Frames keep their timestamps (variable frame rate stays variable, nothing is duplicated);
+    a keyframe at least every `gop` frames; display rotation is applied to the pixels so the
+    output needs no rotation metadata. `dst` is written as given: the caller picks a partial
+    name and renames it.
+    """
+    s, d = os.fspath(src), os.fspath(dst)
+    with open_video(s) as inp:
+        vin = _video_stream(inp, threads)
+        ain = inp.streams.audio[0] if (keep_audio and inp.streams.audio) else None
+        packets = inp.demux([vin] + ([ain] if ain is not None else []))
+        decoded = _decode_packets(packets, vin, s)
+
+        first = _first_video(decoded)
+        if first is None:
+            raise DecodeError(f"{s}: no decodable video frames")
+        rotation = _rotation_from_frame(first)
+        cw, ch = first.width, first.height
+        dw, dh = (ch, cw) if rotation in (90, 270) else (cw, ch)
+        w, h = output_size(dw, dh, short_edge, allow_upscale=allow_upscale)
+        filt = _FrameFilter(vin, first, size=(w, h), pix_fmt="yuv420p", remove_dup=remove_dup)
+
+        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+        try:
+            out = av.open(d, "w", format=container_format)
+        except av.error.FFmpegError as e:
+            raise EncodeError(f"{d}: cannot create output ({_reason(e)})") from e
+        try:
+            vout = out.add_stream("libx264", rate=rate)
+            vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+            vout.time_base = vin.time_base
+            vout.codec_context.time_base = vin.time_base
+            vout.codec_context.gop_size = gop
+            opts = {"preset": preset, "keyint_min": str(min(gop, 25))}
+            if crf is not None:
+                opts["crf"] = str(crf)
+            vout.options = opts
+            # 0 would leave x264 on one thread here; ask for the cores explicitly.
+            vout.codec_context.thread_count = threads or (os.cpu_count() or 1)
+            audio = _AudioPassthrough(out, ain, container_format) if ain is not None else None
+
+            frames_in = 0
+            frames_out = 0
+            last_pts: int | None = None
+            step = max(1, int(round(1 / (float(rate) * float(vin.time_base))))) if vin.time_base else 1
+
+            def encode_video(frames: list[av.VideoFrame]) -> None:
+                nonlocal frames_out, last_pts
+                for f in frames:
+                    # Keep source timestamps; repair missing or non-increasing ones only.
+                    pts = f.pts if f.pts is not None else (0 if last_pts is None else last_pts + step)
+                    if last_pts is not None and pts <= last_pts:
+                        pts = last_pts + 1
+                    f.pts, f.time_base, last_pts = pts, vin.time_base, pts
+                    # Without this the source's keyframe flags leak into x264 and gop is ignored.
+                    f.pict_type = av.video.frame.PictureType.NONE
+                    out.mux(vout.encode(f))
+                    frames_out += 1
+
+            for kind, frame in _chain_first_tagged(first, decoded):
+                if kind == "audio":
+                    audio.add(frame)  # type: ignore[union-attr]
+                    continue
+                frames_in += 1
+                encode_video(filt.push(frame))
+            encode_video(filt.push(None))
+            out.mux(vout.encode(None))
+            if audio is not None:
+                audio.flush()
+        except av.error.FFmpegError as e:
+            raise EncodeError(f"{d}: encoding failed ({_reason(e)})") from e
+        finally:
+            out.close()
+    if frames_out == 0:
+        raise EncodeError(f"{s}: no frames were encoded")
+    return EncodeResult(frames_in=frames_in, frames_out=frames_out, width=w, height=h)
+
+
+def _decode_packets(packets, vin, path: str):
+    """Yield ('video', frame) / ('audio', packet) in container order."""
+    try:
+        for packet in packets:
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    yield "video", frame
+            elif packet.dts is not None:
+                yield "audio", packet
+    except av.error.FFmpegError as e:
+        raise DecodeError(f"{path}: corrupt video data ({_reason(e)})") from e
+
+
+def _first_video(decoded) -> av.VideoFrame | None:
+    """Advance to the first video frame; audio packets seen before it are kept for later."""
+    # Audio packets before the first video frame are rare and negligible (a few ms); dropping
+    # them keeps the pipeline simple. They are not counted anywhere.
+    for kind, item in decoded:
+        if kind == "video":
+            return item
+    return None
+
+
+def _chain_first_tagged(first, rest):
+    yield "video", first
+    yield from rest
+
+
+class _AudioPassthrough:
+    """--keep-audio: copy the audio packets when the container accepts the codec, else AAC."""
+
+    def __init__(self, out, ain, container_format: str) -> None:
+        self.out = out
+        self.ain = ain
+        name = ain.codec_context.name
+        self.copy = container_format != "mp4" or name in _MP4_AUDIO_COPY
+        if self.copy:
+            self.aout = out.add_stream_from_template(ain)
+        else:
+            self.aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+            self.resampler = av.AudioResampler(
+                format="fltp", layout=self.aout.codec_context.layout, rate=self.aout.codec_context.sample_rate,
+                frame_size=self.aout.codec_context.frame_size or 1024,
+            )
+
+    def add(self, packet) -> None:
+        if self.copy:
+            packet.stream = self.aout
+            self.out.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None
+            for rf in self.resampler.resample(frame):
+                self.out.mux(self.aout.encode(rf))
+
+    def flush(self) -> None:
+        if not self.copy:
+            for rf in self.resampler.resample(None):
+                self.out.mux(self.aout.encode(rf))
+            self.out.mux(self.aout.encode(None))
+
+
+def keyframe_indices(path: str | os.PathLike) -> list[int]:
+    """Indices (in decode order of packets) of keyframes in the first video stream."""
+    p = os.fspath(path)
+    with open_video(p) as container:
+        stream = container.streams.video[0]
+        out = []
+        i = 0
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.is_keyframe:
+                out.append(i)
+            i += 1
+        return out
+
+
+def has_h264_encoder() -> bool:
+    """Whether the bundled FFmpeg can encode H.264 (libx264)."""
+    return "libx264" in av.codecs_available
