@@ -29,9 +29,9 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar, Union
 
 from .errors import AnnotationError, ConfigError, InputError, OutputError
 
@@ -84,6 +84,34 @@ TORCHVISION_ORDER_DIFFERENCES: dict[str, tuple[tuple[str, int, int], ...]] = {
 
 _CLIP_NAME_RE = re.compile(r"^(?P<id>.+)_(?P<start>\d{6,})_(?P<end>\d{6,})$")
 _BAD_ID_CHARS = frozenset("/\\\x00\n\r\t")
+
+
+# --------------------------------------------------------------------------------------------
+# Options plumbing shared by the public functions
+
+_O = TypeVar("_O")
+
+
+def path_tuple(paths: PathLike | Sequence[PathLike]) -> tuple[Path, ...]:
+    """One path or several -> a tuple of Paths."""
+    if isinstance(paths, (str, os.PathLike)):
+        return (Path(paths),)
+    return tuple(Path(p) for p in paths)
+
+
+def make_options(cls: type[_O], given: _O | None = None, /, **kwargs: Any) -> _O:
+    """`given` itself (when an options object is passed), else `cls(**kwargs)`; unknown keyword
+    names are a ConfigError, not a TypeError."""
+    if isinstance(given, cls):
+        extra = {k: v for k, v in kwargs.items() if v is not None}
+        if extra:
+            raise ConfigError(f"pass either a {cls.__name__} or keyword options, not both: {sorted(extra)}")
+        return given
+    known = {f.name for f in fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = set(kwargs) - known
+    if unknown:
+        raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,9 +713,18 @@ class ClassesResult:
     unlabelled: int  # clips without label (test)
 
 
-def list_classes(options: ClassesOptions) -> ClassesResult:
+def list_classes(annotations: ClassesOptions | PathLike | Sequence[PathLike], **options: Any) -> ClassesResult:
     """Classes of the annotations with clip counts per split and label ids; optionally writes
-    the label map (one name per line, id order)."""
+    the label map (one name per line, id order).
+
+    `annotations`: annotation file(s) (or a ClassesOptions). Keyword options are the fields of
+    ClassesOptions: order="mmaction2"|"torchvision", class_style="mmaction2"|"torchvision",
+    label_map_out=None, default_split=None.
+    """
+    if isinstance(annotations, ClassesOptions):
+        options = make_options(ClassesOptions, annotations, **options)
+    else:
+        options = make_options(ClassesOptions, annotations=path_tuple(annotations), **options)
     ann = load_annotations(options.annotations, default_split=options.default_split)
     label_map, source = label_map_for(ann, options.order)
     counts: dict[str, Counter] = {}
@@ -793,10 +830,11 @@ class SelectOptions:
         if not self.annotations:
             raise ConfigError("no annotation file given")
         set_("out", Path(self.out))
-        set_("classes", tuple(c for c in self.classes))
+        set_("classes", (self.classes,) if isinstance(self.classes, str) else tuple(self.classes))
         if any(not isinstance(c, str) or not c.strip() for c in self.classes):
             raise ConfigError("--classes contains an empty name")
-        set_("splits", tuple(normalize_split(s) for s in self.splits))
+        splits = (self.splits,) if isinstance(self.splits, str) else self.splits
+        set_("splits", tuple(normalize_split(s) for s in splits))
         for k in ("max_samples", "max_per_class"):
             v = getattr(self, k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -820,8 +858,21 @@ class SelectResult:
     duplicates: tuple[Duplicate, ...]
 
 
-def select_subset(options: SelectOptions) -> SelectResult:
-    """Write a subset of the annotations (official CSV header) chosen by class/split/count."""
+def select_subset(
+    annotations: SelectOptions | PathLike | Sequence[PathLike], out: PathLike | None = None, **options: Any
+) -> SelectResult:
+    """Write a subset of the annotations (official CSV header) chosen by class/split/count.
+
+    `annotations`: annotation file(s) (or a SelectOptions); `out`: the CSV to write. Keyword
+    options are the fields of SelectOptions: classes=(), splits=(), max_samples=None,
+    max_per_class=None, shuffle=False, seed=None, default_split=None.
+    """
+    if isinstance(annotations, SelectOptions):
+        options = make_options(SelectOptions, annotations, out=out, **options)
+    else:
+        if out is None:
+            raise ConfigError("select needs an output path")
+        options = make_options(SelectOptions, annotations=path_tuple(annotations), out=Path(out), **options)
     ann = load_annotations(options.annotations, default_split=options.default_split)
     classes = resolve_classes(options.classes, ann.labels()) if options.classes else []
     seed = options.seed

@@ -14,7 +14,7 @@ from kinetics_prep.layout import STATE_DIR
 from kinetics_prep.stages.arrange import (
     ArrangeOptions,
     RenameClassesOptions,
-    arrange,
+    arrange_clips,
     rename_classes,
 )
 
@@ -60,7 +60,7 @@ def _opts(t: dict[str, Path], **kw) -> ArrangeOptions:
 
 
 def test_arrange_symlinks_with_tricky_names_and_replacements(tree: dict[str, Path]) -> None:
-    res = arrange(_opts(tree))
+    res = arrange_clips(_opts(tree))
     dst = tree["dst"]
     a = dst / "massaging_person's_head" / "-dash_id01_000010_000020.mp4"
     b = dst / "hurling_(sport)" / "-x_y-z_000000_000010.mp4"  # renamed to the canonical name
@@ -90,51 +90,51 @@ def test_arrange_symlinks_with_tricky_names_and_replacements(tree: dict[str, Pat
 
 
 def test_arrange_is_idempotent_and_repoints_links(tree: dict[str, Path]) -> None:
-    arrange(_opts(tree, replacements=None))
+    arrange_clips(_opts(tree, replacements=None))
     c = tree["dst"] / "air_drumming" / "corrupt01_000005_000015.mp4"
     assert c.read_bytes() == b"bad"
-    again = arrange(_opts(tree, replacements=None))
+    again = arrange_clips(_opts(tree, replacements=None))
     t = again.splits["train"]
     assert (t.placed, t.unchanged, t.found) == (0, 3, 3)
     # now with the replacement folder: the link is re-pointed, nothing else changes
-    third = arrange(_opts(tree))
+    third = arrange_clips(_opts(tree))
     assert third.splits["train"].placed == 1 and third.splits["train"].unchanged == 2
     assert c.read_bytes() == b"good"
 
 
 def test_arrange_all_splits_and_test_clips_flat(tree: dict[str, Path]) -> None:
     (tree["root"] / "test.csv").write_text("youtube_id,time_start,time_end,split\n-x_y-z,0,10,test\n")
-    res = arrange(_opts(tree, split=None, replacements=None))
+    res = arrange_clips(_opts(tree, split=None, replacements=None))
     assert set(res.splits) == {"train", "val"}
     assert res.splits["val"].found == 1
     assert (tree["dst"] / "abseiling" / "valclip01_000001_000011.mp4").exists()
-    res = arrange(_opts(tree, annotations=(tree["root"] / "test.csv",), split=None,
+    res = arrange_clips(_opts(tree, annotations=(tree["root"] / "test.csv",), split=None,
                         dst=tree["root"] / "videos_test", replacements=None))
     assert (tree["root"] / "videos_test" / "-x_y-z_000000_000010.mp4").is_symlink()
     assert res.splits["test"].found == 1
 
 
 def test_arrange_copy_then_rerun(tree: dict[str, Path]) -> None:
-    arrange(_opts(tree, mode="copy"))
+    arrange_clips(_opts(tree, mode="copy"))
     a = tree["dst"] / "massaging_person's_head" / "-dash_id01_000010_000020.mp4"
     assert a.is_file() and not a.is_symlink()
     assert (tree["src"] / "-dash_id01_000010_000020.mp4").exists()
-    again = arrange(_opts(tree, mode="copy"))
+    again = arrange_clips(_opts(tree, mode="copy"))
     assert again.splits["train"].unchanged == 3 and again.splits["train"].placed == 0
     assert not list(tree["dst"].rglob("*.partial"))
 
 
 def test_arrange_move_then_rerun(tree: dict[str, Path]) -> None:
-    arrange(_opts(tree, mode="move", replacements=None))
+    arrange_clips(_opts(tree, mode="move", replacements=None))
     assert not (tree["src"] / "-dash_id01_000010_000020.mp4").exists()
     assert (tree["dst"] / "massaging_person's_head" / "-dash_id01_000010_000020.mp4").read_bytes() == b"dash"
-    again = arrange(_opts(tree, mode="move", replacements=None))
+    again = arrange_clips(_opts(tree, mode="move", replacements=None))
     t = again.splits["train"]
     assert (t.present, t.found, t.missing) == (3, 3, 3)
 
 
 def test_arrange_in_place_move(tree: dict[str, Path]) -> None:
-    res = arrange(_opts(tree, dst=tree["src"], mode="move", replacements=None))
+    res = arrange_clips(_opts(tree, dst=tree["src"], mode="move", replacements=None))
     assert res.splits["train"].found == 3
     assert (tree["src"] / "hurling_(sport)" / "-x_y-z_000000_000010.mp4").is_file()
     with pytest.raises(ConfigError, match="in place"):
@@ -145,7 +145,7 @@ def test_arrange_never_deletes_a_real_file(tree: dict[str, Path]) -> None:
     target = tree["dst"] / "air_drumming" / "corrupt01_000005_000015.mp4"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"precious, different size")
-    res = arrange(_opts(tree))
+    res = arrange_clips(_opts(tree))
     assert target.read_bytes() == b"precious, different size"
     assert res.splits["train"].conflicts == 1
 
@@ -156,11 +156,12 @@ def test_arrange_options_validation(tree: dict[str, Path]) -> None:
     with pytest.raises(InputError):
         _opts(tree, src=tree["root"] / "nope")
     with pytest.raises(ConfigError, match="no clip of split"):
-        arrange(_opts(tree, split="test"))
+        arrange_clips(_opts(tree, split="test"))
 
 
 def test_arrange_torchvision_style(tree: dict[str, Path]) -> None:
-    arrange(_opts(tree, class_style="torchvision"))
+    arrange_clips(tree["src"], tree["dst"], tree["csv"], replacements=tree["rep"], split="train",
+                  class_style="torchvision")
     assert (tree["dst"] / "massaging_persons_head" / "-dash_id01_000010_000020.mp4").exists()
     assert (tree["dst"] / "hurling_sport").is_dir()
 
@@ -176,14 +177,14 @@ def test_rename_classes_tricky_names(tmp_path: Path) -> None:
         (root / n).mkdir(parents=True)
         (root / n / "clip.mp4").write_bytes(b"x")
     (root / "file with space.txt").write_text("not a dir")
-    res = rename_classes(RenameClassesOptions((root,)))
+    res = rename_classes(root)
     got = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert got == sorted(["massaging_person's_head", "hurling_(sport)", "air_drumming", "abseiling",
                           "two__spaces", "glob_*_[x]?", "back\\slash", "-starts_with_dash"])
     assert res.unchanged == 2 and len(res.renamed) == 6
     assert (root / "hurling_(sport)" / "clip.mp4").exists()
     assert (root / "file with space.txt").exists()
-    again = rename_classes(RenameClassesOptions((root,)))
+    again = rename_classes(root)
     assert again.renamed == () and again.unchanged == 8
 
 
@@ -192,7 +193,7 @@ def test_rename_classes_refuses_collisions_and_changes_nothing(tmp_path: Path) -
     for n in ("a b", "a_b", "c d", 'c "d'):
         (root / n).mkdir(parents=True)
     with pytest.raises(OutputError) as exc:
-        rename_classes(RenameClassesOptions((root,)))
+        rename_classes(root)
     msg = str(exc.value)
     assert "'a b' -> 'a_b', which already exists" in msg
     assert "would both become 'c_d'" in msg

@@ -10,7 +10,6 @@ import pytest
 
 from conftest import require_shared
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.kinetics import read_label_map
 from kinetics_prep.layout import FRAME_META_FILE, NAMINGS
 from kinetics_prep.stages.filelist import (
     FileListOptions,
@@ -171,7 +170,7 @@ def test_without_annotations_labels_from_class_dirs(tmp_path: Path) -> None:
     root = tmp_path / "r"
     for cls, clip in [("zumba", "a_000000_000010"), ("abseiling", "b_000000_000010"), ("air_drumming", "c_000000_000010")]:
         make_frames(root / cls / clip, 3, 2)
-    res = build_file_lists(FileListOptions(root, tmp_path / "o", split="train"))
+    res = build_file_lists(root, tmp_path / "o", split="train")
     assert "sorted class directories" in res.label_source
     assert res.summaries[0].list_path.read_text() == (
         "abseiling/b_000000_000010 3 0\nair_drumming/c_000000_000010 3 1\nzumba/a_000000_000010 3 2\n"
@@ -187,7 +186,7 @@ def test_test_split_level1_label_minus_one(tmp_path: Path) -> None:
     root = tmp_path / "rawframes_test"
     make_frames(root / "-t1_000000_000010", 4, 3)
     make_frames(root / "t2_000005_000015", 2, 1)
-    res = build_file_lists(FileListOptions(root, tmp_path / "o", formats=("rawframes", "flow"), split="test", level=1))
+    res = build_file_lists(root, tmp_path / "o", formats=("rawframes", "flow"), split="test", level=1)
     assert res.summaries[0].list_path.read_text() == "-t1_000000_000010 4 -1\nt2_000005_000015 2 -1\n"
     assert res.summaries[1].list_path.read_text() == "-t1_000000_000010 3 -1\nt2_000005_000015 1 -1\n"
     with pytest.raises(ConfigError, match="level 1"):
@@ -301,4 +300,7 @@ def test_options_validation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no clip of split 'val'"):
         build_file_lists(FileListOptions(root, tmp_path / "o", split="val", annotations=(ann,)))
     assert list_file_name("kinetics700", "train", "flow") == "kinetics700_train_list_flow.txt"
-    assert read_label_map  # imported API is used elsewhere
+    with pytest.raises(ConfigError, match="unknown option"):
+        build_file_lists(root, tmp_path / "o", frobnicate=True)
+    with pytest.raises(ConfigError, match="either"):
+        build_file_lists(FileListOptions(root, tmp_path / "o"), split="val")

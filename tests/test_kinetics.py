@@ -300,7 +300,7 @@ def test_list_classes_counts_and_label_map(tmp_path: Path) -> None:
 
 def test_list_classes_real_k600_writes_mmaction2_map(tmp_path: Path) -> None:
     path = require_shared("annotations", "kinetics-600_val.csv")
-    res = list_classes(ClassesOptions((path,), label_map_out=tmp_path / "k600.txt"))
+    res = list_classes(path, label_map_out=tmp_path / "k600.txt")
     ref = require_shared("annotations", "mmaction2_label_map_k600.txt")
     assert (tmp_path / "k600.txt").read_bytes() == ref.read_bytes()
     assert sum(c.counts["val"] for c in res.classes) == 30000
@@ -344,7 +344,8 @@ def test_select_without_shuffle_takes_first_and_limits(tmp_path: Path) -> None:
         (s, lb): 2 for s in ("train", "val")
         for lb in ("air drumming", "hurling (sport)", "massaging person's head", "zumba")
     }
-    res = select_subset(SelectOptions((tmp_path / "many.csv",), tmp_path / "s.csv", shuffle=True))
+    res = select_subset(tmp_path / "many.csv", tmp_path / "s.csv", shuffle=True, classes="zumba")
+    assert {c.label for c in res.clips} == {"zumba"}
     assert isinstance(res.seed, int)  # drawn and reported, so the run can be repeated
 
 

@@ -24,7 +24,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, InputError, OutputError
 from ..kinetics import (
@@ -32,8 +32,11 @@ from ..kinetics import (
     CSV_HEADER,
     Clip,
     class_dir_name,
+    PathLike,
     load_annotations,
+    make_options,
     normalize_split,
+    path_tuple,
 )
 from ..layout import PARTIAL_SUFFIX, STATE_DIR, is_hidden, normalize_extensions
 
@@ -328,10 +331,27 @@ def _write_reports(report_dir: Path, results: list[ArrangeItemResult], unannotat
         raise OutputError(f"cannot write reports in {report_dir}: {e}") from e
 
 
-def arrange(options: ArrangeOptions) -> ArrangeResult:
+def arrange_clips(
+    src: ArrangeOptions | PathLike,
+    dst: PathLike | None = None,
+    annotations: PathLike | Sequence[PathLike] = (),
+    **options: Any,
+) -> ArrangeResult:
     """Arrange SRC into DST/class_dir/clip; report per split (annotated, found, missing, ...)
     and write ``DST/.kinetics_prep/arrange_missing.csv`` (official columns + reason: feed it to a
-    downloader), ``arrange_unannotated.txt`` and ``arrange_summary.json``."""
+    downloader), ``arrange_unannotated.txt`` and ``arrange_summary.json``.
+
+    Keyword options are the fields of ArrangeOptions: mode="symlink"|"hardlink"|"copy"|"move",
+    replacements=None, split=None, class_style="mmaction2", exts=None, dry_run=False,
+    default_split=None. An ArrangeOptions may be passed instead of all arguments.
+    """
+    if isinstance(src, ArrangeOptions):
+        options = make_options(ArrangeOptions, src, **options)
+    else:
+        if dst is None:
+            raise ConfigError("arrange needs a destination directory")
+        options = make_options(ArrangeOptions, src=Path(src), dst=Path(dst),
+                               annotations=path_tuple(annotations), **options)
     items, unannotated, other, dups = plan_arrange(options)
     results: list[ArrangeItemResult] = []
     made: set[Path] = set()
@@ -399,10 +419,17 @@ class RenameResult:
     dry_run: bool = False
 
 
-def rename_classes(options: RenameClassesOptions) -> RenameResult:
+def rename_classes(roots: RenameClassesOptions | PathLike | Sequence[PathLike], **options: Any) -> RenameResult:
     """Rename class directories under each root to their class-directory form. All targets are
     checked first; any collision (two names giving one, or the new name already taken) raises
-    OutputError and nothing is renamed."""
+    OutputError and nothing is renamed.
+
+    Keyword options: style="mmaction2"|"torchvision", dry_run=False.
+    """
+    if isinstance(roots, RenameClassesOptions):
+        options = make_options(RenameClassesOptions, roots, **options)
+    else:
+        options = make_options(RenameClassesOptions, roots=path_tuple(roots), **options)
     plan: list[tuple[Path, Path]] = []
     unchanged = 0
     problems: list[str] = []

@@ -21,11 +21,12 @@ import json
 import os
 import random
 import re
+import stat
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import AnnotationError, ConfigError, InputError, OutputError
 from ..kinetics import (
@@ -33,8 +34,11 @@ from ..kinetics import (
     Clip,
     LabelMap,
     label_map_for,
+    PathLike,
     load_annotations,
+    make_options,
     normalize_split,
+    path_tuple,
     read_label_map,
 )
 from ..kinetics import class_dir_name as _class_dir_name
@@ -308,10 +312,11 @@ def _scan(root: Path, level: int, exts: frozenset[str], want_videos: bool, want_
                     partial[os.path.splitext(stem)[0]] = rel
                     continue
                 stem, ext = os.path.splitext(name)
-                if want_videos and ext.lower() in exts:
-                    # is_file() follows links: a dangling link is kept and reported later.
+                is_dir = e.is_dir()  # follows links; d_type, no stat on most filesystems
+                if want_videos and not is_dir and ext.lower() in exts:
+                    # a dangling link is kept here and reported as broken later
                     entries.append(_Entry(stem, rel, cdir, True, e.path))
-                elif want_dirs and e.is_dir():
+                elif want_dirs and is_dir:
                     entries.append(_Entry(name, rel, cdir, False, e.path))
     entries.sort(key=lambda x: x.rel)
     return entries, partial, class_dirs
@@ -340,9 +345,24 @@ def _mmaction2_config(fmt: str, naming: str, list_path: Path, root: Path) -> str
 # --------------------------------------------------------------------------------------------
 
 
-def build_file_lists(options: FileListOptions) -> FileListResult:
-    """Write the requested lists and their missing reports; return counts per format."""
-    opts = options
+def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None = None,
+                     **options: Any) -> FileListResult:
+    """Write the requested lists and their missing reports; return counts per format.
+
+    `root`: the split's videos or rawframes root (or a FileListOptions); `out_dir`: where the
+    lists go. Keyword options are the fields of FileListOptions: formats=("rawframes",),
+    dataset="kinetics400", split="train", annotations=(), label_map=None,
+    label_order="mmaction2", level=2, shuffle=False, seed=None, output_format="txt",
+    naming=None, exts=None, default_split=None.
+    """
+    if isinstance(root, FileListOptions):
+        opts = make_options(FileListOptions, root, **options)
+    else:
+        if out_dir is None:
+            raise ConfigError("file-list needs an output directory")
+        if "annotations" in options and options["annotations"] is not None:
+            options["annotations"] = path_tuple(options["annotations"])
+        opts = make_options(FileListOptions, root=Path(root), out_dir=Path(out_dir), **options)
     warnings: list[str] = []
     is_test = opts.split == "test"
 
@@ -470,12 +490,16 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
         # completeness
         if is_video_fmt:
             try:
-                size = os.stat(e.path).st_size
+                st = os.stat(e.path)
             except OSError:
                 incomplete += 1
                 report.append((e.key, e.rel, "broken link or unreadable file"))
                 continue
-            if size == 0:
+            if not stat.S_ISREG(st.st_mode):
+                incomplete += 1
+                report.append((e.key, e.rel, "not a regular file"))
+                continue
+            if st.st_size == 0:
                 incomplete += 1
                 report.append((e.key, e.rel, "empty file"))
                 continue
