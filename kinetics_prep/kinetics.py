@@ -634,7 +634,7 @@ def read_label_map(path: PathLike) -> LabelMap:
         ids = [int(m.group(1)) for m in matches]  # type: ignore[union-attr]
         if sorted(ids) == list(range(len(ids))):
             names = [""] * len(ids)
-            for i, m in zip(ids, matches):
+            for i, m in zip(ids, matches, strict=True):
                 names[i] = m.group(2).strip()  # type: ignore[union-attr]
             return LabelMap(tuple(names))
     return LabelMap(tuple(lines))

@@ -136,10 +136,11 @@ def test_rawframes_and_flow_with_annotations(rawroot: dict[str, Path]) -> None:
 
     # mmaction2 semantics: each line parses; paths exist relative to the root; counts match
     for rel, n, label in rawframe_dataset_parse(raw.list_path):
-        assert (rawroot["root"] / rel).is_dir()
+        assert count_frames(rawroot["root"] / rel).frames == n
         assert 0 <= label < 4
     for rel, n, label in rawframe_dataset_parse(flow.list_path):
         assert count_frames(rawroot["root"] / rel).flow_x == n
+        assert 0 <= label < 4
 
 
 def test_label_ids_from_train_annotations_without_map(rawroot: dict[str, Path]) -> None:

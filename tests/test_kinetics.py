@@ -320,7 +320,7 @@ def test_select_reproducible_with_seed(tmp_path: Path) -> None:
     opts = dict(annotations=(src,), classes=("hurling_(sport)", "massaging person's head"),
                 max_samples=7, shuffle=True, seed=3)
     a = select_subset(SelectOptions(out=tmp_path / "a.csv", **opts))
-    b = select_subset(SelectOptions(out=tmp_path / "b.csv", **opts))
+    select_subset(SelectOptions(out=tmp_path / "b.csv", **opts))
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     assert a.counts == {"train": 7, "val": 7} and a.seed == 3
     assert {c.label for c in a.clips} <= {"hurling (sport)", "massaging person's head"}
