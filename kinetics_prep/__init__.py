@@ -7,6 +7,13 @@ The public API is the same set of functions the command line calls:
     download_youtube(annotations, out, **options) -> YoutubeSummary  # `download --source youtube`
     resize_videos(src, out, **options)  ->  RunSummary      # `kinetics-prep resize`
     run_demo(out)                       ->  int             # `kinetics-prep demo`
+    list_classes(annotations, **options)         -> ClassesResult   # `kinetics-prep classes`
+    select_subset(annotations, out, **options)   -> SelectResult    # `kinetics-prep select`
+    arrange_clips(src, dst, annotations, **opts) -> ArrangeResult   # `kinetics-prep arrange`
+    rename_classes(roots, **options)             -> RenameResult    # `kinetics-prep rename-classes`
+    build_file_lists(root, out_dir, **options)   -> FileListResult  # `kinetics-prep file-list`
+    overlap(a, b)                                -> OverlapResult   # `kinetics-prep overlap`
+    load_annotations(paths) -> Annotations; read_label_map / write_label_map; Clip; LabelMap
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
 """
@@ -21,6 +28,7 @@ from .acquire import (
 )
 from .demo import run_demo
 from .errors import (
+    AnnotationError,
     ConfigError,
     DecodeError,
     EncodeError,
@@ -28,7 +36,23 @@ from .errors import (
     MissingDependencyError,
     ProbeError,
 )
+from .kinetics import (
+    Annotations,
+    Clip,
+    LabelMap,
+    class_dir_name,
+    clip_name,
+    list_classes,
+    load_annotations,
+    overlap,
+    read_label_map,
+    select_subset,
+    write_annotations,
+    write_label_map,
+)
 from .runner import ItemResult, RunSummary
+from .stages.arrange import arrange_clips, rename_classes
+from .stages.filelist import build_file_lists
 from .stages.resize import ResizeOptions, resize_videos
 from .video import VideoInfo, output_size, probe
 
@@ -41,6 +65,22 @@ __all__ = [
     "download_annotations",
     "download_videos",
     "download_youtube",
+    "AnnotationError",
+    "Annotations",
+    "Clip",
+    "LabelMap",
+    "arrange_clips",
+    "build_file_lists",
+    "class_dir_name",
+    "clip_name",
+    "list_classes",
+    "load_annotations",
+    "overlap",
+    "read_label_map",
+    "rename_classes",
+    "select_subset",
+    "write_annotations",
+    "write_label_map",
     "ConfigError",
     "DecodeError",
     "EncodeError",

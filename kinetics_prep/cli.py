@@ -245,6 +245,317 @@ def _run_download(a: argparse.Namespace) -> int:
     )
     print("\n".join(vs.lines()), file=sys.stderr)
     return 0 if vs.ok else 1
+# ---------------------------------------------------------------- Kinetics annotations and lists
+# classes, select, arrange, rename-classes, file-list, overlap: thin wrappers over
+# kinetics_prep.kinetics and kinetics_prep.stages.{arrange,filelist}.
+
+_ANN_HELP = "annotation file(s): official Kinetics CSV (columns read by header name) or JSON"
+
+
+def _add_default_split(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--default-split", choices=("train", "val", "test"), default=None,
+                   help="split of rows in files without a 'split' column (default: from the file name, "
+                        "e.g. kinetics_val.csv)")
+
+
+def _warn_duplicates(dups: Sequence, limit: int = 5) -> None:
+    for d in list(dups)[:limit]:
+        print(f"warning: {d}", file=sys.stderr)
+    if len(dups) > limit:
+        print(f"warning: ... {len(dups) - limit} more duplicate clips (first occurrences kept)", file=sys.stderr)
+
+
+def _add_classes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classes",
+        help="list classes with clip counts per split and label ids; write a label map",
+        description="List the classes of Kinetics annotations: label id, class directory, clip "
+                    "counts per split and the label as written in the annotations (tab-separated, "
+                    "on stdout). Label ids are the index in the sorted set of TRAIN labels "
+                    "(mmaction2's rule); with no train split given, of all labels given.",
+    )
+    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS", help=_ANN_HELP)
+    p.add_argument("-o", "--label-map-out", default=None, metavar="PATH",
+                   help="write the label map here: one class name per line, line index = label id "
+                        "(the format of mmaction2's label_map_k400.txt)")
+    p.add_argument("--order", choices=("mmaction2", "torchvision"), default="mmaction2",
+                   help="label-id order: mmaction2 (default; sort by name without '\"', spaces as '_') "
+                        "or torchvision (also drops ', ( and ) before sorting: a few ids differ)")
+    p.add_argument("--class-style", choices=("mmaction2", "torchvision"), default="mmaction2",
+                   help="class directory names shown (default: mmaction2)")
+    _add_default_split(p)
+    p.set_defaults(handler=_run_classes)
+
+
+def _run_classes(a: argparse.Namespace) -> int:
+    from .kinetics import list_classes
+
+    res = list_classes(a.annotations, order=a.order, class_style=a.class_style,
+                       label_map_out=a.label_map_out, default_split=a.default_split)
+    _warn_duplicates(res.duplicates)
+    splits = [s for s in res.splits if s] or list(res.splits)
+    print("\t".join(["id", "class_dir", *splits, "label"]))
+    for c in res.classes:
+        ident = "-" if c.id is None else str(c.id)
+        print("\t".join([ident, c.class_dir, *(str(c.counts.get(s, 0)) for s in splits), c.label]))
+    source = ("sorted train labels" if res.id_source == "train"
+              else "sorted labels of all given annotations (no train split given)")
+    msg = f"{len(res.classes)} classes; label ids from {source}, {a.order} order"
+    if res.unlabelled:
+        msg += f"; {res.unlabelled} clips without label (test)"
+    if res.label_map_path:
+        msg += f"; label map written to {res.label_map_path}"
+    print(msg, file=sys.stderr)
+    return 0
+
+
+def _add_select(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "select",
+        help="write a subset of the annotations (classes, at most N clips per split, seeded)",
+        description="Choose clips like fiftyone's zoo loaders: only the given classes, at most "
+                    "--max-samples clips per split (and --max-per-class per class and split); the "
+                    "first ones in file order, or a random choice with --shuffle that --seed makes "
+                    "reproducible. The subset is written with the official CSV header, so every "
+                    "other command reads it.",
+    )
+    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS", help=_ANN_HELP)
+    p.add_argument("-o", "--out", required=True, metavar="CSV", help="subset CSV to write")
+    p.add_argument("--classes", nargs="+", default=[], metavar="CLASS",
+                   help="classes to keep, as labels (quote names with spaces) or class directory "
+                        "names (default: all)")
+    p.add_argument("--classes-file", default=None, metavar="PATH",
+                   help="file with one class per line (e.g. a label map), added to --classes")
+    p.add_argument("--split", dest="splits", action="append", choices=("train", "val", "test"), default=[],
+                   help="keep only this split (repeatable; default: all)")
+    p.add_argument("--max-samples", type=int, default=None, metavar="N", help="at most N clips per split")
+    p.add_argument("--max-per-class", type=int, default=None, metavar="N",
+                   help="at most N clips per class and split")
+    p.add_argument("--shuffle", action="store_true",
+                   help="choose at random instead of the first clips (see --seed)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed for --shuffle (default: drawn and printed, so the run can be repeated)")
+    _add_default_split(p)
+    p.set_defaults(handler=_run_select)
+
+
+def _run_select(a: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .kinetics import select_subset
+
+    classes = list(a.classes)
+    if a.classes_file:
+        try:
+            with open(a.classes_file, encoding="utf-8-sig") as f:
+                classes += [ln.strip() for ln in f if ln.strip()]
+        except OSError as e:
+            raise InputError(f"cannot read {a.classes_file}: {e}") from e
+    res = select_subset(a.annotations, a.out, classes=tuple(classes), splits=tuple(a.splits),
+                        max_samples=a.max_samples, max_per_class=a.max_per_class,
+                        shuffle=a.shuffle, seed=a.seed, default_split=a.default_split)
+    _warn_duplicates(res.duplicates)
+    counts = ", ".join(f"{s or '?'}: {n}" for s, n in sorted(res.counts.items())) or "none"
+    msg = f"wrote {len(res.clips)} clips ({counts}) to {res.out}"
+    if a.shuffle:
+        msg += f"; seed {res.seed}"
+    print(msg, file=sys.stderr)
+    return 0
+
+
+def _add_arrange(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "arrange",
+        help="turn a flat folder of clips into DST/class_dir/clip (symlinks by default)",
+        description="Put every annotated clip of SRC (flat CVDF layout: {id}_{start:06d}_{end:06d}.mp4, "
+                    "or {id}.mp4 when the id has one annotated segment) into "
+                    "DST/{class_dir}/{id}_{start:06d}_{end:06d}.ext. Files in --replacements win over "
+                    "SRC. Reruns are idempotent; a real file already in DST is never deleted. "
+                    "Reports per split; missing clips go to DST/.kinetics_prep/arrange_missing.csv "
+                    "(official columns + reason), stray files to arrange_unannotated.txt.",
+    )
+    p.add_argument("src", metavar="SRC", help="flat folder of clips")
+    p.add_argument("dst", metavar="DST", help="split root to fill, e.g. data/kinetics400/videos_train")
+    p.add_argument("--annotations", nargs="+", required=True, metavar="ANNOTATIONS", help=_ANN_HELP)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--symlink", dest="mode", action="store_const", const="symlink",
+                      help="absolute symbolic links to the sources (default)")
+    mode.add_argument("--hardlink", dest="mode", action="store_const", const="hardlink",
+                      help="hard links (same filesystem only)")
+    mode.add_argument("--copy", dest="mode", action="store_const", const="copy", help="copy the files")
+    mode.add_argument("--move", dest="mode", action="store_const", const="move",
+                      help="move the files (DST may then be SRC itself: arrange in place)")
+    p.set_defaults(mode="symlink")
+    p.add_argument("--replacements", default=None, metavar="DIR",
+                   help="folder whose clips replace SRC's (e.g. K400's replacement_for_corrupted_k400)")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None,
+                   help="only clips of this split (default: every clip of the annotations)")
+    p.add_argument("--class-style", choices=("mmaction2", "torchvision"), default="mmaction2",
+                   help="class directory names: mmaction2 (default: drop '\"', spaces -> '_') or "
+                        "torchvision (also drop ', ( and ))")
+    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
+                   help="only these extensions (default: any video extension)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
+    p.add_argument("--strict", action="store_true", help="exit status 1 when any annotated clip is missing")
+    _add_default_split(p)
+    p.set_defaults(handler=_run_arrange)
+
+
+def _run_arrange(a: argparse.Namespace) -> int:
+    from .stages.arrange import arrange_clips
+
+    res = arrange_clips(a.src, a.dst, a.annotations, mode=a.mode, replacements=a.replacements,
+                        split=a.split, class_style=a.class_style, exts=a.ext, dry_run=a.dry_run,
+                        default_split=a.default_split)
+    _warn_duplicates(res.duplicates)
+    print(f"{'split':<6} {'annotated':>9} {'found':>7} {'missing':>7} {'replaced':>8} "
+          f"{'new':>7} {'conflict':>8} {'failed':>6}", file=sys.stderr)
+    for split, c in sorted(res.splits.items()):
+        print(f"{split or '?':<6} {c.annotated:>9} {c.found:>7} {c.missing:>7} {c.replaced:>8} "
+              f"{c.placed:>7} {c.conflicts:>8} {c.failed:>6}", file=sys.stderr)
+    print(f"unannotated files in SRC: {len(res.unannotated)}; files of other splits: {res.other_split}"
+          + (" (dry run: nothing changed)" if res.dry_run else f"; reports in {res.report_dir}"),
+          file=sys.stderr)
+    t = res.total
+    if t.failed or t.conflicts or (a.strict and t.missing):
+        return 1
+    return 0
+
+
+def _add_rename_classes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rename-classes",
+        help="rename class directories to their mmaction2 form (spaces -> '_'), safely",
+        description="What mmaction2's rename_classnames.sh does (class folder names with spaces -> '_'), "
+                    "without a shell: every name is handled verbatim (quotes, parentheses, '*', "
+                    "leading '-', backslashes, repeated spaces), '\"' is dropped as mmaction2's list "
+                    "builder does, and nothing is renamed if any new name would collide.",
+    )
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="folders whose sub-folders are classes (e.g. videos_train)")
+    p.add_argument("--style", choices=("mmaction2", "torchvision"), default="mmaction2",
+                   help="mmaction2 (default) or torchvision (also drop ', ( and ))")
+    p.add_argument("--dry-run", action="store_true", help="print the renames, change nothing")
+    p.set_defaults(handler=_run_rename_classes)
+
+
+def _run_rename_classes(a: argparse.Namespace) -> int:
+    from .stages.arrange import rename_classes
+
+    res = rename_classes(a.roots, style=a.style, dry_run=a.dry_run)
+    for old, new in res.renamed:
+        print(f"{old} -> {new.name}")
+    verb = "would rename" if res.dry_run else "renamed"
+    print(f"{verb} {len(res.renamed)} class folder(s); {res.unchanged} already fine", file=sys.stderr)
+    return 0
+
+
+def _add_file_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "file-list",
+        help="write mmaction2 file lists (videos / rawframes / flow) for one split",
+        description="Scan ROOT (the split's videos or rawframes root) and write "
+                    "{dataset}_{split}_list_{format}.txt: videos 'class_dir/clip.mp4 label', rawframes "
+                    "'class_dir/clip total_frames label', flow 'class_dir/clip flow_count label' "
+                    "(paths relative to ROOT). Counts come from the files on disk under the clip's "
+                    "kinetics_prep.json naming (or the one the file names show). Only complete items "
+                    "are listed; everything else goes to ..._missing.tsv with the reason. The test "
+                    "split gets label -1.",
+    )
+    p.add_argument("root", metavar="ROOT", help="videos_{split}/ or rawframes_{split}/ of the split")
+    p.add_argument("--format", dest="formats", nargs="+", choices=("videos", "rawframes", "flow"),
+                   default=["rawframes"], help="list format(s) to write (default: rawframes)")
+    p.add_argument("--dataset", default="kinetics400",
+                   help="dataset name in the file names, e.g. kinetics400, kinetics600, kinetics700 "
+                        "(default: kinetics400)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train",
+                   help="split of ROOT (default: train); test gets label -1")
+    p.add_argument("--annotations", nargs="+", default=[], metavar="ANNOTATIONS",
+                   help=_ANN_HELP + "; labels are matched by clip name (pass the train file too so "
+                        "ids come from the train labels)")
+    p.add_argument("--label-map", default=None, metavar="PATH",
+                   help="label map (one name per line, or 'id name' lines); without annotations, "
+                        "class directories are looked up in it; without either, ids = sorted class "
+                        "directories")
+    p.add_argument("--label-order", choices=("mmaction2", "torchvision"), default="mmaction2",
+                   help="order of ids computed from annotations (default: mmaction2)")
+    p.add_argument("--level", type=int, choices=(1, 2), default=2,
+                   help="2: ROOT/class/clip (default); 1: ROOT/clip (needs --annotations unless --split test)")
+    p.add_argument("--naming", choices=("mmaction2", "denseflow"), default=None,
+                   help="accept only frame directories with this naming (default: each clip's own, "
+                        "from kinetics_prep.json or its file names)")
+    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
+                   help="video extensions for --format videos (default: any)")
+    p.add_argument("--shuffle", action="store_true", help="shuffle the lines (see --seed)")
+    p.add_argument("--seed", type=int, default=None, help="seed for --shuffle (default: drawn and printed)")
+    p.add_argument("--output-format", choices=("txt", "json"), default="txt",
+                   help="txt (default) or json (list of {frame_dir|filename, total_frames, label: [id]})")
+    p.add_argument("-o", "--out-dir", default=None, metavar="DIR",
+                   help="where the lists go (default: ROOT's parent, e.g. data/kinetics400/)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit status 1 when any annotated clip is not listed")
+    _add_default_split(p)
+    p.set_defaults(handler=_run_file_list)
+
+
+def _run_file_list(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .stages.filelist import build_file_lists
+
+    out_dir = a.out_dir if a.out_dir is not None else Path(a.root).resolve().parent
+    res = build_file_lists(a.root, out_dir, formats=tuple(a.formats), dataset=a.dataset, split=a.split,
+                           annotations=tuple(a.annotations), label_map=a.label_map,
+                           label_order=a.label_order, level=a.level, shuffle=a.shuffle, seed=a.seed,
+                           output_format=a.output_format, naming=a.naming, exts=a.ext,
+                           default_split=a.default_split)
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"labels: {res.label_source}" + (f"; shuffled with seed {res.seed}" if a.shuffle else ""),
+          file=sys.stderr)
+    bad = 0
+    for s in res.summaries:
+        ann = f" of {s.annotated} annotated" if s.annotated else ""
+        print(f"{s.format}: {s.listed} listed{ann} -> {s.list_path}; not listed: {s.missing} missing, "
+              f"{s.incomplete} incomplete, {s.refused} refused, {s.unannotated} unannotated "
+              f"-> {s.missing_path}", file=sys.stderr)
+        bad += s.missing + s.incomplete + s.refused if s.annotated else s.incomplete + s.refused
+    print("mmaction2 config:", file=sys.stderr)
+    for fmt, snippet in res.config.items():
+        print(f"  {fmt}: {snippet}", file=sys.stderr)
+    return 1 if (a.strict and bad) else 0
+
+
+def _add_overlap(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "overlap",
+        help="youtube ids shared between two annotation sets",
+        description="Print the youtube ids present in both A and B (one per line, sorted), e.g. to "
+                    "find K400 train videos that reappear in K600 val.",
+    )
+    p.add_argument("a", metavar="A", help="first annotation file (CSV or JSON)")
+    p.add_argument("b", metavar="B", help="second annotation file (CSV or JSON)")
+    p.add_argument("-o", "--out", default=None, metavar="PATH",
+                   help="write the shared ids to PATH instead of stdout")
+    p.set_defaults(handler=_run_overlap)
+
+
+def _run_overlap(a: argparse.Namespace) -> int:
+    from .errors import OutputError
+    from .kinetics import overlap
+
+    res = overlap(a.a, a.b)
+    text = "".join(i + "\n" for i in res.shared_ids)
+    if a.out:
+        try:
+            with open(a.out, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise OutputError(f"cannot write {a.out}: {e}") from e
+    else:
+        sys.stdout.write(text)
+    print(f"{len(res.shared_ids)} shared youtube ids ({res.a_ids} in A, {res.b_ids} in B); "
+          f"{res.a_clips} clips of A and {res.b_clips} of B use them; {res.same_clips} identical clips",
+          file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------- main
@@ -257,7 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kinetics-prep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_download_annotations, _add_download, _add_resize, _add_demo):
+    # In pipeline order, as `--help` lists them.
+    for add in (_add_demo, _add_download_annotations, _add_download, _add_classes, _add_select,
+                _add_arrange, _add_rename_classes, _add_resize, _add_file_list, _add_overlap):
         add(sub)
     return parser
 

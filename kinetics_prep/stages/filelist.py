@@ -1,0 +1,567 @@
+"""mmaction2 file lists: what ``tools/data/build_file_list.py`` should have been.
+
+One scan of a split's root (``videos_{split}/`` or ``rawframes_{split}/``, level 1 or 2) writes
+any of three lists, named ``{dataset}_{split}_list_{videos|rawframes|flow}.txt`` (or ``.json``):
+
+* videos:    ``class_dir/clip.mp4 label``          (mmaction2 VideoDataset: split on ONE space)
+* rawframes: ``class_dir/clip total_frames label`` (RawframeDataset: split on any whitespace)
+* flow:      ``class_dir/clip flow_count label``   (RawframeDataset with modality='Flow')
+
+Labels come from the annotations (matched by clip name), else from the class directory through
+a label map, else from the sorted class directories; the test split gets ``-1``. Frame and
+flow counts come from the files on disk under the naming the clip's ``kinetics_prep.json`` says
+(or the one its file names show), counted by prefix on one sorted directory listing: no
+per-file stat. Only complete items get a line; everything else (missing, unfinished, incomplete,
+refused because the path has whitespace, unannotated) goes to ``..._missing.tsv`` with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import stat
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import AnnotationError, ConfigError, InputError, OutputError
+from ..kinetics import (
+    LABEL_ORDERS,
+    Clip,
+    LabelMap,
+    label_map_for,
+    PathLike,
+    load_annotations,
+    make_options,
+    normalize_split,
+    path_tuple,
+    read_label_map,
+)
+from ..kinetics import class_dir_name as _class_dir_name
+from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, Naming, is_hidden, normalize_extensions
+
+FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
+OUTPUT_FORMATS: tuple[str, ...] = ("txt", "json")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_WS_RE = re.compile(r"\s")
+
+
+def list_file_name(dataset: str, split: str, fmt: str, output_format: str = "txt") -> str:
+    """``kinetics400_val_list_rawframes.txt`` (mmaction2's names)."""
+    return f"{dataset}_{split}_list_{fmt}.{output_format}"
+
+
+def missing_file_name(dataset: str, split: str, fmt: str) -> str:
+    return f"{dataset}_{split}_list_{fmt}_missing.tsv"
+
+
+@dataclass(frozen=True)
+class FileListOptions:
+    root: Path  # videos or rawframes root of the split
+    out_dir: Path
+    formats: tuple[str, ...] = ("rawframes",)
+    dataset: str = "kinetics400"
+    split: str = "train"
+    annotations: tuple[Path, ...] = ()  # CSV/JSON; labels matched by clip name
+    label_map: Path | None = None  # one name per line; id = line index
+    label_order: str = "mmaction2"  # ids from annotations without a map: mmaction2 | torchvision
+    level: int = 2
+    shuffle: bool = False
+    seed: int | None = None
+    output_format: str = "txt"
+    naming: str | None = None  # require this frame naming (None: per clip, from metadata/files)
+    exts: frozenset[str] | str | None = None  # video extensions for the videos format
+    default_split: str | None = None  # for annotation files without a split column
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("root", Path(self.root))
+        set_("out_dir", Path(self.out_dir))
+        fmts = (self.formats,) if isinstance(self.formats, str) else tuple(self.formats)
+        if not fmts:
+            raise ConfigError("no list format given")
+        bad = [f for f in fmts if f not in FORMATS]
+        if bad:
+            raise ConfigError(f"unknown format(s) {bad}; choose from {list(FORMATS)}")
+        set_("formats", tuple(dict.fromkeys(fmts)))
+        if not _DATASET_RE.match(self.dataset or ""):
+            raise ConfigError(f"dataset name {self.dataset!r} must be letters, digits, '_', '-', '.'")
+        set_("split", normalize_split(self.split))
+        set_("annotations", tuple(Path(p) for p in self.annotations))
+        if self.label_map is not None:
+            set_("label_map", Path(self.label_map))
+            if not self.label_map.is_file():
+                raise InputError(f"label map not found: {self.label_map}")
+        if self.label_order not in LABEL_ORDERS:
+            raise ConfigError(f"unknown label order {self.label_order!r}; choose one of {list(LABEL_ORDERS)}")
+        if self.level not in (1, 2):
+            raise ConfigError(f"level must be 1 or 2, got {self.level!r}")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"unknown output format {self.output_format!r}; choose one of {list(OUTPUT_FORMATS)}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if self.naming is not None and self.naming not in NAMINGS:
+            raise ConfigError(f"unknown naming {self.naming!r}; choose one of {sorted(NAMINGS)}")
+        set_("exts", normalize_extensions(self.exts))
+        if self.default_split is not None:
+            set_("default_split", normalize_split(self.default_split))
+        if self.level == 1 and not self.annotations and self.split != "test":
+            raise ConfigError(
+                "level 1 has no class directories: give --annotations for labels "
+                "(or build the test split, whose label is -1)"
+            )
+        for p in self.annotations:
+            if not p.is_file():
+                raise InputError(f"annotation file not found: {p}")
+        if not self.root.is_dir():
+            raise InputError(f"root directory does not exist: {self.root}")
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    """What one frame directory holds, counted under its naming."""
+
+    naming: str
+    frames: int
+    flow_x: int
+    flow_y: int
+    meta: Mapping | None
+    rgb_problem: str = ""  # why its rawframes entry is not complete ("" = complete)
+    flow_problem: str = ""  # why its flow entry is not complete
+
+
+@dataclass(frozen=True)
+class FormatSummary:
+    format: str
+    list_path: Path
+    missing_path: Path
+    listed: int
+    annotated: int  # annotated clips of this split (0 without annotations)
+    missing: int  # annotated, nothing on disk (or only a .partial)
+    incomplete: int  # on disk but not complete (counts disagree, gaps, empty file, ...)
+    refused: int  # path contains whitespace, duplicate, label not in the map
+    unannotated: int  # on disk, not in the annotations
+    namings: Mapping[str, int]  # frame namings of listed items (rawframes/flow)
+
+    @property
+    def not_listed(self) -> int:
+        return self.missing + self.incomplete + self.refused + self.unannotated
+
+
+@dataclass(frozen=True)
+class FileListResult:
+    summaries: tuple[FormatSummary, ...]
+    label_source: str  # where label ids came from
+    seed: int | None
+    class_dir_mismatch: int = 0  # items whose class directory disagrees with their annotation
+    warnings: tuple[str, ...] = ()
+    config: Mapping[str, str] = field(default_factory=dict)  # format -> mmaction2 config snippet
+
+
+# --------------------------------------------------------------------------------------------
+# Counting one frame directory
+
+
+def _prefix_range(names: list[str], prefix: str) -> tuple[int, int]:
+    """[lo, hi) of `names` (sorted) that start with `prefix`."""
+    lo = bisect_left(names, prefix)
+    hi = bisect_left(names, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
+    return lo, hi
+
+
+def _detect_naming(names: list[str]) -> str:
+    """Naming of a directory without metadata (`names` sorted): the flow prefixes tell, the more
+    specific first (``flow_x_`` before ``x_``); with RGB only, a frame numbered 0 means a 0-based
+    naming (denseflow). Defaults to mmaction2."""
+    for nm in sorted(NAMINGS.values(), key=lambda n: -len(n.flow_prefixes()[0])):
+        lo, hi = _prefix_range(names, nm.flow_prefixes()[0])
+        if hi > lo:
+            return nm.name
+    for nm in sorted(NAMINGS.values(), key=lambda n: n.start):
+        lo, hi = _prefix_range(names, nm.rgb.format(nm.start) + ".")
+        if hi > lo:
+            return nm.name
+    return "mmaction2"
+
+
+def _check_sequence(names: list[str], lo: int, hi: int, fmt: str, start: int, ext: str | None) -> str:
+    """"" if names[lo:hi] run fmt(start)..fmt(start+n-1) (checked at both ends), else why not."""
+    n = hi - lo
+    first, last = names[lo], names[hi - 1]
+    if ext is None:
+        ext = first.rsplit(".", 1)[-1] if "." in first else ""
+    want_first = f"{fmt.format(start)}.{ext}"
+    want_last = f"{fmt.format(start + n - 1)}.{ext}"
+    if first != want_first or last != want_last:
+        return f"{n} files run {first}..{last}, expected {want_first}..{want_last}"
+    return ""
+
+
+def _read_meta(path: str) -> dict:
+    # os.open/os.read: this runs once per clip directory and a text-mode open() costs more
+    # than the read itself.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(fd)
+    meta = json.loads(b"".join(chunks))
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    return meta
+
+
+def count_frames(frame_dir: str | os.PathLike, naming: str | None = None) -> FrameCounts:
+    """Count RGB frames and flow images of one directory (one listing, no per-file stat).
+
+    The naming is `naming` if given, else the one ``kinetics_prep.json`` records, else detected
+    from the file names. Counts are checked against the metadata and for gaps at both ends.
+    """
+    d = os.fspath(frame_dir)
+    names = os.listdir(d)
+    names.sort()
+    meta = None
+    meta_problem = ""
+    if FRAME_META_FILE in names:
+        try:
+            meta = _read_meta(f"{d}/{FRAME_META_FILE}")
+        except (OSError, ValueError) as e:
+            meta_problem = f"unreadable {FRAME_META_FILE}: {e}"
+    name = naming or (meta or {}).get("naming") or _detect_naming(names)
+    nm: Naming | None = NAMINGS.get(name) if isinstance(name, str) else None
+    if nm is None:
+        problem = f"{FRAME_META_FILE} names unknown naming {name!r}"
+        return FrameCounts(str(name), 0, 0, 0, meta, problem, problem)
+    lo, hi = _prefix_range(names, nm.rgb_prefix())
+    xp, yp = nm.flow_prefixes()
+    xlo, xhi = _prefix_range(names, xp)
+    ylo, yhi = _prefix_range(names, yp)
+    frames, nx, ny = hi - lo, xhi - xlo, yhi - ylo
+
+    rgb_problem = meta_problem
+    if not rgb_problem:
+        if frames == 0:
+            rgb_problem = f"no {nm.rgb_prefix()}* frames"
+        else:
+            rgb_problem = _check_sequence(names, lo, hi, nm.rgb, nm.start, None)
+            want = (meta or {}).get("frames")
+            if not rgb_problem and meta is not None and want != frames:
+                rgb_problem = f"{frames} frames on disk, {FRAME_META_FILE} says {want}"
+
+    flow_problem = meta_problem
+    if not flow_problem:
+        flow_ext = (meta or {}).get("flow_format")
+        if nx == 0 and ny == 0:
+            flow_problem = f"no {xp}*/{yp}* flow images"
+        elif nx != ny:
+            flow_problem = f"x and y flow counts differ ({nx} {xp}* vs {ny} {yp}*)"
+        else:
+            flow_problem = (_check_sequence(names, xlo, xhi, nm.flow_x, nm.start, flow_ext)
+                            or _check_sequence(names, ylo, yhi, nm.flow_y, nm.start, flow_ext))
+            want = (meta or {}).get("flow_pairs")
+            if not flow_problem and meta is not None and want != nx:
+                flow_problem = f"{nx} flow pairs on disk, {FRAME_META_FILE} says {want}"
+    return FrameCounts(nm.name, frames, nx, ny, meta, rgb_problem, flow_problem)
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning a root
+
+
+@dataclass
+class _Entry:
+    key: str  # clip name (file stem or directory name)
+    rel: str  # path relative to root, '/' separated
+    class_dir: str | None
+    is_video: bool  # a video file (else a directory)
+    path: str
+
+
+def _scan(root: Path, level: int, exts: frozenset[str], want_videos: bool, want_dirs: bool
+          ) -> tuple[list[_Entry], dict[str, str], list[str]]:
+    """Entries under root; also .partial leftovers (key -> rel) and the class directories."""
+    entries: list[_Entry] = []
+    partial: dict[str, str] = {}
+    root_s = os.fspath(root)
+    if level == 1:
+        groups = [(None, root_s)]
+        class_dirs: list[str] = []
+    else:
+        with os.scandir(root_s) as it:
+            class_dirs = sorted(e.name for e in it if not is_hidden(e.name) and e.is_dir()
+                                and not e.name.endswith(PARTIAL_SUFFIX))
+        groups = [(c, os.path.join(root_s, c)) for c in class_dirs]
+    for cdir, folder in groups:
+        with os.scandir(folder) as it:
+            for e in it:
+                name = e.name
+                if is_hidden(name):
+                    continue
+                rel = name if cdir is None else f"{cdir}/{name}"
+                if name.endswith(PARTIAL_SUFFIX):
+                    stem = name[: -len(PARTIAL_SUFFIX)]
+                    partial[os.path.splitext(stem)[0]] = rel
+                    continue
+                stem, ext = os.path.splitext(name)
+                is_dir = e.is_dir()  # follows links; d_type, no stat on most filesystems
+                if want_videos and not is_dir and ext.lower() in exts:
+                    # a dangling link is kept here and reported as broken later
+                    entries.append(_Entry(stem, rel, cdir, True, e.path))
+                elif want_dirs and is_dir:
+                    entries.append(_Entry(name, rel, cdir, False, e.path))
+    entries.sort(key=lambda x: x.rel)
+    return entries, partial, class_dirs
+
+
+def _escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _mmaction2_config(fmt: str, naming: str, list_path: Path, root: Path) -> str:
+    nm = NAMINGS.get(naming, NAMINGS["mmaction2"])
+    if fmt == "videos":
+        return (f"dict(type='VideoDataset', ann_file='{list_path}', "
+                f"data_prefix=dict(video='{root}'))")
+    if fmt == "rawframes":
+        tmpl = nm.rgb.replace("{:05d}", "{:05}") + ".jpg"
+        return (f"dict(type='RawframeDataset', ann_file='{list_path}', "
+                f"data_prefix=dict(img='{root}'), filename_tmpl='{tmpl}', start_index={nm.start})")
+    # flow: mmaction2 formats filename_tmpl with ('x'|'y', index)
+    tmpl = nm.flow_prefixes()[0][:-2] + "{}_{:05d}.jpg"  # "x_" -> "{}_..", "flow_x_" -> "flow_{}_.."
+    return (f"dict(type='RawframeDataset', ann_file='{list_path}', "
+            f"data_prefix=dict(img='{root}'), filename_tmpl='{tmpl}', modality='Flow', "
+            f"start_index={nm.start})")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None = None,
+                     **options: Any) -> FileListResult:
+    """Write the requested lists and their missing reports; return counts per format.
+
+    `root`: the split's videos or rawframes root (or a FileListOptions); `out_dir`: where the
+    lists go. Keyword options are the fields of FileListOptions: formats=("rawframes",),
+    dataset="kinetics400", split="train", annotations=(), label_map=None,
+    label_order="mmaction2", level=2, shuffle=False, seed=None, output_format="txt",
+    naming=None, exts=None, default_split=None.
+    """
+    if isinstance(root, FileListOptions):
+        opts = make_options(FileListOptions, root, **options)
+    else:
+        if out_dir is None:
+            raise ConfigError("file-list needs an output directory")
+        if "annotations" in options and options["annotations"] is not None:
+            options["annotations"] = path_tuple(options["annotations"])
+        opts = make_options(FileListOptions, root=Path(root), out_dir=Path(out_dir), **options)
+    warnings: list[str] = []
+    is_test = opts.split == "test"
+
+    # ---- labels
+    annotated: dict[str, Clip] | None = None
+    label_map: LabelMap | None = read_label_map(opts.label_map) if opts.label_map else None
+    label_source = "test split: -1"
+    if opts.annotations:
+        ann = load_annotations(opts.annotations, default_split=opts.default_split)
+        for d in ann.duplicates[:5]:
+            warnings.append(str(d))
+        if len(ann.duplicates) > 5:
+            warnings.append(f"... {len(ann.duplicates) - 5} more duplicate clips")
+        clips = ann.for_split(opts.split)
+        if not clips:
+            raise ConfigError(
+                f"the annotations have no clip of split {opts.split!r} (they have "
+                f"{sorted(ann.split_counts())})"
+            )
+        annotated = {c.name: c for c in clips}
+        if not is_test:
+            if label_map is not None:
+                label_source = f"label map {opts.label_map}"
+            else:
+                label_map, src = label_map_for(ann, opts.label_order)
+                if src == "train":
+                    label_source = f"sorted train labels of the annotations ({opts.label_order} order)"
+                else:
+                    label_source = (f"sorted labels of the given (non-train) annotations "
+                                    f"({opts.label_order} order)")
+                    warnings.append(
+                        "no train annotations given: label ids are the index among the labels "
+                        f"of the {opts.split} annotations; they match the full dataset only if "
+                        "every class occurs (pass the train CSV or --label-map to be sure)"
+                    )
+    elif not is_test and label_map is not None:
+        label_source = f"class directory via label map {opts.label_map}"
+
+    # ---- scan
+    want_videos = "videos" in opts.formats
+    want_dirs = any(f != "videos" for f in opts.formats)
+    entries, partial, class_dirs = _scan(opts.root, opts.level, opts.exts, want_videos, want_dirs)
+    if not opts.annotations and not is_test and label_map is None:
+        label_map = LabelMap(tuple(class_dirs))
+        label_source = f"sorted class directories of {opts.root} ({len(class_dirs)})"
+
+    seed = opts.seed
+    if opts.shuffle and seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+
+    counts_cache: dict[str, FrameCounts] = {}
+    mismatch = 0
+    if annotated is not None:
+        for e in entries:
+            c = annotated.get(e.key)
+            if c is not None and e.class_dir is not None and c.label is not None:
+                try:
+                    forms = {_class_dir_name(c.label, "mmaction2"), _class_dir_name(c.label, "torchvision")}
+                except AnnotationError:
+                    forms = set()
+                if e.class_dir not in forms and e.class_dir != c.label:
+                    mismatch += 1
+        if mismatch:
+            warnings.append(f"{mismatch} item(s) sit in a class directory that differs from their "
+                            "annotated label (the annotation's label is used)")
+
+    try:
+        opts.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {opts.out_dir}: {e}") from e
+
+    summaries = []
+    config = {}
+    for fmt in opts.formats:
+        summary, used_namings = _build_one(opts, fmt, entries, partial, annotated, label_map,
+                                           is_test, seed, counts_cache)
+        summaries.append(summary)
+        if len(used_namings) > 1:
+            warnings.append(f"{fmt}: frame directories use different namings {dict(used_namings)}; "
+                            "one mmaction2 config cannot read them all (use --naming to pick one)")
+        naming = used_namings.most_common(1)[0][0] if used_namings else (opts.naming or "mmaction2")
+        config[fmt] = _mmaction2_config(fmt, naming, summary.list_path, opts.root)
+    return FileListResult(tuple(summaries), label_source, seed, mismatch, tuple(warnings), config)
+
+
+def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: dict[str, str],
+               annotated: dict[str, Clip] | None, label_map: LabelMap | None, is_test: bool,
+               seed: int | None, counts_cache: dict[str, FrameCounts]):
+    """One list: (summary, Counter of namings used by listed items)."""
+    is_video_fmt = fmt == "videos"
+    items: list[tuple[str, int, int]] = []  # (rel, count, label); count -1 for videos
+    report: list[tuple[str, str, str]] = []  # (clip, rel, reason)
+    missing = incomplete = refused = unannotated = 0
+    namings: Counter = Counter()
+    seen: dict[str, str] = {}
+    for e in entries:
+        if e.is_video != is_video_fmt:
+            continue
+        clip = None
+        if annotated is not None:
+            clip = annotated.get(e.key)
+            if clip is None:
+                unannotated += 1
+                report.append((e.key, e.rel, "not in the annotations of this split"))
+                continue
+        if e.key in seen:
+            refused += 1
+            report.append((e.key, e.rel, f"duplicate: already listed as {seen[e.key]}"))
+            continue
+        if _WS_RE.search(e.rel):
+            refused += 1
+            report.append((e.key, e.rel, "path contains whitespace (mmaction2 splits list lines "
+                                         "on spaces): run rename-classes"))
+            continue
+        # label
+        if is_test:
+            label = -1
+        else:
+            name = clip.label if clip is not None else e.class_dir
+            label = label_map.get(name) if (label_map is not None and name is not None) else None
+            if label is None:
+                refused += 1
+                report.append((e.key, e.rel, f"class {name!r} is not in the label map"))
+                continue
+        # completeness
+        if is_video_fmt:
+            try:
+                st = os.stat(e.path)
+            except OSError:
+                incomplete += 1
+                report.append((e.key, e.rel, "broken link or unreadable file"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                incomplete += 1
+                report.append((e.key, e.rel, "not a regular file"))
+                continue
+            if st.st_size == 0:
+                incomplete += 1
+                report.append((e.key, e.rel, "empty file"))
+                continue
+            count = -1
+        else:
+            fc = counts_cache.get(e.path)
+            if fc is None:
+                try:
+                    fc = count_frames(e.path, opts.naming)
+                except OSError as err:
+                    fc = FrameCounts("?", 0, 0, 0, None, f"cannot list: {err}", f"cannot list: {err}")
+                counts_cache[e.path] = fc
+            problem = fc.rgb_problem if fmt == "rawframes" else fc.flow_problem
+            if problem:
+                incomplete += 1
+                report.append((e.key, e.rel, f"incomplete ({fc.naming} naming): {problem}"))
+                continue
+            count = fc.frames if fmt == "rawframes" else fc.flow_x
+            namings[fc.naming] += 1
+        seen[e.key] = e.rel
+        items.append((e.rel, count, label))
+
+    n_annotated = 0
+    if annotated is not None:
+        n_annotated = len(annotated)
+        reported = {k for k, _, _ in report}
+        for name in annotated:
+            if name in seen or name in reported:
+                continue
+            missing += 1
+            if name in partial:
+                report.append((name, partial[name], "unfinished: only a .partial output exists"))
+            else:
+                report.append((name, "", "not found under the root"))
+
+    if opts.shuffle:
+        random.Random(seed).shuffle(items)
+
+    list_path = opts.out_dir / list_file_name(opts.dataset, opts.split, fmt, opts.output_format)
+    missing_path = opts.out_dir / missing_file_name(opts.dataset, opts.split, fmt)
+    if opts.output_format == "txt":
+        if is_video_fmt:
+            text = "".join(f"{rel} {label}\n" for rel, _, label in items)
+        else:
+            text = "".join(f"{rel} {count} {label}\n" for rel, count, label in items)
+    else:
+        if is_video_fmt:
+            data = [{"filename": rel, "label": [label]} for rel, _, label in items]
+        else:
+            data = [{"frame_dir": rel, "total_frames": count, "label": [label]}
+                    for rel, count, label in items]
+        text = json.dumps(data, ensure_ascii=False) + "\n"
+    report_text = "clip\tpath\treason\n" + "".join(
+        f"{_escape(k)}\t{_escape(r)}\t{_escape(why)}\n" for k, r, why in report
+    )
+    for path, content in ((list_path, text), (missing_path, report_text)):
+        tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+        try:
+            tmp.write_text(content, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as err:
+            raise OutputError(f"cannot write {path}: {err}") from err
+    summary = FormatSummary(fmt, list_path, missing_path, len(items), n_annotated, missing,
+                            incomplete, refused, unannotated, dict(namings))
+    return summary, namings
