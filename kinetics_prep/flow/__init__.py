@@ -1,0 +1,130 @@
+"""Optical flow engines behind one interface.
+
+    engine = get_engine("tvl1", backend="auto", device="auto", scales=5)   # once per worker
+    flows = engine.compute_batch([(prev, next), ...])                        # float32 (H, W, 2) each
+    x_img, y_img = np.moveaxis(quantize(flows[0], bound=20), -1, 0)
+
+Engines and their parameters (defaults in brackets; anything else is a ConfigError):
+
+* ``tvl1`` (backend opencv or torch) -- OpenCV DualTVL1's parameters and defaults:
+  tau [0.25], lambda_ [0.15], theta [0.3], scales [5], warps [5], epsilon [0.01],
+  inner_iterations [30], outer_iterations [10], scale_step [0.8], gamma [0.0],
+  median_filtering [5; 0/1 = off, 3 or 5], use_initial_flow [False; True is refused].
+  Torch backend only, speed knobs that never change results: check_every (steps between
+  convergence checks; 1 on CPU, 10 on CUDA), compile (torch.compile the inner step; False).
+* ``farneback`` (opencv) -- pyr_scale [0.5], levels [3], winsize [15], iterations [3],
+  poly_n [5], poly_sigma [1.2], gaussian_window [False].
+* ``dis`` (opencv) -- preset ["fast"; "ultrafast", "fast" or "medium"].
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from types import ModuleType
+from typing import Any
+
+from ..errors import ConfigError, MissingDependencyError
+from .base import DEFAULTS, DIS_PRESETS, TVL1_DEFAULTS, FlowEngine, resolve_params
+from .quantize import dequantize, quantize
+
+__all__ = [
+    "DIS_PRESETS",
+    "ENGINE_NAMES",
+    "BACKENDS",
+    "TVL1_DEFAULTS",
+    "FlowEngine",
+    "dequantize",
+    "get_engine",
+    "quantize",
+]
+
+ENGINE_NAMES = tuple(DEFAULTS)
+BACKENDS = ("auto", "opencv", "torch")
+TORCH_HINT = "the torch flow backend needs PyTorch: install kinetics-prep[gpu] (pip install torch)"
+
+# Options of the torch engine that tune speed only; kept out of engine.params (the metadata),
+# since they cannot change the flow.
+_TORCH_OPTIONS = ("check_every", "compile")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto", **params: Any) -> FlowEngine:
+    """Build a flow engine; everything is validated before anything heavy is imported or built.
+
+    backend "auto": the torch TV-L1 on CUDA when torch is installed and a GPU is visible (or
+    device names one), otherwise OpenCV on the CPU. device: "auto", "cpu", "cuda" or "cuda:N".
+    """
+    if name not in ENGINE_NAMES:
+        raise ConfigError(f"unknown flow engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown flow backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    options = {key: params.pop(key) for key in _TORCH_OPTIONS if key in params}
+    resolved = resolve_params(name, params)
+
+    backend = _choose_backend(name, backend, device)
+    if backend == "opencv":
+        if options:
+            raise ConfigError(f"{', '.join(options)} only apply to backend='torch'")
+        if device.startswith("cuda"):
+            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch'")
+        from . import opencv
+
+        return opencv.make_engine(name, resolved)
+    return _torch_engine(resolved, device, options)
+
+
+def _choose_backend(name: str, backend: str, device: str) -> str:
+    if backend == "torch" and name != "tvl1":
+        raise ConfigError(f"backend='torch' implements tvl1 only, not {name!r}")
+    if backend != "auto":
+        return backend
+    if name != "tvl1" or device == "cpu":
+        return "opencv"
+    if device.startswith("cuda"):
+        return "torch"  # asked for a GPU explicitly: a missing torch must be an error, not CPU
+    return "torch" if _cuda_available() else "opencv"
+
+
+def _cuda_available() -> bool:
+    try:
+        torch = _import_torch()
+    except MissingDependencyError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _import_torch() -> ModuleType:
+    try:
+        return importlib.import_module("torch")
+    except ImportError as e:
+        raise MissingDependencyError(TORCH_HINT) from e
+
+
+def _torch_engine(params: dict[str, Any], device: str, options: dict[str, Any]) -> FlowEngine:
+    torch = _import_torch()
+    check_every = options.get("check_every")
+    if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
+        raise ConfigError(f"check_every must be an integer >= 1, got {check_every!r}")
+    compile_step = options.get("compile", False)
+    if not isinstance(compile_step, bool):
+        raise ConfigError(f"compile must be true or false, got {compile_step!r}")
+
+    from . import torch_tvl1
+
+    return torch_tvl1.TorchTVL1(params, _torch_device(torch, device), check_every=check_every, compile=compile_step)
+
+
+def _torch_device(torch: ModuleType, device: str) -> str:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but torch sees no CUDA GPU (torch {torch.__version__})")
+    index = int(device.partition(":")[2] or torch.cuda.current_device())
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return f"cuda:{index}"
