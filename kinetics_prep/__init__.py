@@ -13,6 +13,9 @@ The public API is the same set of functions the command line calls:
     rename_classes(roots, **options)             -> RenameResult    # `kinetics-prep rename-classes`
     build_file_lists(root, out_dir, **options)   -> FileListResult  # `kinetics-prep file-list`
     overlap(a, b)                                -> OverlapResult   # `kinetics-prep overlap`
+    verify(root, **options)                      -> VerifyResult    # `kinetics-prep verify`
+    doctor(out=None)                             -> DoctorResult    # `kinetics-prep doctor`
+    preview(input, output, **options)            -> Path            # `kinetics-prep preview`
     load_annotations(paths) -> Annotations; read_label_map / write_label_map; Clip; LabelMap
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
@@ -27,6 +30,7 @@ from .acquire import (
     download_youtube,
 )
 from .demo import run_demo
+from .machine import DoctorResult, doctor
 from .errors import (
     AnnotationError,
     ConfigError,
@@ -53,7 +57,9 @@ from .kinetics import (
 from .runner import ItemResult, RunSummary
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
+from .preview_sheet import preview
 from .stages.resize import ResizeOptions, resize_videos
+from .stages.verify import VerifyResult, verify
 from .video import VideoInfo, output_size, probe
 
 __version__ = "0.1.0"
@@ -96,4 +102,9 @@ __all__ = [
     "probe",
     "resize_videos",
     "run_demo",
+    "DoctorResult",
+    "VerifyResult",
+    "doctor",
+    "preview",
+    "verify",
 ]
