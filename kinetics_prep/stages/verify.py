@@ -196,11 +196,11 @@ class VerifyResult:
         mode = "deep (every image decoded)" if self.deep else "fast (image headers and end markers)"
         lines = [f"verify {self.root}: {self.items} item(s), {self.ok} ok, {self.broken} broken "
                  f"in {self.seconds:.1f} s; {mode}"]
-        header = f"  {'source':<44} {'items':>7} {'ok':>7} {'broken':>7}"
-        lines.append(header)
+        w = min(72, max([len("source")] + [len(n) for n in self.sources]))
+        lines.append(f"  {'source':<{w}} {'items':>7} {'ok':>7} {'broken':>7}")
         for name, keys in self.sources.items():
             bad = sum(1 for k in keys if k in self.problems)
-            lines.append(f"  {_clip(name, 44):<44} {len(keys):>7} {len(keys) - bad:>7} {bad:>7}")
+            lines.append(f"  {_clip(name, w):<{w}} {len(keys):>7} {len(keys) - bad:>7} {bad:>7}")
         c = self.counts
         lines.append(f"  checked: {c.get('frames', 0):,} RGB frames, {c.get('flow_pairs', 0):,} flow pairs, "
                      f"{c.get('images', 0):,} images, {c.get('videos', 0):,} videos")
@@ -473,6 +473,17 @@ def _summarise(kind: str, bad: list[tuple[str, str]]) -> Problem:
     return Problem(kind, f"{len(bad)} {what}: {shown}{more}")
 
 
+def _classify(problem: str, default: str) -> str:
+    """The check behind one of `count_frames`' problem texts."""
+    if problem.startswith(f"unreadable {FRAME_META_FILE}") or "names unknown naming" in problem:
+        return "metadata"
+    if "flow pairs on disk" in problem:  # disagrees with the metadata's flow_pairs
+        return "flow_count"
+    if problem.startswith("x and y flow counts differ"):
+        return "flow_xy"
+    return default
+
+
 def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: int | None = None,
                     deep: bool = False, naming: str | None = None) -> tuple[list[Problem], dict[str, int]]:
     """Every check of one frame directory; (problems, counts)."""
@@ -488,7 +499,8 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
     problems: list[Problem] = []
     meta = fc.meta if isinstance(fc.meta, dict) else None
     nm = NAMINGS.get(fc.naming)
-    if nm is None or (fc.rgb_problem and fc.rgb_problem == fc.flow_problem and FRAME_META_FILE in fc.rgb_problem):
+    if nm is None or (fc.rgb_problem and fc.rgb_problem == fc.flow_problem
+                      and _classify(fc.rgb_problem, "") == "metadata"):
         return [Problem("metadata", fc.rgb_problem)], {}
     task = (meta or {}).get("task")
     step = (meta or {}).get("step", 1)
@@ -506,16 +518,10 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
     rgb_ok = flow_ok = True
     if expect_rgb and fc.rgb_problem:
         rgb_ok = False
-        problems.append(Problem("metadata" if FRAME_META_FILE in fc.rgb_problem else "rgb", fc.rgb_problem))
+        problems.append(Problem(_classify(fc.rgb_problem, "rgb"), fc.rgb_problem))
     if expect_flow and fc.flow_problem:
         flow_ok = False
-        if fc.flow_x != fc.flow_y:
-            check = "flow_xy"
-        elif FRAME_META_FILE in fc.flow_problem:
-            check = "metadata"
-        else:
-            check = "flow"
-        problems.append(Problem(check, fc.flow_problem))
+        problems.append(Problem(_classify(fc.flow_problem, "flow"), fc.flow_problem))
     # flow pairs = frames - step
     if expect_flow and flow_ok:
         frames = fc.frames if (expect_rgb and rgb_ok) else (meta or {}).get("frames")
