@@ -25,6 +25,7 @@ import av
 import av.error
 import av.filter
 import av.logging
+import cv2
 import numpy as np
 
 from .errors import ConfigError, DecodeError, EncodeError, ProbeError
@@ -240,13 +241,30 @@ def iter_frames(
         target = size if size is not None else (output_size(dw, dh, short_edge) if short_edge else None)
         if target == (dw, dh):
             target = None
-        pix_fmt = "gray" if gray else "bgr24"
-        filt = _FrameFilter(stream, first, size=target, pix_fmt=pix_fmt)
+        # The graph only turns frames upright; colour conversion and resizing are cheaper in
+        # OpenCV (SIMD I420->BGR, bilinear resize as in mmaction2 and denseflow).
+        filt = _FrameFilter(stream, first, size=None, pix_fmt=None)
         for frame in _chain_first(first, frames):
             for out in filt.push(frame):
-                yield out.to_ndarray()
+                yield _to_array(out, gray, target)
         for out in filt.push(None):
-            yield out.to_ndarray()
+            yield _to_array(out, gray, target)
+
+
+# Limited-range 4:2:0, the format of nearly every H.264/VP9 clip: OpenCV converts it directly.
+_FAST_YUV = "yuv420p"
+
+
+def _to_array(frame: av.VideoFrame, gray: bool, size: tuple[int, int] | None) -> np.ndarray:
+    w, h = frame.width, frame.height
+    if frame.format.name == _FAST_YUV and w % 2 == 0 and h % 2 == 0:
+        planes = frame.to_ndarray()  # (h * 3 / 2, w): Y, then U and V
+        img = np.ascontiguousarray(planes[:h]) if gray else cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+    else:
+        img = frame.to_ndarray(format="gray" if gray else "bgr24")
+    if size is not None and size != (w, h):
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    return img
 
 
 def _chain_first(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:

