@@ -764,10 +764,15 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_preview(a: argparse.Namespace) -> int:
+    from .errors import DecodeError, ProbeError
     from .preview_sheet import preview
 
-    out = preview(a.input, a.output, frames=a.frames, flow_type=a.flow_type, new_short=a.new_short,
-                  step=a.step, bound=a.bound, max_flow=a.max_flow, naming=a.naming)
+    try:
+        out = preview(a.input, a.output, frames=a.frames, flow_type=a.flow_type, new_short=a.new_short,
+                      step=a.step, bound=a.bound, max_flow=a.max_flow, naming=a.naming)
+    except (ProbeError, DecodeError) as e:  # the input itself is broken: a failed item, not a bad argument
+        print(f"kinetics-prep preview: {e}", file=sys.stderr)
+        return 1
     print(out)
     return 0
 

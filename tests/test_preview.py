@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import require_shared
 from kinetics_prep import preview
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, InputError
@@ -142,6 +143,9 @@ def test_preview_cli_and_errors(tmp_path: Path, right_clip: Path, capsys: pytest
                  "--flow-type", "dis", "--step", "3"]) == 0
     assert main(["preview", str(d), "-o", str(tmp_path / "x.gif")]) == 2
     assert main(["preview", str(tmp_path / "absent.mp4"), "-o", str(tmp_path / "a.png")]) == 2
+    corrupted = require_shared("videos", "decord_corrupted.mp4")
+    assert main(["preview", str(corrupted), "-o", str(tmp_path / "c.png"), "--flow-type", "dis"]) == 1
+    assert "corrupt video data" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
     with pytest.raises(ConfigError):
         render_preview(d, frames=0)
     with pytest.raises(ConfigError):
