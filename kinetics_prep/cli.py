@@ -207,7 +207,7 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
                    help="also retry clips recorded as unavailable or private")
     y.add_argument("--max-throttled", type=int, default=5, metavar="N",
                    help="stop after N throttled videos in a row (429 / bot check); 0 = never (default: 5)")
-    y.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N rows of the CSV")
+    y.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N clips of the CSV (a repeated row counts once)")
     y.add_argument("--yt-dlp", dest="yt_dlp", default=None, metavar="PATH", help="yt-dlp executable to use")
     y.add_argument("--yt-dlp-arg", dest="yt_dlp_args", action="append", default=[], metavar="ARG",
                    help="extra argument for yt-dlp, repeatable; write --yt-dlp-arg=--cookies "
