@@ -1,22 +1,26 @@
 """kinetics_prep: Kinetics-style videos -> resized videos, RGB frames, TV-L1 flow, mmaction2 lists.
 
-The public API is the same set of functions the command line calls:
+The public API is the same set of functions the command line calls, in pipeline order:
 
-    download_annotations(dataset, root, **options) -> AnnotationSummary   # `download-annotations`
-    download_videos(dataset, split, root, **options) -> VideoDownloadSummary  # `download`
-    download_youtube(annotations, out, **options) -> YoutubeSummary  # `download --source youtube`
-    resize_videos(src, out, **options)  ->  RunSummary      # `kinetics-prep resize`
-    run_demo(out)                       ->  int             # `kinetics-prep demo`
-    list_classes(annotations, **options)         -> ClassesResult   # `kinetics-prep classes`
-    select_subset(annotations, out, **options)   -> SelectResult    # `kinetics-prep select`
-    arrange_clips(src, dst, annotations, **opts) -> ArrangeResult   # `kinetics-prep arrange`
-    rename_classes(roots, **options)             -> RenameResult    # `kinetics-prep rename-classes`
-    build_file_lists(root, out_dir, **options)   -> FileListResult  # `kinetics-prep file-list`
-    overlap(a, b)                                -> OverlapResult   # `kinetics-prep overlap`
-    verify(root, **options)                      -> VerifyResult    # `kinetics-prep verify`
-    doctor(out=None)                             -> DoctorResult    # `kinetics-prep doctor`
-    preview(input, output, **options)            -> Path            # `kinetics-prep preview`
-    load_annotations(paths) -> Annotations; read_label_map / write_label_map; Clip; LabelMap
+    download_annotations(dataset, root, **options)   -> AnnotationSummary     # download-annotations
+    download_videos(dataset, split, root, **options) -> VideoDownloadSummary  # download
+    download_youtube(annotations, out, **options)    -> YoutubeSummary        # download --source youtube
+    list_classes(annotations, **options)             -> ClassesResult         # classes
+    select_subset(annotations, out, **options)       -> SelectResult          # select
+    arrange_clips(src, dst, annotations, **options)  -> ArrangeResult         # arrange
+    rename_classes(roots, **options)                 -> RenameResult          # rename-classes
+    resize_videos(src, out, **options)               -> RunSummary            # resize
+    extract_frames(src, out, **options)              -> RunSummary            # extract-frames
+    link_ssd(ssd_dir, link_path)                     -> Path                  # link-ssd
+    build_file_lists(root, out_dir, **options)       -> FileListResult        # file-list
+    overlap(a, b)                                    -> OverlapResult         # overlap
+    verify(root, **options)                          -> VerifyResult          # verify
+    doctor(out=None)                                 -> DoctorResult          # doctor
+    preview(input, output, **options)                -> Path                  # preview
+    run_demo(out)                                    -> int                   # demo
+
+plus load_annotations / write_annotations, Clip, LabelMap, read_label_map / write_label_map, and
+the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
 """
@@ -58,6 +62,8 @@ from .runner import ItemResult, RunSummary
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
 from .preview_sheet import preview
+from .layout import link_ssd
+from .stages.frames import ExtractOptions, extract_frames
 from .stages.resize import ResizeOptions, resize_videos
 from .stages.verify import VerifyResult, verify
 from .video import VideoInfo, output_size, probe
@@ -65,6 +71,9 @@ from .video import VideoInfo, output_size, probe
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExtractOptions",
+    "extract_frames",
+    "link_ssd",
     "AnnotationSummary",
     "VideoDownloadSummary",
     "YoutubeSummary",

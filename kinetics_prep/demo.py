@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 from .kinetics import Clip, write_annotations
+from .preview_sheet import preview
 from .stages.arrange import arrange_clips
 from .stages.filelist import build_file_lists
 from .stages.frames import config_lines, extract_frames
 from .stages.resize import resize_videos
+from .stages.verify import verify
 from .synthetic import DEMO_CLIPS, make_demo_videos
 
 DATASET = "kinetics_demo"
@@ -32,25 +34,25 @@ def run_demo(out: str | os.PathLike = "demo_output", *, workers: int | None = No
     annotations = root / "annotations" / "kinetics_train.csv"
     ssd = out / "ssd" / f"{DATASET}_extracted_train"
 
-    say("1/6 synthesising the demo clips (flat, as CVDF archives unpack) and their annotations")
+    say("1/7 synthesising the demo clips (flat, as CVDF archives unpack) and their annotations")
     make_demo_videos(flat)
     write_annotations([Clip(yid, s, e, label, "train") for label, yid, s, e, _ in DEMO_CLIPS], annotations)
     say(f"    {len(DEMO_CLIPS)} clips in {flat}\n    annotations: {annotations}")
 
-    say("2/6 arrange: class folders (symlinks) from the annotations")
+    say("2/7 arrange: class folders (symlinks) from the annotations")
     arranged = arrange_clips(flat, root / "videos_train_raw", annotations)
     say("    " + "\n    ".join(arranged.lines()))
 
-    say("3/6 resize: short edge 256, H.264, keyframe every 16 frames")
+    say("3/7 resize: short edge 256, H.264, keyframe every 16 frames")
     resized = resize_videos(root / "videos_train_raw", root / "videos_train", workers=workers, progress=progress)
     say(resized.format())
 
-    say(f"4/6 extract-frames: RGB + TV-L1 flow (short edge {DEMO_FLOW_SHORT_EDGE}) onto the 'SSD' {ssd}")
+    say(f"4/7 extract-frames: RGB + TV-L1 flow (short edge {DEMO_FLOW_SHORT_EDGE}) onto the 'SSD' {ssd}")
     extracted = extract_frames(root / "videos_train", root / "rawframes_train", new_short=DEMO_FLOW_SHORT_EDGE,
                                ssd=ssd, flow_backend="opencv", device="cpu", workers=workers, progress=progress)
     say(extracted.format())
 
-    say("5/6 file lists for mmaction2")
+    say("5/7 file lists for mmaction2")
     videos = build_file_lists(root / "videos_train", root, formats=("videos",), dataset=DATASET,
                               split="train", annotations=annotations)
     frames = build_file_lists(root / "rawframes_train", root, formats=("rawframes", "flow"), dataset=DATASET,
@@ -58,13 +60,22 @@ def run_demo(out: str | os.PathLike = "demo_output", *, workers: int | None = No
     for result in (videos, frames):
         say("    " + "\n    ".join(result.lines()))
 
-    failed = [s for s in (resized, extracted) if s.exit_code]
-    say("6/6 done." if not failed else "6/6 finished with failures (see the reports above).")
+    say("6/7 verify the lists against the files, and a preview of one clip's frames and flow")
+    lists = [root / f"{DATASET}_train_list_{fmt}.txt" for fmt in ("rawframes", "flow")]
+    checked = verify(root / "rawframes_train", lists=lists, workers=workers, progress=progress)
+    say(checked.format())
+    first_clip = sorted((root / "rawframes_train" / "hurling_(sport)").iterdir())[0]
+    sheet = preview(first_clip, out / "preview.png")
+    say(f"    preview of {first_clip.name}: {sheet}")
+
+    codes = [resized.exit_code, extracted.exit_code, checked.exit_code]
+    say("7/7 done." if not any(codes) else "7/7 finished with failures (see the reports above).")
     say(f"\n  videos:        {root / 'videos_train'}")
     say(f"  frames + flow: {root / 'rawframes_train'} -> {os.readlink(root / 'rawframes_train')}")
     say(f"  file lists:    {root}/{DATASET}_train_list_{{videos,rawframes,flow}}.txt")
+    say(f"  preview:       {sheet}")
     say("  mmaction2 config lines:\n    " + "\n    ".join(config_lines()))
-    return max((s.exit_code for s in (resized, extracted)), default=0)
+    return max(codes)
 
 
 def say(text: str) -> None:
