@@ -112,7 +112,6 @@ def main() -> None:
         tmp = Path(tmp)
         clips = make_source(tmp / "src", args.copies)
         frames = sum(video.probe(c, count_frames=True).frame_count for c in clips)
-        pairs = frames - len(clips)
         print(f"{len(clips)} clips ({', '.join(CLIPS)}), {frames} frames, short edge {args.short}, "
               f"{args.workers} workers, {os.cpu_count()} cores, median of {args.repeats}")
         ctx = multiprocess.get_context("spawn")

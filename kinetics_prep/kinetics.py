@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar, Union
 
 from .errors import AnnotationError, ConfigError, InputError, OutputError
+from .layout import write_text_atomic
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -654,14 +655,7 @@ def write_label_map(label_map: LabelMap | Sequence[str], path: PathLike) -> Path
     bad = [n for n in names if "\n" in n or "\r" in n or n != n.strip() or not n]
     if bad:
         raise ConfigError(f"class names cannot be written one per line: {bad[:3]!r}")
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(n + "\n" for n in names), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e}") from e
-    return path
+    return write_text_atomic(path, "".join(n + "\n" for n in names))
 
 
 def label_map_for(annotations: Annotations, order: str = "mmaction2") -> tuple[LabelMap, str]:

@@ -136,6 +136,27 @@ def partial_path(final: Path) -> Path:
     return final.with_name(final.name + PARTIAL_SUFFIX)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file (list, report, CSV) under its partial name, then rename it: a
+    reader never sees half of it. Errors become OutputError naming the file."""
+    from .errors import OutputError
+
+    path = Path(path)
+    tmp = partial_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    return path
+
+
 def check_not_inside(out: Path, src: Path) -> None:
     """Refuse an output directory inside the source tree (it would be re-read as input)."""
     out_r, src_r = out.resolve(), src.resolve()

@@ -19,7 +19,6 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
 import av

@@ -1,7 +1,6 @@
 """The resize stage end to end: tree mirroring, geometry, GOP, timing, failures, resume, CLI."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -38,7 +38,7 @@ from ..kinetics import (
     normalize_split,
     path_tuple,
 )
-from ..layout import PARTIAL_SUFFIX, STATE_DIR, is_hidden, normalize_extensions
+from ..layout import PARTIAL_SUFFIX, STATE_DIR, is_hidden, normalize_extensions, write_text_atomic
 
 ARRANGE_MODES: tuple[str, ...] = ("symlink", "hardlink", "copy", "move")
 # Preferred extension when the same clip exists with several.
@@ -332,12 +332,8 @@ def _write_reports(report_dir: Path, results: list[ArrangeItemResult], unannotat
                 w.writerow((c.label or "", c.youtube_id, c.start, c.end, c.split or "",
                             f"{r.status}: {r.reason}"))
         os.replace(tmp, report_dir / "arrange_missing.csv")
-        tmp = report_dir / ("arrange_unannotated.txt" + PARTIAL_SUFFIX)
-        tmp.write_text("".join(n + "\n" for n in unannotated), encoding="utf-8")
-        os.replace(tmp, report_dir / "arrange_unannotated.txt")
-        tmp = report_dir / ("arrange_summary.json" + PARTIAL_SUFFIX)
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, report_dir / "arrange_summary.json")
+        write_text_atomic(report_dir / "arrange_unannotated.txt", "".join(n + "\n" for n in unannotated))
+        write_text_atomic(report_dir / "arrange_summary.json", json.dumps(summary, indent=2) + "\n")
     except OSError as e:
         raise OutputError(f"cannot write reports in {report_dir}: {e}") from e
 

@@ -42,7 +42,7 @@ from ..kinetics import (
     read_label_map,
 )
 from ..kinetics import class_dir_name as _class_dir_name
-from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, Naming, is_hidden, normalize_extensions
+from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, Naming, is_hidden, normalize_extensions, write_text_atomic
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
 OUTPUT_FORMATS: tuple[str, ...] = ("txt", "json")
@@ -572,12 +572,7 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
         f"{_escape(k)}\t{_escape(r)}\t{_escape(why)}\n" for k, r, why in report
     )
     for path, content in ((list_path, text), (missing_path, report_text)):
-        tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-        try:
-            tmp.write_text(content, encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as err:
-            raise OutputError(f"cannot write {path}: {err}") from err
+        write_text_atomic(path, content)
     summary = FormatSummary(fmt, list_path, missing_path, len(items), n_annotated, missing,
                             incomplete, refused, unannotated, dict(namings))
     return summary, namings

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
 from ..kinetics import PathLike, make_options, path_tuple
-from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, STATE_DIR, VIDEO_EXTENSIONS, is_hidden
+from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, STATE_DIR, VIDEO_EXTENSIONS, is_hidden, write_text_atomic
 from ..runner import FAILED, OK, Item, ItemResult, default_workers, run_items
 from .filelist import count_frames
 
@@ -316,13 +316,7 @@ def _write_fixed(lf: ListFile, broken: set[str]) -> None:
         text = json.dumps([e[3] for e in keep], ensure_ascii=False) + "\n"
     else:
         text = "".join(e[3].rstrip("\r\n") + "\n" for e in keep)
-    out = fixed_list_path(lf.path)
-    tmp = out.with_name(out.name + PARTIAL_SUFFIX)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as e:
-        raise OutputError(f"cannot write {out}: {e}") from e
+    out = write_text_atomic(fixed_list_path(lf.path), text)
     lf.fixed_path = out
 
 
@@ -660,15 +654,12 @@ def verify(root: VerifyOptions | PathLike, **options: Any) -> VerifyResult:
 
 def _write_report(result: VerifyResult, opts: VerifyOptions) -> None:
     path = opts.report_path
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
+        write_text_atomic(path, json.dumps(result.to_json(), indent=1, ensure_ascii=False) + "\n")
+    except OutputError as e:
         if opts.report is not None:  # asked for explicitly: an error
-            raise OutputError(f"cannot write the report {path}: {e}") from e
-        result.warnings.append(f"cannot write the report {path} ({e.strerror or e}); pass --report PATH")
+            raise
+        result.warnings.append(f"{e}; pass --report PATH")
         return
     result.report_path = path
 
