@@ -596,19 +596,20 @@ def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
                     help="CUDA devices to use, one worker each (default: all visible)")
     fl.add_argument("--batch-size", type=int, default=None, metavar="N",
                     help="frame pairs per flow call (default: 32 on GPU, 8 on CPU)")
-    fl.add_argument("--bound", type=float, default=20.0, help="clip flow to +-bound pixels before quantising (default: 20)")
-    fl.add_argument("--step", type=int, default=1, help="flow between frame i and i+step (default: 1)")
+    fl.add_argument("--bound", type=float, default=20.0, metavar="PX", help="clip flow to +-bound pixels before quantising (default: 20)")
+    fl.add_argument("--step", type=int, default=1, metavar="K", help="flow between frame i and i+step (default: 1)")
     fl.add_argument("--flow-format", choices=("jpg", "png"), default="jpg",
                     help="jpg (default) or png (the same 8-bit values, lossless)")
     fl.add_argument("--dis-preset", choices=("ultrafast", "fast", "medium"), default=None, help="DIS preset (default: fast)")
     for flag, (key, typ) in _TVL1_FLAGS.items():
         fl.add_argument(f"--tvl1-{flag}", dest=f"tvl1_{key}", type=typ, default=None,
-                        help=f"TV-L1 {key} (default: {TVL1_DEFAULTS[key]})")
+                        metavar="N" if typ is int else "X",
+                        help=f"TV-L1 {flag.replace('-', ' ')} (OpenCV's default: {TVL1_DEFAULTS[key]})")
     out = p.add_argument_group("output")
     out.add_argument("--naming", choices=("mmaction2", "denseflow"), default="mmaction2",
                      help="mmaction2 (default): img_00001.jpg, x_00001.jpg, y_00001.jpg from 1; "
                           "denseflow: img_00000.jpg, flow_x_00000.jpg, flow_y_00000.jpg from 0")
-    out.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
+    out.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG quality 1-100 (default: 95)")
     out.add_argument("--ssd", default=None, metavar="DIR",
                      help="write the frames physically under DIR and make OUT a symlink to it")
     _add_runner_options(p)
