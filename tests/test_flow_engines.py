@@ -178,6 +178,17 @@ def test_recovers_known_translation(name, backend, params, tolerance):
     assert error.mean() < tolerance
 
 
+@pytest.mark.parametrize(("name", "backend"), [("tvl1", "opencv"), ("tvl1", "torch"), ("farneback", "opencv"), ("dis", "opencv")])
+def test_strided_frames_are_accepted(name, backend):
+    # PyAV's to_ndarray(format="gray") pads rows: frames arrive as non-contiguous views.
+    wide = textured(40, 56)
+    prev, nxt = wide[:, :48], translated(wide, 1, 0)[:, :48]
+    assert not prev.flags.c_contiguous
+    engine = get_engine(name, backend=backend, device="cpu", **({"warps": 1} if name == "tvl1" else {}))
+    expected = engine.compute(prev.copy(), nxt.copy())
+    np.testing.assert_array_equal(engine.compute(prev, nxt), expected)
+
+
 def test_compute_batch_is_compute_in_a_loop():
     pairs = [(textured(40, 48, s), translated(textured(40, 48, s), 1, 1)) for s in range(3)]
     engine = get_engine("farneback")
