@@ -15,8 +15,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# torch is pinned so pip takes the local CPU wheel: the torch TV-L1 tests must run, and an
+# unpinned torch would pull gigabytes of CUDA packages.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet torch==2.13.0
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed

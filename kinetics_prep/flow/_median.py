@@ -15,7 +15,7 @@ memory speed. The network is derived, not hand-written:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -143,20 +143,37 @@ def _run(ops: list[Op], registers: dict[int, torch.Tensor], keep: set[int]) -> N
                 registers.pop(src, None)
 
 
-def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
-    """size x size median of each channel of (..., H, W), border replicated (cv::medianBlur)."""
+MedianFilter = Callable[[torch.Tensor], torch.Tensor]
+
+
+@functools.lru_cache(maxsize=None)
+def make_median_filter(size: int) -> MedianFilter:
+    """A size x size median of each channel of (..., H, W), border replicated (cv::medianBlur).
+
+    The network is generated here, once; the returned function only replays it, so
+    torch.compile traces straight-line min/max code rather than the generator.
+    """
     if size not in (3, 5):
         raise ValueError(f"median size must be 3 or 5, got {size}")
-    r = size // 2
-    h, w = u.shape[-2:]
-    padded = F.pad(u, (r, r, r, r), mode="replicate")
-    # 1. sort every vertical run of `size` pixels: (..., H, W + 2r) tensors by rank.
     col_ops, col_ranks = column_sort_program(size)
-    cols = {i: padded[..., i : i + h, :] for i in range(size)}
-    _run(col_ops, cols, set(col_ranks))
-    ranks = [cols[reg] for reg in col_ranks]
-    # 2. median of the `size` sorted columns of each window.
     med_ops, target = median_program(size)
-    regs = {c * size + k: ranks[k][..., c : c + w] for c in range(size) for k in range(size)}
-    _run(med_ops, regs, {target})
-    return regs[target]
+    r = size // 2
+
+    def median(u: torch.Tensor) -> torch.Tensor:
+        h, w = u.shape[-2:]
+        padded = F.pad(u, (r, r, r, r), mode="replicate")
+        # 1. sort every vertical run of `size` pixels: (..., H, W + 2r) tensors by rank.
+        cols = {i: padded[..., i : i + h, :] for i in range(size)}
+        _run(col_ops, cols, set(col_ranks))
+        ranks = [cols[reg] for reg in col_ranks]
+        # 2. median of the `size` sorted columns of each window.
+        regs = {c * size + k: ranks[k][..., c : c + w] for c in range(size) for k in range(size)}
+        _run(med_ops, regs, {target})
+        return regs[target]
+
+    return median
+
+
+def median_filter(u: torch.Tensor, size: int) -> torch.Tensor:
+    """size x size median of each channel of (..., H, W), border replicated (cv::medianBlur)."""
+    return make_median_filter(size)(u)

@@ -39,7 +39,8 @@ class _OpenCVEngine:
 
     def compute(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
         check_pair(prev_gray, next_gray)
-        return self._flow(prev_gray, next_gray)
+        # Decoders hand out strided views (PyAV pads rows); DIS asserts contiguous input.
+        return self._flow(np.ascontiguousarray(prev_gray), np.ascontiguousarray(next_gray))
 
     def compute_batch(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         # OpenCV has no batched call; a loop is all there is (parallelism comes from processes).

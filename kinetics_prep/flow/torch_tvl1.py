@@ -26,14 +26,14 @@ out of the hot loop; this changes speed, never results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._median import median_filter
+from ._median import make_median_filter
 from .base import check_pair
 
 _MIN_LEVEL_SIDE = 16  # OpenCV drops pyramid levels narrower or lower than this
@@ -177,10 +177,19 @@ def primal_dual_step(
     return u, px, py, active & (change > scaled_epsilon)
 
 
-def masked_median(u: torch.Tensor, active: torch.Tensor, size: int) -> torch.Tensor:
-    """Median-filter (u1, u2) of the active samples; u3 (gamma) is never filtered, as in OpenCV."""
-    filtered = torch.where(active, median_filter(u[:, :2], size), u[:, :2])
-    return torch.cat((filtered, u[:, 2:]), dim=1) if u.shape[1] > 2 else filtered
+def make_masked_median(size: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(u, active) -> u with (u1, u2) of the active samples median-filtered.
+
+    u3 (gamma) is never filtered, as in OpenCV. A closure over a prebuilt network, so that
+    torch.compile sees only tensor code.
+    """
+    median = make_median_filter(size)
+
+    def masked_median(u: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        filtered = torch.where(active, median(u[:, :2]), u[:, :2])
+        return torch.cat((filtered, u[:, 2:]), dim=1) if u.shape[1] > 2 else filtered
+
+    return masked_median
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,12 +221,12 @@ class TorchTVL1:
         )
         self._resize = _Resizer(self._device)
         self._step = primal_dual_step
-        self._median = masked_median
+        median = p["median_filtering"]
+        self._median = make_masked_median(median) if median > 1 else None
         if compile:
-            # dynamic=None: shapes (level sizes, shrinking batches) become symbolic after the
-            # first change instead of recompiling for each.
-            self._step = torch.compile(primal_dual_step, dynamic=None)
-            self._median = torch.compile(masked_median, dynamic=None)
+            self._step = _compiled_batch_dynamic(primal_dual_step)
+            if self._median is not None:
+                self._median = _compiled_batch_dynamic(self._median)
         # Work done since construction, read by benchmarks: batch steps, and sample-steps
         # computed (frozen samples still in the working batch included).
         self.stats = {"steps": 0, "sample_steps": 0}
@@ -313,14 +322,14 @@ class TorchTVL1:
         p, opts = self.params, self.options
         height, width = u.shape[-2:]
         scaled_epsilon = u.new_tensor(p["epsilon"] ** 2 * height * width)
-        inner, median = p["inner_iterations"], p["median_filtering"]
+        inner = p["inner_iterations"]
         full = (u, px, py)
         index: torch.Tensor | None = None  # batch positions of the working set; None = all
         active = torch.ones((u.shape[0], 1, 1, 1), dtype=torch.bool, device=u.device)
         for k in range(p["outer_iterations"] * inner):
-            if median > 1 and k % inner == 0:
+            if self._median is not None and k % inner == 0:
                 # Each outer iteration starts with a median filter of the flow (OpenCV's CPU code).
-                u = self._median(u, active, median)
+                u = self._median(u, active)
             u, px, py, active = self._step(u, px, py, *fixed, active, scaled_epsilon, self._coef)
             self.stats["steps"] += 1
             self.stats["sample_steps"] += u.shape[0]
@@ -336,6 +345,25 @@ class TorchTVL1:
                 u, px, py, active = u[keep], px[keep], py[keep], active[keep]
                 fixed = tuple(t[keep] for t in fixed)
         return _put_back(full, index, (u, px, py))
+
+
+def _compiled_batch_dynamic(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """torch.compile `fn` with only the batch dimension symbolic.
+
+    Compaction shrinks the batch many times per warping; a symbolic batch size avoids one
+    recompilation per size, while the (few) pyramid level sizes stay static, which keeps the
+    kernels simple and the compile times short. Inputs must be marked on every call: the
+    marks live on tensor objects, and each step makes new ones.
+    """
+    compiled = torch.compile(fn, dynamic=False)
+
+    def call(*args: Any) -> Any:
+        for arg in args:
+            if isinstance(arg, torch.Tensor) and arg.dim() > 0:
+                torch._dynamo.mark_dynamic(arg, 0)
+        return compiled(*args)
+
+    return call
 
 
 def _put_back(
