@@ -15,11 +15,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# torch is pinned so pip takes the local CPU wheel: the torch TV-L1 tests must run, and an
-# unpinned torch would pull gigabytes of CUDA packages.
+# The torch TV-L1 tests need a CPU torch. It is pinned so pip takes the CPU wheel this project's
+# machines carry; an unpinned torch would pull gigabytes of CUDA packages. Elsewhere, point pip
+# at PyTorch's CPU index: make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed
