@@ -218,3 +218,28 @@ def test_extract_options_validate():
         frames_stage.ExtractOptions(src=".", out="o", task="depth")
     with pytest.raises(ConfigError):
         frames_stage.ExtractOptions(src=".", out="o", jpeg_quality=0)
+
+
+def test_torch_backend_runs_through_extract_frames_on_cpu(tmp_path):
+    pytest.importorskip("torch")
+    src = tmp_path / "v" / "c"
+    write_clip(src / "tiny.mkv", ClipSpec(40, 32, frames=4, motion=(1, 0), codec="ffv1"))
+    out = tmp_path / "o"
+    summary = extract_frames(tmp_path / "v", out, flow_backend="torch", device="cpu", batch_size=2,
+                             flow_format="png", workers=1, progress=False)
+    assert summary.exit_code == 0 and summary.counts == {"frames": 4, "pairs": 3}
+    meta = json.loads((out / "c" / "tiny" / "kinetics_prep.json").read_text())
+    assert (meta["flow"]["backend"], meta["flow"]["device"]) == ("torch", "cpu")
+    # The stage writes exactly what the engine computes for the same frames, batch or not.
+    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in video.iter_frames(src / "tiny.mkv")]
+    engine = get_engine("tvl1", backend="torch", device="cpu")
+    for i in range(3):
+        expected = quantize(engine.compute(grays[i], grays[i + 1]), 20)
+        got = np.stack([cv2.imread(str(out / "c" / "tiny" / f"{a}_{i + 1:05d}.png"), cv2.IMREAD_UNCHANGED)
+                        for a in "xy"], -1)
+        assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_gpus_without_cuda_is_a_config_error(lossless_tree, tmp_path):
+    with pytest.raises(ConfigError, match="--gpus"):
+        extract_frames(lossless_tree, tmp_path / "o", flow_backend="opencv", gpus=(0,), progress=False)
