@@ -219,3 +219,25 @@ def test_killed_run_leaves_nothing_finished_looking_and_resumes(tmp_path):
     assert second.skipped == len(finished) and second.ok == 8 - len(finished) and second.exit_code == 0
     assert not list(out.rglob("*.partial"))
     assert len(list(out.rglob("*.mp4"))) == 8
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(tmp_path):
+    src = tmp_path / "src" / "c"
+    for i in range(6):
+        write_clip(src / f"clip{i}.mp4", ClipSpec(160, 120, frames=60, seed=i))
+    out = tmp_path / "out"
+    report = tmp_path / "first.jsonl"
+    cmd = [sys.executable, "-m", "kinetics_prep", "resize", str(tmp_path / "src"), str(out),
+           "--workers", "2", "--preset", "slow", "--no-progress", "--report", str(report)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (report.exists() and report.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "rerun" in err and "Traceback" not in err
+    for f in out.rglob("*.mp4"):
+        assert video.probe(f, count_frames=True).frame_count == 60
+    assert resize_videos(tmp_path / "src", out, progress=False).exit_code == 0
+    assert len(list(out.rglob("*.mp4"))) == 6 and not list(out.rglob("*.partial"))
