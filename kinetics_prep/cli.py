@@ -32,11 +32,34 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
                    help="JSON-lines report, one line per item (default: OUT/.kinetics_prep/STAGE_report.jsonl)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (e.g. in batch jobs)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="plan only: print what would be done (to do, already done, failed last time) "
+                        "and the estimated output size; change nothing")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="do only shard K of N (1 <= K <= N), a stable split by clip name; the report "
+                        "becomes STAGE_report.shard-K-of-N.jsonl (default: from SLURM_ARRAY_TASK_ID / "
+                        "SLURM_ARRAY_TASK_COUNT inside a SLURM job array; 1/1 turns that off)")
+    r = p.add_argument_group("Ray (pip install 'kinetics-prep[ray]')")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: one Ray task per item")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster: 'auto' or 'ray://HOST:10001' (default: start a "
+                        "local Ray instance with --workers CPUs)")
+    r.add_argument("--ray-max-retries", type=int, default=3, metavar="N",
+                   help="Ray reruns a task whose worker or node died up to N times (default: 3); item "
+                        "errors are retried by --retries")
+    r.add_argument("--ray-num-cpus", type=float, default=None, metavar="X",
+                   help="CPUs one task reserves (default: what the stage needs, 1 for CPU work)")
+    r.add_argument("--ray-num-gpus", type=float, default=None, metavar="X",
+                   help="GPUs one task reserves, e.g. 0.5 to run two per GPU (default: the stage's, "
+                        "1 for GPU work)")
 
 
 def _runner_kwargs(a: argparse.Namespace) -> dict:
     return {"workers": a.workers, "overwrite": a.overwrite, "retries": a.retries,
-            "report": a.report, "progress": a.progress}
+            "report": a.report, "progress": a.progress, "dry_run": a.dry_run, "shard": a.shard,
+            "executor": a.executor, "ray_address": a.ray_address, "ray_max_retries": a.ray_max_retries,
+            "ray_num_cpus": a.ray_num_cpus, "ray_num_gpus": a.ray_num_gpus}
 
 
 # ---------------------------------------------------------------- resize
