@@ -8,11 +8,12 @@ configuration (nothing was done), 130 = interrupted (rerun to resume).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import KineticsPrepError
+from .errors import ConfigError, KineticsPrepError
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -430,14 +431,7 @@ def _run_arrange(a: argparse.Namespace) -> int:
                         split=a.split, class_style=a.class_style, exts=a.ext, dry_run=a.dry_run,
                         default_split=a.default_split)
     _warn_duplicates(res.duplicates)
-    print(f"{'split':<6} {'annotated':>9} {'found':>7} {'missing':>7} {'replaced':>8} "
-          f"{'new':>7} {'conflict':>8} {'failed':>6}", file=sys.stderr)
-    for split, c in sorted(res.splits.items()):
-        print(f"{split or '?':<6} {c.annotated:>9} {c.found:>7} {c.missing:>7} {c.replaced:>8} "
-              f"{c.placed:>7} {c.conflicts:>8} {c.failed:>6}", file=sys.stderr)
-    print(f"unannotated files in SRC: {len(res.unannotated)}; files of other splits: {res.other_split}"
-          + (" (dry run: nothing changed)" if res.dry_run else f"; reports in {res.report_dir}"),
-          file=sys.stderr)
+    print("\n".join(res.lines()), file=sys.stderr)
     t = res.total
     if t.failed or t.conflicts or (a.strict and t.missing):
         return 1
@@ -524,7 +518,8 @@ def _run_file_list(a: argparse.Namespace) -> int:
 
     from .stages.filelist import build_file_lists
 
-    out_dir = a.out_dir if a.out_dir is not None else Path(a.root).resolve().parent
+    # abspath, not resolve(): ROOT may be a symlink to an SSD, and the lists belong beside the link.
+    out_dir = a.out_dir if a.out_dir is not None else Path(os.path.abspath(a.root)).parent
     res = build_file_lists(a.root, out_dir, formats=tuple(a.formats), dataset=a.dataset, split=a.split,
                            annotations=tuple(a.annotations), label_map=a.label_map,
                            label_order=a.label_order, level=a.level, shuffle=a.shuffle, seed=a.seed,
@@ -532,19 +527,11 @@ def _run_file_list(a: argparse.Namespace) -> int:
                            default_split=a.default_split)
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"labels: {res.label_source}" + (f"; shuffled with seed {res.seed}" if a.shuffle else ""),
-          file=sys.stderr)
-    bad = 0
-    for s in res.summaries:
-        ann = f" of {s.annotated} annotated" if s.annotated else ""
-        print(f"{s.format}: {s.listed} listed{ann} -> {s.list_path}; not listed: {s.missing} missing, "
-              f"{s.incomplete} incomplete, {s.refused} refused, {s.unannotated} unannotated "
-              f"-> {s.missing_path}", file=sys.stderr)
-        bad += s.missing + s.incomplete + s.refused if s.annotated else s.incomplete + s.refused
+    print("\n".join(res.lines()), file=sys.stderr)
     print("mmaction2 config:", file=sys.stderr)
     for fmt, snippet in res.config.items():
         print(f"  {fmt}: {snippet}", file=sys.stderr)
-    return 1 if (a.strict and bad) else 0
+    return 1 if (a.strict and res.problems) else 0
 
 
 def _add_overlap(sub: argparse._SubParsersAction) -> None:
@@ -581,6 +568,125 @@ def _run_overlap(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- extract-frames
+
+# --tvl1-* flags -> get_engine parameter names (defaults are OpenCV's, shown in --help).
+_TVL1_FLAGS = {
+    "tau": ("tau", float), "lambda": ("lambda_", float), "theta": ("theta", float),
+    "scales": ("scales", int), "warps": ("warps", int), "epsilon": ("epsilon", float),
+    "inner-iterations": ("inner_iterations", int), "outer-iterations": ("outer_iterations", int),
+    "scale-step": ("scale_step", float), "gamma": ("gamma", float),
+    "median-filtering": ("median_filtering", int),
+}
+
+
+def _gpu_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(g) for g in text.split(",") if g.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus takes comma-separated device numbers, e.g. 0,1 (got {text!r})") from None
+
+
+def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
+    from .flow import TVL1_DEFAULTS
+
+    p = sub.add_parser(
+        "extract-frames",
+        help="RGB JPEG frames and TV-L1 optical flow from one decode (optionally onto an SSD)",
+        description="For every clip under SRC, decode once, resize, write RGB JPEG frames and "
+                    "optical flow (quantised x/y images) into OUT/class/clip_stem/. Clips already "
+                    "done are skipped, so rerunning resumes. Prints the mmaction2 config lines.",
+    )
+    p.add_argument("src", metavar="SRC", help="videos (SRC/class/clip.ext) or, with --input-frames, RGB frame directories")
+    p.add_argument("out", metavar="OUT", help="output root, e.g. data/kinetics400/rawframes_train")
+    p.add_argument("--task", choices=("rgb", "flow", "both"), default="both", help="what to write (default: both)")
+    p.add_argument("--level", type=int, choices=(1, 2), default=2, help="2: SRC/class/clip (default); 1: SRC/clip")
+    p.add_argument("--input-frames", action="store_true",
+                   help="SRC holds RGB frame directories (img_*.jpg) instead of videos: compute flow from them")
+    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]", help="only these video extensions")
+    size = p.add_argument_group("size (default: keep the decoded size)")
+    size.add_argument("--new-short", type=int, default=None, metavar="PX",
+                      help="resize the displayed short edge to PX (aspect kept, long edge rounded to even)")
+    size.add_argument("--new-width", type=int, default=None, metavar="W", help="exact width (with --new-height)")
+    size.add_argument("--new-height", type=int, default=None, metavar="H", help="exact height (with --new-width)")
+    fl = p.add_argument_group("optical flow")
+    fl.add_argument("--flow-type", choices=("tvl1", "farneback", "dis"), default="tvl1", help="algorithm (default: tvl1)")
+    fl.add_argument("--flow-backend", choices=("auto", "opencv", "torch"), default="auto",
+                    help="auto (default): the torch TV-L1 on a CUDA GPU when available, else OpenCV on the CPU")
+    fl.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    fl.add_argument("--gpus", type=_gpu_list, default=None, metavar="0,1,...",
+                    help="CUDA devices to use, one worker each (default: all visible)")
+    fl.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help="frame pairs per flow call (default: 32 on GPU, 8 on CPU)")
+    fl.add_argument("--bound", type=float, default=20.0, help="clip flow to +-bound pixels before quantising (default: 20)")
+    fl.add_argument("--step", type=int, default=1, help="flow between frame i and i+step (default: 1)")
+    fl.add_argument("--flow-format", choices=("jpg", "png"), default="jpg",
+                    help="jpg (default) or png (the same 8-bit values, lossless)")
+    fl.add_argument("--dis-preset", choices=("ultrafast", "fast", "medium"), default=None, help="DIS preset (default: fast)")
+    for flag, (key, typ) in _TVL1_FLAGS.items():
+        fl.add_argument(f"--tvl1-{flag}", dest=f"tvl1_{key}", type=typ, default=None,
+                        help=f"TV-L1 {key} (default: {TVL1_DEFAULTS[key]})")
+    out = p.add_argument_group("output")
+    out.add_argument("--naming", choices=("mmaction2", "denseflow"), default="mmaction2",
+                     help="mmaction2 (default): img_00001.jpg, x_00001.jpg, y_00001.jpg from 1; "
+                          "denseflow: img_00000.jpg, flow_x_00000.jpg, flow_y_00000.jpg from 0")
+    out.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default: 95)")
+    out.add_argument("--ssd", default=None, metavar="DIR",
+                     help="write the frames physically under DIR and make OUT a symlink to it")
+    _add_runner_options(p)
+    p.set_defaults(handler=_run_extract_frames)
+
+
+def _flow_params(a: argparse.Namespace) -> dict:
+    params = {key: getattr(a, f"tvl1_{key}") for key, _ in _TVL1_FLAGS.values()
+              if getattr(a, f"tvl1_{key}") is not None}
+    if params and a.flow_type != "tvl1":
+        raise ConfigError(f"--tvl1-* options apply to --flow-type tvl1, not {a.flow_type}")
+    if a.dis_preset is not None:
+        if a.flow_type != "dis":
+            raise ConfigError("--dis-preset applies to --flow-type dis")
+        params["preset"] = a.dis_preset
+    return params
+
+
+def _run_extract_frames(a: argparse.Namespace) -> int:
+    from .stages.frames import config_lines, extract_frames
+
+    summary = extract_frames(
+        a.src, a.out,
+        task=a.task, level=a.level, input_frames=a.input_frames, ext=a.ext,
+        new_short=a.new_short, new_width=a.new_width, new_height=a.new_height,
+        flow_type=a.flow_type, flow_backend=a.flow_backend, device=a.device, gpus=a.gpus,
+        batch_size=a.batch_size, bound=a.bound, step=a.step, flow_format=a.flow_format,
+        flow_params=_flow_params(a), naming=a.naming, jpeg_quality=a.jpeg_quality, ssd=a.ssd,
+        **_runner_kwargs(a),
+    )
+    print(summary.format(), file=sys.stderr)
+    print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format), sep="\n  ")
+    return summary.exit_code
+
+
+def _add_link_ssd(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "link-ssd",
+        help="make LINK_PATH (e.g. rawframes_train) a symlink to a directory on a fast disk",
+        description="Create SSD_DIR if needed and make LINK_PATH a symlink to it (absolute target). "
+                    "Idempotent; refuses to replace a non-empty directory, a file, or a link "
+                    "pointing elsewhere.",
+    )
+    p.add_argument("ssd_dir", metavar="SSD_DIR", help="e.g. /mnt/SSD/kinetics400_extracted_train")
+    p.add_argument("link_path", metavar="LINK_PATH", help="e.g. data/kinetics400/rawframes_train")
+    p.set_defaults(handler=_run_link_ssd)
+
+
+def _run_link_ssd(a: argparse.Namespace) -> int:
+    from .layout import link_ssd
+
+    link = link_ssd(a.ssd_dir, a.link_path)
+    print(f"{link} -> {os.readlink(link)}")
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -593,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In pipeline order, as `--help` lists them.
     for add in (_add_demo, _add_download_annotations, _add_download, _add_classes, _add_select,
-                _add_arrange, _add_rename_classes, _add_resize, _add_file_list, _add_overlap):
+                _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_link_ssd,
+                _add_file_list, _add_overlap):
         add(sub)
     return parser
 

@@ -44,6 +44,27 @@ class Naming:
     def flow_prefixes(self) -> tuple[str, str]:
         return self.flow_x.split("{", 1)[0], self.flow_y.split("{", 1)[0]
 
+    def rgb_template(self, ext: str = "jpg") -> str:
+        """mmaction2's RawframeDataset `filename_tmpl` for RGB, e.g. 'img_{:05}.jpg'."""
+        return self.rgb.replace("{:05d}", "{:05}") + "." + ext
+
+    def flow_template(self, ext: str = "jpg") -> str:
+        """mmaction2's `filename_tmpl` for flow (formatted with 'x'/'y' and the index), e.g.
+        '{}_{:05d}.jpg' or 'flow_{}_{:05d}.jpg'."""
+        prefix = self.flow_prefixes()[0]  # "x_" or "flow_x_"
+        return prefix[: -len("x_")] + "{}_" + self.flow_x[len(prefix):] + "." + ext
+
+    def config_lines(self, flow_ext: str | None = "jpg", rgb_ext: str | None = "jpg") -> list[str]:
+        """The lines to paste into an mmaction2 1.x dataset config for this naming."""
+        lines = []
+        if rgb_ext:
+            lines.append(f"RGB:  dict(type='RawframeDataset', filename_tmpl='{self.rgb_template(rgb_ext)}', "
+                         f"start_index={self.start}, modality='RGB', ...)")
+        if flow_ext:
+            lines.append(f"flow: dict(type='RawframeDataset', filename_tmpl='{self.flow_template(flow_ext)}', "
+                         f"start_index={self.start}, modality='Flow', ...)")
+        return lines
+
 
 NAMINGS: dict[str, Naming] = {
     # mmaction2 1.x defaults: RawframeDataset filename_tmpl='img_{:05}.jpg', start_index=1;
@@ -120,3 +141,44 @@ def check_not_inside(out: Path, src: Path) -> None:
     out_r, src_r = out.resolve(), src.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise ConfigError(f"output directory {out} is inside the source directory {src}")
+
+
+def link_ssd(ssd_dir: str | os.PathLike, link_path: str | os.PathLike) -> Path:
+    """Make `link_path` (e.g. data/kinetics400/rawframes_train) a symlink to `ssd_dir` (e.g.
+    /mnt/SSD/kinetics400_extracted_train), creating `ssd_dir` if needed; return the link.
+
+    Idempotent: an existing link to the same place is fine. Refuses (OutputError) to replace a
+    non-empty real directory, a file, or a link pointing elsewhere. The target is stored
+    absolute, and trailing slashes never create a link *inside* an existing link's target.
+    """
+    from .errors import OutputError
+
+    # os.path.normpath drops trailing slashes: "rawframes_train/" must name the link itself.
+    link = Path(os.path.abspath(os.path.normpath(os.fspath(link_path))))
+    target = Path(os.path.abspath(os.path.normpath(os.fspath(ssd_dir))))
+    if target == link or link in target.parents:
+        raise ConfigError(f"the SSD directory {target} cannot be the link {link} or inside it")
+    if os.path.islink(link):
+        current = os.readlink(link)
+        if os.path.realpath(link) == os.path.realpath(target):
+            target.mkdir(parents=True, exist_ok=True)
+            return link
+        raise OutputError(f"{link} is already a symlink to {current}, not to {target}; remove it first")
+    if link.exists():
+        if not link.is_dir():
+            raise OutputError(f"{link} exists and is not a directory; refusing to replace it with a symlink")
+        if any(os.scandir(link)):
+            raise OutputError(
+                f"{link} is a non-empty directory; refusing to replace it with a symlink to {target} "
+                "(move its contents to the SSD directory and remove it first)"
+            )
+        link.rmdir()
+    target.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    # Create under a temporary name, then rename: the link appears complete or not at all.
+    tmp = link.with_name(link.name + PARTIAL_SUFFIX)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(target, tmp, target_is_directory=True)
+    os.replace(tmp, link)
+    return link

@@ -84,25 +84,27 @@ def write_clip(path: str | os.PathLike, spec: ClipSpec) -> Path:
     return path
 
 
-# The demo's dataset: the traps of real Kinetics in miniature. Class names with spaces, `'`,
-# `(`, `)`; YouTube ids starting with `-`; landscape, portrait and odd-sized clips.
-DEMO_CLIPS: list[tuple[str, str, ClipSpec]] = [
-    ("hurling (sport)", "-abcDEF1234_000010_000020", ClipSpec(320, 240, motion=(2, 0), seed=1)),
-    ("hurling (sport)", "Zx9_-kL0aQw_000003_000013", ClipSpec(240, 320, motion=(0, 2), seed=2)),
-    ("massaging person's head", "--q8Yt7Rb3s_000100_000110", ClipSpec(175, 131, motion=(-1, 1), seed=3)),
-    ("massaging person's head", "k7QeZrL6w0A_000000_000010", ClipSpec(400, 224, motion=(1, -1), seed=4, vfr=True)),
-    ("air drumming", "-_Ab3xYz09k_000042_000052", ClipSpec(352, 288, motion=(-2, -1), seed=5)),
-    ("air drumming", "aB3dE5gH7jK_000007_000017", ClipSpec(288, 352, motion=(1, 2), seed=6, codec="ffv1")),
+# The demo's dataset: the traps of real Kinetics in miniature. Labels with spaces, `'`, `(`, `)`;
+# YouTube ids starting with `-`; landscape, portrait, odd-sized, VFR and lossless clips.
+# (label, youtube_id, time_start, time_end, spec)
+DEMO_CLIPS: list[tuple[str, str, int, int, ClipSpec]] = [
+    ("hurling (sport)", "-abcDEF1234", 10, 20, ClipSpec(320, 240, motion=(2, 0), seed=1)),
+    ("hurling (sport)", "Zx9_-kL0aQw", 3, 13, ClipSpec(240, 320, motion=(0, 2), seed=2)),
+    ("massaging person's head", "--q8Yt7Rb3s", 100, 110, ClipSpec(175, 131, motion=(-1, 1), seed=3)),
+    ("massaging person's head", "k7QeZrL6w0A", 0, 10, ClipSpec(400, 224, motion=(1, -1), seed=4, vfr=True)),
+    ("air drumming", "-_Ab3xYz09k", 42, 52, ClipSpec(352, 288, motion=(-2, -1), seed=5)),
+    ("air drumming", "aB3dE5gH7jK", 7, 17, ClipSpec(288, 352, motion=(1, 2), seed=6, codec="ffv1")),
 ]
 
 
-def make_demo_videos(root: str | os.PathLike) -> list[Path]:
-    """Write the demo clips as `root/class name/clip.mp4` (`.mkv` for FFV1); return their paths."""
-    root = Path(root)
+def make_demo_videos(flat_dir: str | os.PathLike) -> list[Path]:
+    """Write the demo clips flat, as the CVDF archives unpack: `flat_dir/{id}_{start:06d}_{end:06d}.mp4`
+    (`.mkv` for the lossless one). Existing files are kept."""
+    flat_dir = Path(flat_dir)
     paths = []
-    for class_name, clip, spec in DEMO_CLIPS:
+    for _label, youtube_id, start, end, spec in DEMO_CLIPS:
         ext = ".mkv" if spec.codec == "ffv1" else ".mp4"
-        target = root / class_name / (clip + ext)
+        target = flat_dir / f"{youtube_id}_{start:06d}_{end:06d}{ext}"
         if not target.exists():
             write_clip(target, spec)
         paths.append(target)

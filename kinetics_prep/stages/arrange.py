@@ -137,6 +137,17 @@ class ArrangeResult:
         keys = SplitCounts.__dataclass_fields__.keys()
         return SplitCounts(**{k: sum(getattr(c, k) for c in self.splits.values()) for k in keys})
 
+    def lines(self) -> list[str]:
+        """A per-split table and where the reports are, for people."""
+        out = [f"{'split':<6} {'annotated':>9} {'found':>7} {'missing':>7} {'replaced':>8} "
+               f"{'new':>7} {'conflict':>8} {'failed':>6}"]
+        for split, c in sorted(self.splits.items()):
+            out.append(f"{split or '?':<6} {c.annotated:>9} {c.found:>7} {c.missing:>7} {c.replaced:>8} "
+                       f"{c.placed:>7} {c.conflicts:>8} {c.failed:>6}")
+        out.append(f"unannotated files in SRC: {len(self.unannotated)}; files of other splits: {self.other_split}"
+                   + (" (dry run: nothing changed)" if self.dry_run else f"; reports in {self.report_dir}"))
+        return out
+
 
 def _index_folder(folder: Path, exts: frozenset[str]) -> dict[str, list[str]]:
     """stem -> file names (video extensions only, hidden and partial files skipped)."""

@@ -161,6 +161,22 @@ class FileListResult:
     warnings: tuple[str, ...] = ()
     config: Mapping[str, str] = field(default_factory=dict)  # format -> mmaction2 config snippet
 
+    def lines(self) -> list[str]:
+        """Per format: how many listed, where, and why the others were not, for people."""
+        out = [f"labels: {self.label_source}" + (f"; shuffled with seed {self.seed}" if self.seed is not None else "")]
+        for s in self.summaries:
+            ann = f" of {s.annotated} annotated" if s.annotated else ""
+            out.append(f"{s.format}: {s.listed} listed{ann} -> {s.list_path}; not listed: {s.missing} missing, "
+                       f"{s.incomplete} incomplete, {s.refused} refused, {s.unannotated} unannotated "
+                       f"-> {s.missing_path}")
+        return out
+
+    @property
+    def problems(self) -> int:
+        """Items that should be listed but are not (missing only counts with annotations)."""
+        return sum(s.missing + s.incomplete + s.refused if s.annotated else s.incomplete + s.refused
+                   for s in self.summaries)
+
 
 # --------------------------------------------------------------------------------------------
 # Counting one frame directory
@@ -332,11 +348,11 @@ def _mmaction2_config(fmt: str, naming: str, list_path: Path, root: Path) -> str
         return (f"dict(type='VideoDataset', ann_file='{list_path}', "
                 f"data_prefix=dict(video='{root}'))")
     if fmt == "rawframes":
-        tmpl = nm.rgb.replace("{:05d}", "{:05}") + ".jpg"
+        tmpl = nm.rgb_template("jpg")
         return (f"dict(type='RawframeDataset', ann_file='{list_path}', "
                 f"data_prefix=dict(img='{root}'), filename_tmpl='{tmpl}', start_index={nm.start})")
     # flow: mmaction2 formats filename_tmpl with ('x'|'y', index)
-    tmpl = nm.flow_prefixes()[0][:-2] + "{}_{:05d}.jpg"  # "x_" -> "{}_..", "flow_x_" -> "flow_{}_.."
+    tmpl = nm.flow_template("jpg")
     return (f"dict(type='RawframeDataset', ann_file='{list_path}', "
             f"data_prefix=dict(img='{root}'), filename_tmpl='{tmpl}', modality='Flow', "
             f"start_index={nm.start})")
