@@ -662,6 +662,8 @@ def _run_extract_frames(a: argparse.Namespace) -> int:
         **_runner_kwargs(a),
     )
     print(summary.format(), file=sys.stderr)
+    if summary.dry_run:
+        return summary.exit_code
     print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format), sep="\n  ")
     return summary.exit_code
 
@@ -687,6 +689,77 @@ def _run_link_ssd(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- merge-reports
+
+def _add_merge_reports(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge-reports",
+        help="combine the per-shard reports of a sharded run; say what is missing",
+        description="Merge the JSON-lines reports of a run split over N jobs (--shard K/N or a SLURM "
+                    "array): the latest status per clip wins. Prints totals, failures grouped by "
+                    "reason, shards without a report and clips a shard planned but never finished "
+                    "(from its .keys file). Exit status 0 only when everything is done.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="report files, or directories holding NAME.shard-K-of-N.jsonl reports "
+                        "(e.g. OUT/.kinetics_prep)")
+    p.add_argument("-o", "--out", default=None, metavar="PATH",
+                   help="merged report (default: NAME.merged.jsonl beside the first report)")
+    p.add_argument("--expect-shards", type=int, default=None, metavar="N",
+                   help="the run used N shards (default: N from the file names)")
+    p.add_argument("--expected-keys", default=None, metavar="FILE",
+                   help="file of item keys (one per line) that must all have a result")
+    p.set_defaults(handler=_run_merge_reports)
+
+
+def _run_merge_reports(a: argparse.Namespace) -> int:
+    from .reports import merge_reports
+
+    res = merge_reports(a.paths, out=a.out, expected_shards=a.expect_shards, expected_keys=a.expected_keys)
+    print("\n".join(res.lines()), file=sys.stderr)
+    return res.exit_code
+
+
+# ---------------------------------------------------------------- prepare
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="run the whole pipeline for a dataset root from a TOML config",
+        description="annotations -> download -> arrange -> resize -> extract-frames (+ SSD link) -> "
+                    "file-list -> verify, as configured in CONFIG (one section per stage whose keys "
+                    "are the stage's options; see configs/kinetics400.toml). Every stage resumes, so "
+                    "rerunning finishes what is left and a finished dataset is only checked.",
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="pipeline config (TOML)")
+    p.add_argument("--stages", default=None, metavar="A,B,...",
+                   help="run only these stages of the pipeline, e.g. resize,extract-frames "
+                        "(stages: annotations, download, arrange, resize, extract-frames, file-list, verify)")
+    p.add_argument("--splits", default=None, metavar="S,...", help="only these of the config's splits")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (with estimates); change nothing")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="per-clip stages (resize, extract-frames) do shard K of N only (default: from a "
+                        "SLURM job array); other stages must then run in a separate job")
+    g = p.add_argument_group("runner overrides (win over [runner] and the stage sections)")
+    g.add_argument("--workers", type=int, default=None, metavar="N")
+    g.add_argument("--executor", choices=("local", "ray"), default=None)
+    g.add_argument("--ray-address", default=None, metavar="ADDR")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.set_defaults(handler=_run_prepare)
+
+
+def _run_prepare(a: argparse.Namespace) -> int:
+    from .pipeline import prepare
+
+    def split_list(text: str | None) -> list[str] | None:
+        return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+    res = prepare(a.config, stages=split_list(a.stages), splits=split_list(a.splits), dry_run=a.dry_run,
+                  shard=a.shard, overrides={"workers": a.workers, "executor": a.executor,
+                                            "ray_address": a.ray_address, "progress": a.progress})
+    return res.exit_code
+
+
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -698,9 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kinetics-prep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In pipeline order, as `--help` lists them.
-    for add in (_add_demo, _add_download_annotations, _add_download, _add_classes, _add_select,
+    for add in (_add_demo, _add_prepare, _add_download_annotations, _add_download, _add_classes, _add_select,
                 _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_link_ssd,
-                _add_file_list, _add_overlap):
+                _add_file_list, _add_merge_reports, _add_overlap):
         add(sub)
     return parser
 

@@ -210,7 +210,7 @@ class RayExecutor:
                  in_flight: int | None = None) -> None:
         self.ray = import_ray()
         self.address = address
-        self.resources = dict(resources or {"num_cpus": 1})
+        self.resources = {"num_cpus": 1, **(resources or {})}
         self.max_retries = max_retries
         self._started = False
         self._pending: dict[Any, Any] = {}
@@ -237,6 +237,8 @@ class RayExecutor:
             if need and need > 0:
                 n = int(total.get(key, 0) / need)
                 slots = n if slots is None else min(slots, n)
+        if slots is None:  # the tasks need nothing countable: as many as there are CPUs
+            slots = int(total.get("CPU", 1))
         if not slots:
             need = ", ".join(f"{k}={v}" for k, v in self.resources.items())
             have = ", ".join(f"{k}={v:g}" for k, v in sorted(total.items()) if not k.startswith("node:"))

@@ -42,12 +42,13 @@ from .executors import (
     RayExecutor,
     SerialExecutor,
     TaskSpec,
+    import_ray,
 )
 from .sharding import Shard, parse_shard, resolve_shard, sharded_path
 
 __all__ = [
     "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunControl", "DryRunPlan",
-    "Estimator", "run_items", "pop_run_control", "read_report", "default_workers", "human_bytes",
+    "Estimator", "run_items", "failure_lines", "pop_run_control", "read_report", "default_workers", "human_bytes",
 ]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -115,7 +116,7 @@ class RunControl:
                 raise ConfigError(f"--{given[0].replace('_', '-')} needs --executor ray")
 
     def ray_resources(self, stage_resources: Mapping[str, float] | None) -> dict[str, float]:
-        res = dict(stage_resources or {"num_cpus": 1})
+        res = {"num_cpus": 1, **(stage_resources or {})}
         if self.ray_num_cpus is not None:
             res["num_cpus"] = self.ray_num_cpus
         if self.ray_num_gpus is not None:
@@ -226,7 +227,7 @@ class RunSummary:
             parts.append("  counts: " + ", ".join(f"{v:,} {k}" for k, v in other.items()))
         if self.interrupted:
             parts.append("interrupted: rerun the same command to finish the remaining items")
-        parts.extend(_failure_lines(self.failures))
+        parts.extend(failure_lines(self.failures))
         if self.report_path:
             parts.append(f"report: {self.report_path}")
         return "\n".join(parts)
@@ -257,7 +258,7 @@ class RunSummary:
         return "\n".join(parts)
 
 
-def _failure_lines(failures: Sequence[ItemResult]) -> list[str]:
+def failure_lines(failures: Sequence[ItemResult]) -> list[str]:
     parts: list[str] = []
     by_reason: dict[str, list[str]] = {}
     for f in failures:
@@ -335,6 +336,8 @@ def run_items(
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {retries}")
+    if control.executor == "ray" and not control.dry_run:
+        import_ray()  # a missing extra fails now, before anything is written
     shard = resolve_shard(control.shard)
     all_items = len(items)
     if shard is not None:
