@@ -503,10 +503,11 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
 
 
 # Dry-run size model, measured by benchmarks/plan.py on ../shared/data/videos/mmaction2_demo.mp4
-# (a real Kinetics clip, JPEG quality 95): bytes per pixel of one RGB frame and of one flow
-# image (one axis, grayscale JPEG, TV-L1, bound 20). Content changes these by tens of percent.
-RGB_BYTES_PER_PIXEL = 0.32
-FLOW_BYTES_PER_PIXEL = 0.10
+# (a real Kinetics clip at 340x256, JPEG quality 95): 26.7 kB per RGB frame = 0.31 bytes per
+# pixel; 4.7 kB per flow image (one axis, grayscale, OpenCV TV-L1, bound 20) = 0.055 bytes per
+# pixel. Content moves these by tens of percent (faster motion: larger flow images).
+RGB_BYTES_PER_PIXEL = 0.31
+FLOW_BYTES_PER_PIXEL = 0.055
 
 
 def estimate(item: Item, job: _Job) -> tuple[int, int]:
