@@ -13,6 +13,10 @@ The public API is the same set of functions the command line calls:
     rename_classes(roots, **options)             -> RenameResult    # `kinetics-prep rename-classes`
     build_file_lists(root, out_dir, **options)   -> FileListResult  # `kinetics-prep file-list`
     overlap(a, b)                                -> OverlapResult   # `kinetics-prep overlap`
+    prepare(config, **options)                   -> PrepareResult   # `kinetics-prep prepare`
+    merge_reports(paths, **options)              -> MergeResult     # `kinetics-prep merge-reports`
+    RunControl(executor=, ray_address=, shard=, dry_run=, ...): runner options of every per-clip
+        stage (also accepted as keyword options by resize_videos / extract_frames)
     load_annotations(paths) -> Annotations; read_label_map / write_label_map; Clip; LabelMap
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
@@ -50,7 +54,9 @@ from .kinetics import (
     write_annotations,
     write_label_map,
 )
-from .runner import ItemResult, RunSummary
+from .pipeline import PrepareResult, load_config, prepare
+from .reports import MergeResult, merge_reports
+from .runner import ItemResult, RunControl, RunSummary
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
 from .stages.resize import ResizeOptions, resize_videos
@@ -85,6 +91,12 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "ItemResult",
+    "MergeResult",
+    "PrepareResult",
+    "RunControl",
+    "load_config",
+    "merge_reports",
+    "prepare",
     "KineticsPrepError",
     "MissingDependencyError",
     "ProbeError",

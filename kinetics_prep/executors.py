@@ -93,12 +93,10 @@ def execute_task(spec: TaskSpec, item: Any) -> Any:
             error = f"{type(e).__name__}: {item.src}: {e} (at {Path(tb.filename).name}:{tb.lineno})"
         else:
             fields_ = asdict(result)
-            counts = dict(fields_.get("counts") or {})
-            if result.status == OK and "bytes" not in counts:
-                size = output_bytes(result.output)
-                if size is not None:
-                    counts["bytes"] = size
-            fields_.update(seconds=round(time.perf_counter() - t0, 3), attempts=attempt, counts=counts)
+            if result.status == OK and result.bytes is None:
+                counted = result.counts.get("bytes")
+                fields_["bytes"] = counted if counted is not None else output_bytes(result.output)
+            fields_.update(seconds=round(time.perf_counter() - t0, 3), attempts=attempt)
             return ItemResult(**fields_)
         if attempt > spec.retries:
             return ItemResult(key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),

@@ -63,13 +63,14 @@ class MergeResult:
                f"{ok + skipped} done ({ok} ok, {skipped} already done), {failed} failed"
                + (f"; {len(self.missing_keys)} planned but without a result" if self.missing_keys else "")]
         counts: Counter[str] = Counter()
+        size = 0
         for r in self.records.values():
             if r.get("status") == OK:
                 counts.update(r.get("counts") or {})
-        if counts:
-            shown = [f"{v:,} {k}" for k, v in counts.items() if k != "bytes"]
-            if "bytes" in counts:
-                shown.append(f"{human_bytes(counts['bytes'])} written")
+                size += r.get("bytes") or 0
+        if counts or size:
+            shown = [f"{v:,} {k}" for k, v in counts.items()]
+            shown.append(f"{human_bytes(size)} written")
             out.append("  " + ", ".join(shown))
         out.extend(f"warning: {w}" for w in self.warnings)
         if self.missing_shards:

@@ -71,9 +71,10 @@ class ItemResult:
     seconds: float = 0.0
     output: str | None = None
     error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)  # e.g. frames, pairs, bytes
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. frames, pairs
     note: str | None = None  # something a user should know about an ok item
     attempts: int = 1
+    bytes: int | None = None  # size of the output (the runner measures it when the stage does not)
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {})}, ensure_ascii=False)
@@ -161,6 +162,7 @@ class RunSummary:
     failed: int = 0
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0  # output size of the ok items
     report_path: str | None = None
     failures: list[ItemResult] = field(default_factory=list)
     interrupted: bool = False
@@ -185,6 +187,7 @@ class RunSummary:
             self.ok += 1
             for k, v in result.counts.items():
                 self.counts[k] = self.counts.get(k, 0) + v
+            self.bytes += result.bytes or 0
         elif result.status == SKIPPED:
             self.skipped += 1
         else:
@@ -217,14 +220,13 @@ class RunSummary:
                 if self.counts.get(k):
                     tp += f", {self.counts[k] / secs:.1f} {k}/s"
             line.append(f"throughput {tp}")
-        if "bytes" in self.counts:
-            line.append(f"output {human_bytes(self.counts['bytes'])} written")
+        if self.ok:
+            line.append(f"output {human_bytes(self.bytes)} written")
         if self.executor != "local":
             line.append(f"executor {self.executor}")
         parts.append("  " + "; ".join(line))
-        other = {k: v for k, v in self.counts.items() if k != "bytes"}
-        if other:
-            parts.append("  counts: " + ", ".join(f"{v:,} {k}" for k, v in other.items()))
+        if self.counts:
+            parts.append("  counts: " + ", ".join(f"{v:,} {k}" for k, v in self.counts.items()))
         if self.interrupted:
             parts.append("interrupted: rerun the same command to finish the remaining items")
         parts.extend(failure_lines(self.failures))

@@ -208,7 +208,7 @@ def test_summary_reports_throughput_size_and_grouped_failures(tmp_path):
     s = run_items("toy", items, _square, None, is_done=_done, progress=False, rate_key="n",
                   report_path=tmp_path / "r.jsonl")
     text = s.format()
-    assert s.counts["bytes"] == sum((tmp_path / "out" / f"{i}.out").stat().st_size for i in range(20) if i % 10 != 7)
+    assert s.bytes == sum((tmp_path / "out" / f"{i}.out").stat().st_size for i in range(20) if i % 10 != 7)
     assert "18 ok, 0 skipped, 2 failed of 20" in text
     assert "items/s" in text and "n/s" in text and "B written" in text and "elapsed" in text
     assert "  2 failed: ValueError: " in text  # grouped by reason, then the items
