@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -69,6 +70,25 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _resize_once(src: Path, dst: Path, edge: int) -> None:
+    s = resize_videos(src, dst, short_edge=edge, workers=1, overwrite=True, progress=False)
+    if s.exit_code:
+        sys.exit(s.format())
+
+
+def _rgb_once(extract_frames, src: Path, dst: Path) -> None:
+    s = extract_frames(src, dst, task="rgb", workers=1, overwrite=True, progress=False)
+    if s.exit_code:
+        sys.exit(s.format())
+
+
+def _decode_encode_once(clip: Path, sizes: list[int]) -> None:
+    sizes.clear()
+    for img in video.iter_frames(clip):
+        ok, buf = cv2.imencode(".jpg", img, JPEG)
+        sizes.append(len(buf))
+
+
 def measure_resize(tmp: Path, repeats: int) -> dict:
     out: dict = {}
     for label, clip in (("demo", DEMO), ("hd", HD)):
@@ -80,11 +100,7 @@ def measure_resize(tmp: Path, repeats: int) -> dict:
         for edge in (256, 320):
             dst = tmp / f"resized_{label}_{edge}"
 
-            def run() -> None:
-                s = resize_videos(src.parent, dst, short_edge=edge, workers=1, overwrite=True, progress=False)
-                if s.exit_code:
-                    sys.exit(s.format())
-
+            run = partial(_resize_once, src.parent, dst, edge)
             run()  # warm-up (imports, codec init)
             secs = _median_time(run, repeats)
             size = next(dst.rglob("*.mp4")).stat().st_size
@@ -103,26 +119,15 @@ def measure_rgb(tmp: Path, repeats: int) -> dict:
         except ImportError:
             extract_frames = None
         if extract_frames is not None:
-            def run() -> None:
-                s = extract_frames(resized, dst, task="rgb", workers=1, overwrite=True, progress=False)
-                if s.exit_code:
-                    sys.exit(s.format())
-
+            run = partial(_rgb_once, extract_frames, resized, dst)
             run()
             secs = _median_time(run, repeats)
             jpgs = [p for p in dst.rglob("img_*.jpg")]
             n, size = len(jpgs), sum(p.stat().st_size for p in jpgs)
             how = "extract_frames --task rgb"
         else:  # decode + JPEG encode, as the stage would
-            clip = next(resized.rglob("*.mp4"))
             sizes: list[int] = []
-
-            def run() -> None:
-                sizes.clear()
-                for img in video.iter_frames(clip):
-                    ok, buf = cv2.imencode(".jpg", img, JPEG)
-                    sizes.append(len(buf))
-
+            run = partial(_decode_encode_once, next(resized.rglob("*.mp4")), sizes)
             run()
             secs = _median_time(run, repeats)
             n, size = len(sizes), sum(sizes)
@@ -145,7 +150,7 @@ def measure_flow(tmp: Path, pairs: int) -> dict:
             if len(grays) > pairs:
                 break
         secs, sizes = 0.0, []
-        for a, b in zip(grays, grays[1:]):
+        for a, b in zip(grays[:-1], grays[1:], strict=True):
             t0 = time.perf_counter()
             flow = engine.compute(a, b)
             secs += time.perf_counter() - t0

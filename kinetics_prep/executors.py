@@ -20,6 +20,7 @@ import pickle
 import signal
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
@@ -188,6 +189,36 @@ def import_ray() -> Any:
     return ray
 
 
+def init_ray(address: str | None = None, local_cpus: int | None = None) -> bool:
+    """Start (address None) or join a Ray instance unless one is running; True if started."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
+    if address is None:
+        kwargs.update(num_cpus=local_cpus, include_dashboard=False)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except Exception as e:  # ConnectionError, RuntimeError, ValueError from Ray
+        where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
+        raise ConfigError(f"cannot {where}: {type(e).__name__}: {e}") from e
+    return True
+
+
+@contextmanager
+def ray_session(address: str | None = None, local_cpus: int | None = None) -> Iterator[None]:
+    """One Ray instance for several runs (e.g. every stage of `prepare`), stopped at the end if
+    this call started it."""
+    started = init_ray(address, local_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            import_ray().shutdown()
+
+
 def _ray_task(spec: TaskSpec, item: Any) -> Any:
     _configure_once(spec.setup)
     return execute_task(spec, item)
@@ -210,20 +241,8 @@ class RayExecutor:
         self.address = address
         self.resources = {"num_cpus": 1, **(resources or {})}
         self.max_retries = max_retries
-        self._started = False
         self._pending: dict[Any, Any] = {}
-        if not self.ray.is_initialized():
-            kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
-            if address is None:
-                kwargs.update(num_cpus=local_cpus, include_dashboard=False)
-            else:
-                kwargs["address"] = address
-            try:
-                self.ray.init(**kwargs)
-            except Exception as e:  # ConnectionError, RuntimeError, ValueError from Ray
-                where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
-                raise ConfigError(f"cannot {where}: {type(e).__name__}: {e}") from e
-            self._started = True
+        self._started = init_ray(address, local_cpus)
         self.in_flight = in_flight or self._default_in_flight()
 
     def _default_in_flight(self) -> int:

@@ -472,8 +472,28 @@ def prepare(
                 f"shard {active} ({active.source}): only {', '.join(sorted(SHARDABLE))} run per shard; run "
                 f"{', '.join(unshardable)} in a separate, unsharded job (--stages ...)")
     pipe = _Pipeline(cfg, dry_run=dry_run, shard=shard, overrides=overrides, echo=echo)
-    result = PrepareResult(cfg, dry_run=dry_run)
     order = [s for s in STAGES if s in selected]
+    ray_stages = [s for s in order if s in SHARDABLE and _effective(cfg, s, overrides, "executor") == "ray"]
+    if ray_stages and not dry_run:
+        from .executors import ray_session
+
+        # One Ray instance for every stage (starting one takes seconds), stopped at the end.
+        address = _effective(cfg, ray_stages[0], overrides, "ray_address")
+        workers = _effective(cfg, ray_stages[0], overrides, "workers")
+        with ray_session(address, workers):
+            return _run(pipe, cfg, order, run_splits, active, dry_run, echo)
+    return _run(pipe, cfg, order, run_splits, active, dry_run, echo)
+
+
+def _effective(cfg: PrepareConfig, stage: str, overrides: Mapping[str, Any], key: str) -> Any:
+    if key in overrides:
+        return overrides[key]
+    return _runner_options(cfg, stage).get(key)
+
+
+def _run(pipe: _Pipeline, cfg: PrepareConfig, order: list[str], run_splits: tuple[str, ...], active: Any,
+         dry_run: bool, echo: Callable[[str], None]) -> PrepareResult:
+    result = PrepareResult(cfg, dry_run=dry_run)
     echo(f"prepare {cfg.dataset} in {cfg.root}: stages {', '.join(order)}; splits {', '.join(run_splits)}"
          + (" (dry run: nothing changes)" if dry_run else "")
          + (f"; shard {active}" if active else ""))

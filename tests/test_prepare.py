@@ -26,7 +26,7 @@ CLIPS = [  # label, id, start, end, spec: tricky labels and ids, as in real Kine
 @pytest.fixture
 def dataset(tmp_path) -> Path:
     root = tmp_path / "k"
-    for label, yid, s, e, spec in CLIPS:
+    for _label, yid, s, e, spec in CLIPS:
         write_clip(root / "videos_raw_train" / f"{yid}_{s:06d}_{e:06d}.mp4", spec)
     ann = tmp_path / "given" / "train.csv"
     write_annotations([Clip(yid, s, e, label, "train") for label, yid, s, e, _ in CLIPS], ann)

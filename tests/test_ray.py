@@ -73,7 +73,7 @@ def test_resize_on_ray_matches_local(tiny_tree, tmp_path, capsys):
     for name in a:
         fa = [f.copy() for f in video.iter_frames(a[name])]
         fb = [f.copy() for f in video.iter_frames(b[name])]
-        assert len(fa) == len(fb) and all(np.array_equal(x, y) for x, y in zip(fa, fb)), name
+        assert len(fa) == len(fb) and all(np.array_equal(x, y) for x, y in zip(fa, fb, strict=True)), name
     # Same x264 settings and thread count: in practice the files are byte-identical too.
     assert all(a[n].read_bytes() == b[n].read_bytes() for n in a)
     assert _comparable(tmp_path / "local/.kinetics_prep/resize_report.jsonl") == \
