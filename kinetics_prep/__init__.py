@@ -17,6 +17,9 @@ The public API is the same set of functions the command line calls:
     merge_reports(paths, **options)              -> MergeResult     # `kinetics-prep merge-reports`
     RunControl(executor=, ray_address=, shard=, dry_run=, ...): runner options of every per-clip
         stage (also accepted as keyword options by resize_videos / extract_frames)
+    verify(root, **options)                      -> VerifyResult    # `kinetics-prep verify`
+    doctor(out=None)                             -> DoctorResult    # `kinetics-prep doctor`
+    preview(input, output, **options)            -> Path            # `kinetics-prep preview`
     load_annotations(paths) -> Annotations; read_label_map / write_label_map; Clip; LabelMap
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
@@ -31,6 +34,7 @@ from .acquire import (
     download_youtube,
 )
 from .demo import run_demo
+from .machine import DoctorResult, doctor
 from .errors import (
     AnnotationError,
     ConfigError,
@@ -59,7 +63,9 @@ from .reports import MergeResult, merge_reports
 from .runner import ItemResult, RunControl, RunSummary
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
+from .preview_sheet import preview
 from .stages.resize import ResizeOptions, resize_videos
+from .stages.verify import VerifyResult, verify
 from .video import VideoInfo, output_size, probe
 
 __version__ = "0.1.0"
@@ -108,4 +114,9 @@ __all__ = [
     "probe",
     "resize_videos",
     "run_demo",
+    "DoctorResult",
+    "VerifyResult",
+    "doctor",
+    "preview",
+    "verify",
 ]

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, KineticsPrepError
+from .layout import NAMINGS
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -229,7 +230,7 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
                    help="also retry clips recorded as unavailable or private")
     y.add_argument("--max-throttled", type=int, default=5, metavar="N",
                    help="stop after N throttled videos in a row (429 / bot check); 0 = never (default: 5)")
-    y.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N rows of the CSV")
+    y.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N clips of the CSV (a repeated row counts once)")
     y.add_argument("--yt-dlp", dest="yt_dlp", default=None, metavar="PATH", help="yt-dlp executable to use")
     y.add_argument("--yt-dlp-arg", dest="yt_dlp_args", action="append", default=[], metavar="ARG",
                    help="extra argument for yt-dlp, repeatable; write --yt-dlp-arg=--cookies "
@@ -760,6 +761,118 @@ def _run_prepare(a: argparse.Namespace) -> int:
     return res.exit_code
 
 
+# ---------------------------------------------------------------- verify, doctor, preview
+# Trust and insight: thin wrappers over kinetics_prep.stages.verify, .machine and .preview_sheet.
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a prepared split: every item complete, numbered, counted and decodable",
+        description="Check every item of a prepared split under ROOT (a rawframes root or a videos "
+                    "root; symlinks are followed). Items come from --lists, else from the frame "
+                    "directories and videos found under ROOT. Frame directories: contiguous RGB and "
+                    "flow numbering under the clip's naming, counts equal to the lists' and the "
+                    "metadata's, x/y flow counts equal to frames - step, every image readable and of "
+                    "the clip's size. Videos: first and last frames decode. Prints a summary table, "
+                    "writes a JSON report of the problems per item, changes nothing (--fix-lists "
+                    "writes new lists beside the originals). Exit status 1 if anything is wrong.",
+    )
+    p.add_argument("root", metavar="ROOT", help="rawframes root (ROOT/class/clip/) or videos root (ROOT/class/clip.mp4)")
+    p.add_argument("--lists", nargs="+", default=(), metavar="LIST",
+                   help="mmaction2 lists (txt or json) whose items to check; paths relative to ROOT; "
+                        "the kind (videos/rawframes/flow) comes from the name *_list_{videos,rawframes,flow}.*")
+    p.add_argument("--deep", action="store_true",
+                   help="decode every image and every video frame (default: JPEG/PNG end markers and "
+                        "header size only; first and last video frames)")
+    p.add_argument("--fix-lists", action="store_true",
+                   help="write each list without the broken items as LIST.fixed.txt (or .fixed.json) "
+                        "beside it; nothing is deleted")
+    p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
+                   help="require this frame naming (default: each clip's own, from kinetics_prep.json or its files)")
+    p.add_argument("--report", default=None, metavar="PATH",
+                   help="JSON report (default: ROOT/.kinetics_prep/verify_report.json)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel worker processes (default: number of cores)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(handler=_run_verify)
+
+
+def _run_verify(a: argparse.Namespace) -> int:
+    from .stages.verify import verify
+
+    res = verify(a.root, lists=tuple(a.lists), deep=a.deep, fix_lists=a.fix_lists, naming=a.naming,
+                 report=a.report, workers=a.workers, progress=a.progress)
+    print(res.format())
+    return res.exit_code
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="what this machine can do: OpenCV contrib, H.264, torch/CUDA, disk space and inodes",
+        description="Check this machine: OpenCV with contrib (TV-L1) and conflicting OpenCV packages, "
+                    "PyAV/FFmpeg and an H.264 encode/decode round trip, torch and CUDA (optional), "
+                    "CPU cores, free space and inodes at --out, with a table of what each Kinetics "
+                    "split needs. One line per check: OK, WARN or FAIL with the fix. Exit status 1 "
+                    "if any check FAILs.",
+    )
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the data will go, for the disk checks (default: the current directory)")
+    p.set_defaults(handler=_run_doctor)
+
+
+def _run_doctor(a: argparse.Namespace) -> int:
+    from .machine import doctor
+
+    res = doctor(a.out)
+    print(res.format())
+    return res.exit_code
+
+
+def _add_preview(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preview",
+        help="contact sheet of a video or frame directory: RGB frames over colour-coded flow",
+        description="Write a picture of N evenly sampled RGB frames above their optical flow in "
+                    "Middlebury colours (hue = direction, saturation = length; white = still), with a "
+                    "histogram of flow magnitudes, the colour wheel and the share of flow clipped at "
+                    "the bound. INPUT is a video (flow computed on the sampled pairs, at a small size) "
+                    "or a prepared frame directory (the stored x/y images are dequantised).",
+    )
+    p.add_argument("input", metavar="INPUT", help="a video file or a frame directory (OUT/class/clip/)")
+    p.add_argument("-o", "--output", default="preview.png", metavar="PNG",
+                   help="output image, .png or .jpg (default: preview.png)")
+    p.add_argument("--frames", type=int, default=8, metavar="N", help="sampled frames (default: 8)")
+    p.add_argument("--flow-type", choices=("tvl1", "farneback", "dis"), default="tvl1",
+                   help="video input: flow engine (OpenCV, CPU; default: tvl1; farneback and dis are much faster)")
+    p.add_argument("--new-short", type=int, default=128, metavar="PX",
+                   help="short edge of the cells; for a video also the size the flow is computed at (default: 128)")
+    p.add_argument("--step", type=int, default=1, metavar="K",
+                   help="video input: flow between frames t and t+K (default: 1)")
+    p.add_argument("--bound", type=float, default=None, metavar="PX",
+                   help="clip bound for the statistics (default: the metadata's, else 20)")
+    p.add_argument("--max-flow", type=float, default=None, metavar="PX",
+                   help="flow length at the colour wheel's rim (default: the largest shown)")
+    p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
+                   help="frame directory naming (default: from kinetics_prep.json or the file names)")
+    p.set_defaults(handler=_run_preview)
+
+
+def _run_preview(a: argparse.Namespace) -> int:
+    from .errors import DecodeError, ProbeError
+    from .preview_sheet import preview
+
+    try:
+        out = preview(a.input, a.output, frames=a.frames, flow_type=a.flow_type, new_short=a.new_short,
+                      step=a.step, bound=a.bound, max_flow=a.max_flow, naming=a.naming)
+    except (ProbeError, DecodeError) as e:  # the input itself is broken: a failed item, not a bad argument
+        print(f"kinetics-prep preview: {e}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -773,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
     # In pipeline order, as `--help` lists them.
     for add in (_add_demo, _add_prepare, _add_download_annotations, _add_download, _add_classes, _add_select,
                 _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_link_ssd,
-                _add_file_list, _add_merge_reports, _add_overlap):
+                _add_file_list, _add_verify, _add_merge_reports, _add_overlap, _add_preview, _add_doctor):
         add(sub)
     return parser
 

@@ -274,7 +274,9 @@ def _make_clip(youtube_id: str, start: object, end: object, label: str | None, s
     return Clip(youtube_id, s, e, label, split)
 
 
-def _read_csv(path: Path, default_split: str | None) -> Iterator[tuple[Clip, int]]:
+def _read_csv(
+    path: Path, default_split: str | None, require_split: bool = True
+) -> Iterator[tuple[Clip, int]]:
     """Yield (clip, line) for each row of one annotation CSV, columns found by header name."""
     try:
         f = open(path, encoding="utf-8-sig", newline="")
@@ -303,7 +305,7 @@ def _read_csv(path: Path, default_split: str | None) -> Iterator[tuple[Clip, int
             file_split = default_split
             if i_split is None and file_split is None:
                 file_split = _split_from_filename(path)
-                if file_split is None:
+                if file_split is None and require_split:
                     raise AnnotationError(
                         f"{path}:1: no 'split' column and the file name names no split; "
                         "pass the split explicitly"
@@ -323,7 +325,7 @@ def _read_csv(path: Path, default_split: str | None) -> Iterator[tuple[Clip, int
                     raw = row[i_split]
                     split = split_cache.get(raw)
                     if split is None:
-                        if not raw.strip() and default_split is not None:
+                        if not raw.strip() and (default_split is not None or not require_split):
                             split = default_split
                         else:
                             try:
@@ -362,7 +364,9 @@ def _json_line(text: str, key: str) -> int | None:
     return None
 
 
-def _read_json(path: Path, default_split: str | None) -> Iterator[tuple[Clip, int | None]]:
+def _read_json(
+    path: Path, default_split: str | None, require_split: bool = True
+) -> Iterator[tuple[Clip, int | None]]:
     """Yield (clip, line) for each entry of an ActivityNet/Kinetics-style JSON file."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -398,7 +402,7 @@ def _read_json(path: Path, default_split: str | None) -> Iterator[tuple[Clip, in
             subset = entry.get("subset")
             if subset is not None:
                 split = normalize_split(str(subset))
-            elif file_split is not None:
+            elif file_split is not None or not require_split:
                 split = file_split
             else:
                 raise ValueError("no 'subset' and the file name names no split")
@@ -422,14 +426,16 @@ def _is_json(path: Path) -> bool:
 
 
 def load_annotations(
-    paths: PathLike | Sequence[PathLike], *, default_split: str | None = None
+    paths: PathLike | Sequence[PathLike], *, default_split: str | None = None, require_split: bool = True
 ) -> Annotations:
     """Read one or more annotation files (CSV or JSON, by extension or content).
 
     Rows are validated; a malformed row raises AnnotationError naming the file and line.
     A clip name seen twice (within or across files) is kept once and reported in
     ``Annotations.duplicates``. ``default_split`` is used for rows without a split column
-    (otherwise the split is taken from the file name, e.g. ``kinetics_val.csv``).
+    (otherwise the split is taken from the file name, e.g. ``kinetics_val.csv``). With
+    ``require_split=False`` rows whose split cannot be told are kept with ``split=None`` (for
+    callers that do not use the split, like the YouTube download) instead of an error.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -446,7 +452,8 @@ def load_annotations(
         if not path.is_file():
             raise InputError(f"annotation file not found: {path}")
         sources.append(path)
-        rows = _read_json(path, default_split) if _is_json(path) else _read_csv(path, default_split)
+        read = _read_json if _is_json(path) else _read_csv
+        rows = read(path, default_split, require_split)
         src = str(path)
         for clip, line in rows:
             name = (clip.youtube_id, clip.start, clip.end)

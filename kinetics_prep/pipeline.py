@@ -48,6 +48,7 @@ _COMPUTED: dict[str, frozenset[str]] = {
     "resize": frozenset({"src", "out", "report", "dry_run", "shard"}),
     "extract-frames": frozenset({"src", "out", "report", "dry_run", "shard"}),
     "file-list": frozenset({"root", "out_dir", "split", "dataset", "annotations"}),
+    "verify": frozenset({"root", "lists", "report"}),
 }
 RUNNER_KEYS = frozenset({"workers", "overwrite", "retries", "progress"} | set(RUN_CONTROL_OPTIONS)) - {"shard", "dry_run"}
 
@@ -121,8 +122,13 @@ def _stage_keys() -> dict[str, frozenset[str]]:
         "arrange": dc(ArrangeOptions),
         "resize": dc(ResizeOptions) | set(RUN_CONTROL_OPTIONS),
         "file-list": dc(FileListOptions),
-        "verify": set(),  # checked by the verify stage itself, when installed
     }
+    try:
+        from .stages.verify import VerifyOptions
+
+        keys["verify"] = dc(VerifyOptions)
+    except ImportError:  # pragma: no cover - a build without the verify stage
+        keys["verify"] = set()
     try:
         from .stages.frames import ExtractOptions
 
@@ -389,8 +395,7 @@ class _Pipeline:
         opts = {k: v for k, v in self.cfg.sections["file-list"].items() if k != "skip"}
         formats = tuple(opts.pop("formats", self._default_formats()))
         opts.setdefault("level", self.level(split))
-        lists = Path(self.cfg.layout["lists"].format(split=split, dataset=self.cfg.dataset))
-        lists = lists if lists.is_absolute() else self.cfg.root / lists
+        lists = self._lists_dir(split)
         jobs = []
         video_fmts = tuple(f for f in formats if f == "videos")
         frame_fmts = tuple(f for f in formats if f != "videos")
@@ -415,18 +420,44 @@ class _Pipeline:
 
     def _verify(self, split: str) -> StepOutcome:
         try:
-            from .stages.verify import verify  # issue 6; not in every build yet
-        except ImportError:
+            from .stages.verify import verify
+        except ImportError:  # pragma: no cover - a build without the verify stage
             return StepOutcome("verify", split, "unavailable", 0,
                                ["stage not available in this installation (kinetics_prep.stages.verify); skipped"])
-        target = self.cfg.folder("rawframes" if "extract-frames" in self.cfg.pipeline else "videos", split)
-        if self.dry_run:
-            return StepOutcome("verify", split, "planned", 0, [f"verify {target}"])
+        from .stages.filelist import list_file_name
+
         opts = {k: v for k, v in self.cfg.sections["verify"].items() if k != "skip"}
-        res = verify(target, **opts)
-        code = int(getattr(res, "exit_code", 0))
-        lines = res.lines() if hasattr(res, "lines") else [str(res)]
-        return StepOutcome("verify", split, "failed" if code else "done", code, list(lines), res)
+        opts.setdefault("progress", self.overrides.get("progress", self.cfg.runner.get("progress", True)))
+        if "workers" not in opts and _effective(self.cfg, "resize", self.overrides, "workers") is not None:
+            opts["workers"] = _effective(self.cfg, "resize", self.overrides, "workers")
+        lists_dir = self._lists_dir(split)
+        targets: list[tuple[Path, tuple[str, ...]]] = []
+        if "extract-frames" in self.cfg.pipeline:
+            task = self.cfg.sections["extract-frames"].get("task", "both")
+            fmts = tuple(f for f, t in (("rawframes", "rgb"), ("flow", "flow")) if task in (t, "both"))
+            targets.append((self.cfg.folder("rawframes", split), fmts))
+        if "resize" in self.cfg.pipeline:
+            targets.append((self.cfg.folder("videos", split), ("videos",)))
+        lines: list[str] = []
+        results, code = [], 0
+        for root, fmts in targets:
+            lists = [lists_dir / list_file_name(self.cfg.dataset, split, f) for f in fmts]
+            lists = [p for p in lists if p.is_file()] if "file-list" in self.cfg.pipeline else []
+            if self.dry_run:
+                lines.append(f"verify {root}" + (f" against {', '.join(p.name for p in lists)}" if lists else "")
+                             + ("" if root.is_dir() else " (not there yet)"))
+                continue
+            res = verify(root, lists=tuple(lists), **opts)
+            lines += res.format().splitlines()
+            results.append(res)
+            code = max(code, res.exit_code)
+        if self.dry_run:
+            return StepOutcome("verify", split, "planned", 0, lines)
+        return StepOutcome("verify", split, "failed" if code else "done", code, lines, results)
+
+    def _lists_dir(self, split: str) -> Path:
+        lists = Path(self.cfg.layout["lists"].format(split=split, dataset=self.cfg.dataset))
+        return lists if lists.is_absolute() else self.cfg.root / lists
 
 
 def prepare(

@@ -86,7 +86,8 @@ class RunControl:
 
     executor: "local" (serial or a process pool, by `workers`) or "ray".
     ray_address: None starts a local Ray instance; "auto" or "ray://host:port" joins a cluster.
-    shard: "K/N" or a Shard; None takes it from a SLURM job array when there is one.
+    shard: "K/N" or a Shard; None: every item (a stage's keyword options turn None into the
+        SLURM array task's shard, see `pop_run_control`).
     dry_run: plan only; nothing is written.
     ray_max_retries: Ray's retries of a task whose worker/node died (item errors are `retries`).
     ray_num_cpus / ray_num_gpus: per-task Ray resources, overriding what the stage asks for.
@@ -131,14 +132,20 @@ RUN_CONTROL_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(RunControl))
 def pop_run_control(options: MutableMapping[str, Any]) -> RunControl:
     """Take the runner-level keyword options (executor, ray_address, shard, dry_run,
     ray_max_retries, ray_num_cpus, ray_num_gpus, or `control=RunControl(...)`) out of a stage's
-    keyword options and return them as a RunControl; the stage keeps the rest."""
+    keyword options and return them as a RunControl; the stage keeps the rest. Without a shard,
+    the SLURM array task's shard applies (SLURM_ARRAY_TASK_ID / _COUNT / _MIN / _STEP)."""
     given = options.pop("control", None)
     kwargs = {k: options.pop(k) for k in RUN_CONTROL_OPTIONS if k in options}
     if given is not None:
         if not isinstance(given, RunControl):
             raise ConfigError(f"control must be a RunControl, got {type(given).__name__}")
-        return replace(given, **kwargs) if kwargs else given
-    return RunControl(**kwargs)
+        control = replace(given, **kwargs) if kwargs else given
+    else:
+        control = RunControl(**kwargs)
+    if control.shard is None:
+        # Inside a SLURM job array each task does its shard unless told otherwise ("1/1": all).
+        control = replace(control, shard=resolve_shard(None))
+    return control
 
 
 @dataclass
@@ -328,7 +335,7 @@ def run_items(
 
     `rate_key` names a count (e.g. "frames") shown per second on the progress bar. `setup` runs
     once in every worker process (e.g. to build a flow engine) and must be picklable.
-    `control` says how to run (executor, shard, dry run; default: local, SLURM shard if any).
+    `control` says how to run (executor, shard, dry run; default: local, every item).
     `resources`: what one item needs as a Ray task (default {"num_cpus": 1}; e.g.
     {"num_gpus": 1} or {"num_gpus": 0.5} for GPU work). `estimate(item, options) -> (bytes,
     files)` sizes one item's output for a dry run.
@@ -340,7 +347,7 @@ def run_items(
         raise ConfigError(f"--retries must be >= 0, got {retries}")
     if control.executor == "ray" and not control.dry_run:
         import_ray()  # a missing extra fails now, before anything is written
-    shard = resolve_shard(control.shard)
+    shard = resolve_shard(control.shard, env={})  # the environment was read by pop_run_control
     all_items = len(items)
     if shard is not None:
         items = [it for it in items if shard.contains(it.key)]

@@ -13,9 +13,8 @@ import av
 import pytest
 
 from kinetics_prep.acquire import download_youtube
-from kinetics_prep.acquire.trim import trim_video
 from kinetics_prep.acquire.youtube import classify_ytdlp_error
-from kinetics_prep.errors import ConfigError, MissingDependencyError
+from kinetics_prep.errors import AnnotationError, ConfigError, MissingDependencyError
 
 FPS = 10
 
@@ -190,21 +189,18 @@ def test_classify_real_messages():
     assert classify_ytdlp_error("ERROR: something new")[0:2] == ("error", "ERROR: something new")
 
 
-def test_trim_rejects_segment_past_the_end(tmp_path):
-    from kinetics_prep.errors import DecodeError
+def test_test_csv_without_label_or_split(fake_ytdlp, tmp_path):
+    # The official test files have no label; this one has no split column either.
+    csv = tmp_path / "mine.csv"
+    csv.write_text("youtube_id,time_start,time_end\nnolabelHHHH,1,2\nnolabelHHHH,1,2\n")
+    s = download_youtube(csv, tmp_path / "o", progress=False)
+    assert s.total == 1 and s.counts["ok"] == 1  # the repeated row is one clip
+    assert s.outcomes[0].label is None
+    _, n = first_value_and_frames(tmp_path / "o" / "nolabelHHHH_000001_000002.mp4")
+    assert n == FPS
 
-    src = tmp_path / "v.mp4"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("mpeg4", rate=FPS)
-        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
-        import numpy as np
 
-        for i in range(FPS):
-            f = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    with pytest.raises(DecodeError):
-        trim_video(src, tmp_path / "o.mp4", 5, 7)
+def test_bad_row_names_file_and_line(tmp_path):
+    csv = write_csv(tmp_path / "s.csv", [("x", "aaaaaaaaaaa", 0, 1), ("x", "bbbbbbbbbbb", 5, 3)])
+    with pytest.raises(AnnotationError, match=r"s\.csv:3: time_end \(3\) must be after time_start \(5\)"):
+        download_youtube(csv, tmp_path / "o", progress=False)

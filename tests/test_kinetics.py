@@ -152,6 +152,17 @@ def test_split_from_file_name_when_no_split_column(tmp_path: Path) -> None:
     assert ann.clips[0].split == "train"
 
 
+def test_split_optional_when_not_required(tmp_path: Path) -> None:
+    csv_path = write(tmp_path / "clips.csv", "youtube_id,time_start,time_end,split\nb,1,2,\nc,1,2,val\n")
+    with pytest.raises(AnnotationError, match="unknown split"):
+        load_annotations(csv_path)
+    no_column = write(tmp_path / "more.csv", "youtube_id,time_start,time_end\nd,1,2\n")
+    js = write(tmp_path / "clips.json", '{"e": {"annotations": {"label": "a", "segment": [1, 2]}}}')
+    ann = load_annotations([csv_path, no_column, js], require_split=False)
+    assert [(c.name, c.split) for c in ann] == [
+        ("b_000001_000002", None), ("c_000001_000002", "val"), ("d_000001_000002", None), ("e_000001_000002", None)]
+
+
 def test_float_times_accepted_when_whole(tmp_path: Path) -> None:
     ann = load_annotations(write(tmp_path / "a.csv", "label,youtube_id,time_start,time_end,split\na,b,1.0,11.0,train\n"))
     assert ann.clips[0].name == "b_000001_000011"

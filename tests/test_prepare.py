@@ -79,7 +79,7 @@ def test_prepare_end_to_end_then_nothing_to_do(dataset, tmp_path, capsys):
     assert "hurling_(sport)/-abc_000001_000011 8 1" in lists["kinetics_tiny_train_list_rawframes.txt"]
     assert "hurling_(sport)/-abc_000001_000011 7 1" in lists["kinetics_tiny_train_list_flow.txt"]
     verify = res.steps[-1]
-    assert verify.status in ("unavailable", "done")
+    assert verify.status == "done" and [r.items for r in verify.summary] == [3, 3]  # frames, videos
 
     outputs = tmp_path / "ssd"
     state = (".kinetics_prep",)  # the reports are rewritten (all "skipped"); the outputs are not

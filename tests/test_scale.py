@@ -71,6 +71,21 @@ def test_slurm_array_detection():
     assert resolve_shard(None, env) == Shard(4, 8, "SLURM")
 
 
+def test_stages_take_the_slurm_array_shard(tiny_tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "0")
+    plans = [resize_videos(tiny_tree, tmp_path / "o", dry_run=True, progress=False),
+             resize_videos(tiny_tree, tmp_path / "o", dry_run=True, progress=False, shard="1/2"),
+             resize_videos(tiny_tree, tmp_path / "o", dry_run=True, progress=False, shard="1/1")]
+    assert [p.shard for p in plans] == ["2/2", "1/2", None]  # SLURM, explicit flag wins, 1/1 = all
+    assert plans[0].total + plans[1].total == plans[2].total == 5
+    assert plans[0].report_path.endswith("resize_report.shard-2-of-2.jsonl")
+    # A direct run_items call (e.g. verify's) is not sharded by the environment.
+    items = _toy(tmp_path, 10)
+    assert run_items("toy", items, _square, None, is_done=_done, progress=False).total == 10
+
+
 def _square(item: Item, options) -> ItemResult:
     n = int(item.src.name)
     if n % 10 == 7:

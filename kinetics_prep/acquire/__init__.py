@@ -2,7 +2,8 @@
 
 One module per job: urls (the table of remote locations), http (resumable download),
 archives (safe flat extraction), ledger (state files), space (free-space check),
-annotations / cvdf / youtube (the three public entry points), trim (cutting with PyAV).
+annotations / cvdf / youtube (the three public entry points). Cutting clips out of downloaded
+videos is `kinetics_prep.video.trim` (codecs live only in video.py).
 """
 
 from .annotations import AnnotationSummary, download_annotations

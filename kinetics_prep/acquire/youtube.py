@@ -1,8 +1,10 @@
 """`download --source youtube`: clips listed in a Kinetics CSV, fetched with yt-dlp and trimmed.
 
-For each YouTube id (clips of the same id share one download) yt-dlp fetches the video into a
-private temporary folder; each clip's [time_start, time_end) is then cut with PyAV (see
-trim.py) into ``OUT/{youtube_id}_{start:06d}_{end:06d}.mp4`` (through a ``.partial`` name).
+The annotations are read with `kinetics_prep.kinetics.load_annotations` (CSV or JSON; test files
+have no label). For each YouTube id (clips of the same id share one download) yt-dlp fetches the
+video into a private temporary folder; each clip's [time_start, time_end) is then cut with
+`kinetics_prep.video.trim` into ``OUT/{youtube_id}_{start:06d}_{end:06d}.mp4`` (through a
+``.partial`` name).
 
 yt-dlp is always called with an argument list, the watch URL after ``--`` (ids may start with
 ``-``), ``--limit-rate`` when `rate` is given, and `sleep` seconds pass between two calls.
@@ -27,11 +29,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import video
 from ..errors import ConfigError, KineticsPrepError, MissingDependencyError, OutputError
+from ..kinetics import Clip, load_annotations
 from ..layout import STATE_DIR, partial_path
-from ._clips_csv import ClipRow, read_clip_rows
 from .ledger import append_jsonl, read_jsonl, write_json_atomic
-from .trim import TRIM_MODES, trim_video
 
 STATUSES = ("ok", "unavailable", "private", "throttled", "error")
 FINAL_STATUSES = frozenset({"unavailable", "private"})  # not retried unless asked
@@ -174,17 +176,21 @@ def download_youtube(
     timeout: float | None = 900.0,
     progress: bool = True,
 ) -> YoutubeSummary:
-    """Fetch and trim every clip of `annotations` (a Kinetics CSV) into `out` (flat folder)."""
+    """Fetch and trim every clip of `annotations` (a Kinetics CSV or JSON) into `out` (flat folder).
+
+    A clip listed twice is fetched once; `limit` keeps the first N distinct clips. The split
+    is not needed (a file without a ``split`` column is fine).
+    """
     rate_s = check_rate(rate)
     if sleep < 0:
         raise ConfigError(f"--sleep must be >= 0, got {sleep}")
-    if trim not in TRIM_MODES:
-        raise ConfigError(f"--trim must be one of {list(TRIM_MODES)}, got {trim!r}")
+    if trim not in video.TRIM_MODES:
+        raise ConfigError(f"--trim must be one of {list(video.TRIM_MODES)}, got {trim!r}")
     if max_throttled < 0:
         raise ConfigError("--max-throttled must be >= 0 (0: never stop)")
     if limit is not None and limit < 0:
         raise ConfigError("--limit must be >= 0")
-    clips = read_clip_rows(annotations)
+    clips = list(load_annotations(annotations, require_split=False).clips)
     if limit is not None:
         clips = clips[:limit]
     exe = find_yt_dlp(yt_dlp)
@@ -200,16 +206,14 @@ def download_youtube(
     status_path = state / "youtube_status.jsonl"
     previous = _load_status(status_path)
 
-    # Unique clips, grouped by video id in first-appearance order (one download per id).
-    by_id: dict[str, list[ClipRow]] = defaultdict(list)
-    seen: set[str] = set()
+    # Clips (already unique by name) grouped by video id in first-appearance order: one
+    # download per id.
+    by_id: dict[str, list[Clip]] = defaultdict(list)
     for c in clips:
-        if c.name not in seen:
-            seen.add(c.name)
-            by_id[c.youtube_id].append(c)
-    summary = YoutubeSummary(out, total=len(seen))
+        by_id[c.youtube_id].append(c)
+    summary = YoutubeSummary(out, total=len(clips))
 
-    def settled(c: ClipRow) -> bool:
+    def settled(c: Clip) -> bool:
         rec = previous.get(c.name)
         if rec is None:
             return False
@@ -217,7 +221,7 @@ def download_youtube(
             return (out / f"{c.name}.mp4").exists()
         return rec["status"] in FINAL_STATUSES and not retry_unavailable
 
-    def record(c: ClipRow, status: str, reason: str = "") -> None:
+    def record(c: Clip, status: str, reason: str = "") -> None:
         append_jsonl(status_path, {"name": c.name, "youtube_id": c.youtube_id, "label": c.label,
                                    "status": status, "reason": reason, "time": time.time()})
         summary.outcomes.append(ClipOutcome(c.name, c.youtube_id, c.label, status, reason))
@@ -280,7 +284,7 @@ def download_youtube(
                         final = out / f"{c.name}.mp4"
                         tmp_out = partial_path(final)
                         try:
-                            trim_video(src, tmp_out, c.start, c.end, mode=trim)
+                            video.trim(src, tmp_out, c.start, c.end, mode=trim)
                             os.replace(tmp_out, final)
                             record(c, "ok")
                         except (KineticsPrepError, OSError) as e:

@@ -1,0 +1,257 @@
+"""`preview`: one picture that shows whether a clip's frames and flow look right.
+
+INPUT is a video (flow is computed on evenly sampled frame pairs, small and fast by default) or a
+prepared frame directory (the stored x/y flow images are read and dequantised). The sheet shows
+N RGB frames above their flow in Middlebury colours, a histogram of flow magnitudes, the colour
+wheel, and how much of the flow hit the quantisation bound.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import video, viz
+from .errors import ConfigError, DecodeError, EncodeError, InputError, OutputError
+from .flow import dequantize, get_engine
+from .flow.quantize import DEFAULT_BOUND
+from .kinetics import PathLike, make_options
+from .layout import NAMINGS, PARTIAL_SUFFIX
+from .stages.filelist import count_frames
+
+FLOW_TYPES = ("tvl1", "farneback", "dis")
+_OUTPUT_EXTS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
+STILL_PX = 0.5  # below this a pixel counts as not moving
+
+
+@dataclass(frozen=True)
+class PreviewOptions:
+    frames: int = 8  # sampled frames (columns)
+    flow_type: str = "tvl1"  # video input: tvl1 | farneback | dis (OpenCV, CPU)
+    new_short: int | None = 128  # short edge the cells (and a video's flow) use; None: as stored
+    bound: float | None = None  # clip bound for the statistics (default: metadata's or 20)
+    step: int = 1  # video input: flow between frame i and i + step
+    naming: str | None = None  # frame directory: force a naming
+    max_flow: float | None = None  # colour wheel rim in px (default: the largest shown)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 1 <= self.frames <= 64:
+            raise ConfigError(f"--frames must be 1..64, got {self.frames!r}")
+        if self.flow_type not in FLOW_TYPES:
+            raise ConfigError(f"--flow-type must be one of {', '.join(FLOW_TYPES)}, got {self.flow_type!r}")
+        if self.new_short is not None and (isinstance(self.new_short, bool) or self.new_short < 16):
+            raise ConfigError(f"--new-short must be >= 16, got {self.new_short!r}")
+        if self.bound is not None and not self.bound > 0:
+            raise ConfigError(f"--bound must be > 0, got {self.bound!r}")
+        if isinstance(self.step, bool) or not isinstance(self.step, int) or self.step < 1:
+            raise ConfigError(f"--step must be an integer >= 1, got {self.step!r}")
+        if self.naming is not None and self.naming not in NAMINGS:
+            raise ConfigError(f"unknown naming {self.naming!r}; choose one of {sorted(NAMINGS)}")
+        if self.max_flow is not None and not self.max_flow > 0:
+            raise ConfigError(f"--max-flow must be > 0, got {self.max_flow!r}")
+
+
+@dataclass
+class Preview:
+    """The rendered sheet and what went into it."""
+
+    image: np.ndarray  # BGR
+    layout: viz.SheetLayout
+    source: str  # "video" | "frames"
+    indices: list[int]  # sampled frame indices (0-based)
+    bound: float
+    stats: dict[str, float] = field(default_factory=dict)  # mean, p99, max, still, clipped_x, clipped_y
+
+
+def _sample(n_available: int, n: int) -> list[int]:
+    """Up to `n` distinct indices spread evenly over range(n_available), ends included."""
+    if n_available <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.linspace(0, n_available - 1, min(n, n_available))})
+
+
+def _cell_size(shape: tuple[int, ...], new_short: int | None) -> tuple[int, int]:
+    h, w = shape[:2]
+    if new_short is None or min(h, w) == new_short:
+        return w, h
+    return video.output_size(w, h, new_short)
+
+
+def _flow_stats(flows: list[np.ndarray], bound: float, clipped: tuple[float, float] | None) -> dict[str, float]:
+    if not flows:
+        return {}
+    mag = np.concatenate([np.hypot(f[..., 0], f[..., 1]).ravel() for f in flows])
+    stats = {
+        "mean": float(mag.mean()),
+        "p99": float(np.percentile(mag, 99)),
+        "max": float(mag.max()),
+        "still": float((mag < STILL_PX).mean()),
+    }
+    if clipped is None:  # computed flow: at or beyond the bound would be clipped when stored
+        xs = np.concatenate([f[..., 0].ravel() for f in flows])
+        ys = np.concatenate([f[..., 1].ravel() for f in flows])
+        clipped = (float((np.abs(xs) >= bound).mean()), float((np.abs(ys) >= bound).mean()))
+    stats["clipped_x"], stats["clipped_y"] = clipped
+    return stats
+
+
+def _stat_lines(stats: dict[str, float], bound: float, extra: list[str]) -> list[str]:
+    if not stats:
+        return ["no flow"] + extra
+    return [
+        f"clipped at +-{bound:g} px: x {100 * stats['clipped_x']:.2f}%  y {100 * stats['clipped_y']:.2f}%",
+        f"|flow| mean {stats['mean']:.2f}  p99 {stats['p99']:.2f}  max {stats['max']:.2f} px",
+        f"still (<{STILL_PX:g} px): {100 * stats['still']:.1f}% of pixels",
+    ] + extra
+
+
+def _from_video(path: Path, opts: PreviewOptions) -> Preview:
+    info = video.probe(path, count_frames=True)
+    total = info.frame_count or 0
+    if total <= opts.step:
+        raise DecodeError(f"{path}: {total} decodable frame(s), need more than --step {opts.step} for flow")
+    starts = _sample(total - opts.step, opts.frames)
+    wanted = set(starts) | {i + opts.step for i in starts}
+    frames: dict[int, np.ndarray] = {}
+    for i, img in enumerate(video.iter_frames(path, short_edge=opts.new_short)):
+        if i in wanted:
+            frames[i] = img
+        if i >= max(wanted):
+            break
+    starts = [i for i in starts if i in frames and i + opts.step in frames]
+    if not starts:
+        raise DecodeError(f"{path}: the sampled frames could not be decoded")
+    engine = get_engine(opts.flow_type, backend="opencv", device="cpu")
+    gray = {i: cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for i, img in frames.items()}
+    flows = engine.compute_batch([(gray[i], gray[i + opts.step]) for i in starts])
+    bound = opts.bound or DEFAULT_BOUND
+    stats = _flow_stats(flows, bound, None)
+    h, w = frames[starts[0]].shape[:2]
+    fps = f"{info.fps:.3g} fps, " if info.fps else ""
+    title = f"{path.name}  ({total} frames, {fps}{info.width}x{info.height})"
+    subtitle = (f"video: {opts.flow_type} flow (opencv) computed at {w}x{h} between frames t and "
+                f"t+{opts.step}; magnitudes are at this size")
+    rgb_labels = [f"frame {i}" for i in starts]
+    flow_labels = [f"{i}->{i + opts.step}  mean {np.hypot(f[..., 0], f[..., 1]).mean():.2f}px"
+                   for i, f in zip(starts, flows)]
+    image, layout = viz.contact_sheet(
+        [frames[i] for i in starts], flows, title=title, subtitle=subtitle, rgb_labels=rgb_labels,
+        flow_labels=flow_labels, max_radius=opts.max_flow, hist_upper=bound,
+        stats=_stat_lines(stats, bound, [f"flow: {engine.name}, {len(starts)} sampled pairs"]),
+        cell=(w, h),
+    )
+    return Preview(image, layout, "video", starts, bound, stats)
+
+
+def _read(path: str, flags: int) -> np.ndarray | None:
+    if not os.path.isfile(path):
+        return None
+    data = np.fromfile(path, dtype=np.uint8)
+    return cv2.imdecode(data, flags) if data.size else None
+
+
+def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
+    fc = count_frames(path, opts.naming)
+    nm = NAMINGS.get(fc.naming)
+    if nm is None:
+        raise InputError(f"{path}: {fc.rgb_problem}")
+    meta = fc.meta if isinstance(fc.meta, dict) else {}
+    bound = float(opts.bound or meta.get("bound") or DEFAULT_BOUND)
+    flow_ext = meta.get("flow_format") or "jpg"
+    rgb_ext = meta.get("rgb_format") or "jpg"
+    step = meta.get("step", 1) if isinstance(meta.get("step", 1), int) else 1
+    pairs = min(fc.flow_x, fc.flow_y)
+    if fc.frames == 0 and pairs == 0:
+        raise InputError(f"{path}: no RGB frames and no flow images under the {nm.name} naming")
+    indices = _sample(pairs if pairs else fc.frames, opts.frames)
+    base = os.fspath(path)
+    rgb: list[np.ndarray | None] = []
+    flows: list[np.ndarray | None] = []
+    q_x, q_y = [], []
+    for i in indices:
+        rgb.append(_read(os.path.join(base, nm.rgb_name(nm.start + i, rgb_ext)), cv2.IMREAD_COLOR))
+        if not pairs:
+            flows.append(None)
+            continue
+        xn, yn = nm.flow_names(nm.start + i, flow_ext)
+        qx = _read(os.path.join(base, xn), cv2.IMREAD_GRAYSCALE)
+        qy = _read(os.path.join(base, yn), cv2.IMREAD_GRAYSCALE)
+        if qx is None or qy is None or qx.shape != qy.shape:
+            flows.append(None)
+            continue
+        q_x.append(qx)
+        q_y.append(qy)
+        flows.append(np.stack([dequantize(qx, bound), dequantize(qy, bound)], axis=-1))
+    known = [f for f in flows if f is not None]
+    clipped = None
+    if q_x:
+        cx = np.concatenate([q.ravel() for q in q_x])
+        cy = np.concatenate([q.ravel() for q in q_y])
+        clipped = (float(((cx == 0) | (cx == 255)).mean()), float(((cy == 0) | (cy == 255)).mean()))
+    stats = _flow_stats(known, bound, clipped)
+    ref = next((x for x in rgb + flows if x is not None), None)
+    if ref is None:
+        raise InputError(f"{path}: none of the sampled images could be read")
+    cell = _cell_size(ref.shape, opts.new_short)
+    width, height = meta.get("width", ref.shape[1]), meta.get("height", ref.shape[0])
+    title = f"{path.parent.name}/{path.name}  ({fc.frames} frames, {pairs} flow pairs, {width}x{height})"
+    flow_info = meta.get("flow") if isinstance(meta.get("flow"), dict) else {}
+    how = f"{flow_info.get('type', '?')} ({flow_info.get('backend', '?')})" if flow_info else "unknown engine"
+    subtitle = (f"frame directory, {nm.name} naming; stored flow: {how}, bound {bound:g}, step {step}, "
+                f"{flow_ext}")
+    rgb_labels = [nm.rgb_name(nm.start + i, rgb_ext) for i in indices]
+    flow_labels = [f"{nm.flow_names(nm.start + i, flow_ext)[0]}  mean {np.hypot(f[..., 0], f[..., 1]).mean():.2f}px"
+                   if f is not None else "" for i, f in zip(indices, flows)]
+    image, layout = viz.contact_sheet(
+        rgb, flows, title=title, subtitle=subtitle, rgb_labels=rgb_labels, flow_labels=flow_labels,
+        max_radius=opts.max_flow, hist_upper=bound,
+        stats=_stat_lines(stats, bound, [f"sampled {len(indices)} of {pairs} flow pairs" if pairs
+                                         else f"sampled {len(indices)} of {fc.frames} frames"]),
+        cell=cell,
+    )
+    return Preview(image, layout, "frames", indices, bound, stats)
+
+
+def render_preview(input: PathLike, **options: Any) -> Preview:
+    """Render the contact sheet for a video or a frame directory (see `preview`)."""
+    opts = make_options(PreviewOptions, **options)
+    path = Path(input)
+    if path.is_dir():
+        return _from_frame_dir(path, opts)
+    if not path.exists():
+        raise InputError(f"no such video or frame directory: {path}")
+    if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        raise ConfigError(f"{path}: give a video or a frame directory, not an image")
+    return _from_video(path, opts)
+
+
+def preview(input: PathLike, output: PathLike = "preview.png", **options: Any) -> Path:
+    """Write a contact sheet of `input` (a video or a prepared frame directory) to `output`
+    (.png or .jpg) and return its path.
+
+    Keyword options are the fields of PreviewOptions: frames=8, flow_type="tvl1" (video input;
+    "farneback" and "dis" are faster), new_short=128, bound=None (metadata's or 20), step=1,
+    naming=None, max_flow=None.
+    """
+    out = Path(output)
+    ext = _OUTPUT_EXTS.get(out.suffix.lower())
+    if ext is None:
+        raise ConfigError(f"output must end in .png or .jpg, got {out.name!r}")
+    sheet = render_preview(input, **options)
+    ok, buf = cv2.imencode(ext, sheet.image)
+    if not ok:
+        raise EncodeError(f"{out}: cannot encode the preview image")
+    tmp = out.with_name(out.name + PARTIAL_SUFFIX)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {e}") from e
+    return out

@@ -1,0 +1,680 @@
+"""`verify`: is a prepared split really ready for training?
+
+Items come from mmaction2 lists (``--lists``) or, without lists, from what is under ROOT (frame
+directories ``ROOT/class/clip/`` or ``ROOT/clip/``, videos ``ROOT/class/clip.mp4``). Per item:
+
+* frame directory: it exists (symlinks resolve); RGB and flow files are numbered contiguously
+  under the clip's naming (``kinetics_prep.json``, else detected; counted by
+  `filelist.count_frames`); counts agree with the lists and the metadata; x and y flow counts
+  agree and equal ``frames - step``; every image is readable: a fast check by default (JPEG
+  SOI/EOI markers or PNG signature/IEND, then a header parse of the size with PIL), a full
+  decode with ``deep``; every image has the clip's size.
+* video: it exists, opens, and its first and last frames decode (``deep``: every frame).
+
+Nothing is ever modified. The result says what is wrong per item; `--fix-lists` writes copies of
+the lists without the broken items (``X.fixed.txt`` beside ``X.txt``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
+from ..kinetics import PathLike, make_options, path_tuple
+from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, STATE_DIR, VIDEO_EXTENSIONS, is_hidden
+from ..runner import FAILED, OK, Item, ItemResult, default_workers, run_items
+from .filelist import count_frames
+
+LIST_FORMATS = ("videos", "rawframes", "flow")
+REPORT_NAME = "verify_report.json"
+
+# Problem kinds (the "check" of each problem in the report).
+CHECKS = {
+    "missing": "the directory or video does not exist",
+    "dangling_symlink": "a symlink whose target does not exist",
+    "not_a_directory": "a frame item that is not a directory",
+    "unfinished": "only a .partial output exists",
+    "metadata": "kinetics_prep.json unreadable or inconsistent",
+    "empty": "a frame directory without frames or flow",
+    "rgb": "RGB frames missing or not numbered contiguously",
+    "flow": "flow images missing or not numbered contiguously",
+    "flow_xy": "x and y flow counts differ",
+    "flow_count": "flow pairs != frames - step",
+    "list_count": "the list's count differs from the files on disk",
+    "image": "an image that cannot be read or decoded",
+    "image_size": "an image whose size differs from the clip's",
+    "video": "a video that cannot be opened or decoded",
+    "list_format": "a list line that cannot be parsed",
+    "error": "an unexpected error while checking",
+}
+
+_JPEG_SOI = b"\xff\xd8\xff"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND\xaeB`\x82"
+_SHOWN = 3  # file names quoted per problem
+
+
+# --------------------------------------------------------------------------------------------
+# Options, items, results
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    root: Path
+    lists: tuple[Path, ...] = ()
+    deep: bool = False  # decode every image / every video frame
+    naming: str | None = None  # force a naming (default: per clip, from metadata or file names)
+    fix_lists: bool = False
+    report: Path | None = None  # default ROOT/.kinetics_prep/verify_report.json
+    workers: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "lists", path_tuple(self.lists) if self.lists else ())
+        if self.report is not None:
+            object.__setattr__(self, "report", Path(self.report))
+        if self.naming is not None and self.naming not in NAMINGS:
+            raise ConfigError(f"unknown naming {self.naming!r}; choose one of {sorted(NAMINGS)}")
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.fix_lists and not self.lists:
+            raise ConfigError("--fix-lists needs --lists (there is no list to fix)")
+        if not self.root.is_dir():
+            raise InputError(f"root directory does not exist: {self.root}")
+        for p in self.lists:
+            if not p.is_file():
+                raise InputError(f"list file not found: {p}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or default_workers()
+
+    @property
+    def report_path(self) -> Path:
+        return self.report or self.root / STATE_DIR / REPORT_NAME
+
+
+@dataclass(frozen=True)
+class VerifyItem(Item):
+    """One thing to check; expectations travel with the item (never through globals)."""
+
+    kind: str = "frames"  # frames | video | partial
+    want_frames: int | None = None  # total_frames of a rawframes list
+    want_flow: int | None = None  # count of a flow list
+
+
+@dataclass(frozen=True)
+class Problem:
+    check: str  # a key of CHECKS
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"check": self.check, "message": self.message}
+
+
+@dataclass
+class ListFile:
+    """One parsed list: its lines and which items they name."""
+
+    path: Path
+    format: str  # videos | rawframes | flow
+    output_format: str  # txt | json
+    entries: list[tuple[int, str, int | None, Any]]  # (line/index, item key, count, raw line/obj)
+    bad_lines: list[tuple[int, str]]  # (line number, why)
+    fixed_path: Path | None = None
+    kept: int = 0
+    removed: int = 0
+
+
+@dataclass
+class VerifyResult:
+    root: Path
+    items: int = 0
+    ok: int = 0
+    broken: int = 0
+    problems: dict[str, list[Problem]] = field(default_factory=dict)  # item key -> problems
+    counts: dict[str, int] = field(default_factory=dict)  # frames, flow_pairs, images, videos
+    lists: list[ListFile] = field(default_factory=list)
+    sources: dict[str, list[str]] = field(default_factory=dict)  # row name -> item keys
+    deep: bool = False
+    seconds: float = 0.0
+    workers: int = 1
+    report_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def bad_lines(self) -> int:
+        return sum(len(lf.bad_lines) for lf in self.lists)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if (self.broken or self.bad_lines) else 0
+
+    def by_check(self) -> dict[str, list[str]]:
+        """check -> keys of the items that have that problem."""
+        out: dict[str, list[str]] = {}
+        for key, probs in self.problems.items():
+            for check in dict.fromkeys(p.check for p in probs):
+                out.setdefault(check, []).append(key)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "resolved_root": os.path.realpath(self.root),
+            "deep": self.deep,
+            "items": self.items,
+            "ok": self.ok,
+            "broken": self.broken,
+            "counts": self.counts,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "lists": [
+                {"path": str(lf.path), "format": lf.format, "entries": len(lf.entries),
+                 "bad_lines": [{"line": n, "message": why} for n, why in lf.bad_lines],
+                 "fixed": str(lf.fixed_path) if lf.fixed_path else None,
+                 "kept": lf.kept, "removed": lf.removed}
+                for lf in self.lists
+            ],
+            "problems": {k: [p.to_dict() for p in v] for k, v in sorted(self.problems.items())},
+        }
+
+    def format(self) -> str:
+        """The summary table: rows per list (or discovered kind), then problems by check."""
+        mode = "deep (every image decoded)" if self.deep else "fast (image headers and end markers)"
+        lines = [f"verify {self.root}: {self.items} item(s), {self.ok} ok, {self.broken} broken "
+                 f"in {self.seconds:.1f} s; {mode}"]
+        w = min(72, max([len("source")] + [len(n) for n in self.sources]))
+        lines.append(f"  {'source':<{w}} {'items':>7} {'ok':>7} {'broken':>7}")
+        for name, keys in self.sources.items():
+            bad = sum(1 for k in keys if k in self.problems)
+            lines.append(f"  {_clip(name, w):<{w}} {len(keys):>7} {len(keys) - bad:>7} {bad:>7}")
+        c = self.counts
+        lines.append(f"  checked: {c.get('frames', 0):,} RGB frames, {c.get('flow_pairs', 0):,} flow pairs, "
+                     f"{c.get('images', 0):,} images, {c.get('videos', 0):,} videos")
+        by_check = self.by_check()
+        if by_check or self.bad_lines:
+            lines.append(f"  {'problem':<16} {'items':>7}  first example")
+            for check, keys in sorted(by_check.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+                first = keys[0]
+                msg = next(p.message for p in self.problems[first] if p.check == check)
+                lines.append(f"  {check:<16} {len(keys):>7}  {first}: {_clip(msg, 100)}")
+            for lf in self.lists:
+                for n, why in lf.bad_lines[:3]:
+                    lines.append(f"  {'list_format':<16} {'':>7}  {lf.path.name}:{n}: {why}")
+        for w in self.warnings:
+            lines.append(f"warning: {w}")
+        for lf in self.lists:
+            if lf.fixed_path:
+                lines.append(f"fixed list: {lf.fixed_path} ({lf.kept} kept, {lf.removed} left out)")
+        if self.interrupted:
+            lines.append("interrupted: the results above are partial")
+        if self.report_path:
+            lines.append(f"report: {self.report_path}")
+        return "\n".join(lines)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Lists
+
+
+def list_format_of(path: Path, first_path: str | None = None) -> str:
+    """videos | rawframes | flow: from mmaction2's list name, else from the first entry."""
+    name = path.name
+    for fmt in LIST_FORMATS:
+        if f"_list_{fmt}" in name:
+            return fmt
+    if first_path is not None and os.path.splitext(first_path)[1].lower() in VIDEO_EXTENSIONS:
+        return "videos"
+    return "rawframes"
+
+
+def _norm_key(rel: str) -> str:
+    return rel.replace("\\", "/").rstrip("/")
+
+
+def parse_list(path: Path) -> ListFile:
+    """Parse one mmaction2 list (txt as its loaders split it, or the JSON form)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read list {path}: {e}") from e
+    entries: list[tuple[int, str, int | None, Any]] = []
+    bad: list[tuple[int, str]] = []
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise InputError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(data, list):
+            raise InputError(f"{path}: expected a JSON list of objects")
+        first = next((d.get("filename") for d in data if isinstance(d, dict) and "filename" in d), None)
+        fmt = list_format_of(path, first)
+        for i, obj in enumerate(data):
+            rel = obj.get("filename" if fmt == "videos" else "frame_dir") if isinstance(obj, dict) else None
+            if not isinstance(rel, str) or not rel:
+                bad.append((i, "entry without " + ("filename" if fmt == "videos" else "frame_dir")))
+                continue
+            count = obj.get("total_frames") if fmt != "videos" else None
+            if fmt != "videos" and (not isinstance(count, int) or isinstance(count, bool)):
+                bad.append((i, f"{rel}: total_frames missing or not an integer"))
+                continue
+            entries.append((i, _norm_key(rel), count, obj))
+        return ListFile(path, fmt, "json", entries, bad)
+    lines = text.splitlines()
+    first = next((ln.split()[0] for ln in lines if ln.strip()), None)
+    fmt = list_format_of(path, first)
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if fmt == "videos":
+            # VideoDataset splits on ONE space: "a b.mp4 3" would be read as "a" with label "b.mp4".
+            parts = line.strip().split(" ")
+            if len(parts) < 2:
+                bad.append((n, f"expected 'path label', got {line!r}"))
+                continue
+            entries.append((n, _norm_key(parts[0]), None, line))
+            continue
+        parts = line.split()
+        if len(parts) < 3:
+            bad.append((n, f"expected 'frame_dir total_frames label', got {line!r}"))
+            continue
+        try:
+            count = int(parts[1])
+        except ValueError:
+            bad.append((n, f"count {parts[1]!r} is not an integer"))
+            continue
+        entries.append((n, _norm_key(parts[0]), count, line))
+    return ListFile(path, fmt, "txt", entries, bad)
+
+
+def fixed_list_path(path: Path) -> Path:
+    """``k400_val_list_rawframes.txt`` -> ``k400_val_list_rawframes.fixed.txt``."""
+    return path.with_name(f"{path.stem}.fixed{path.suffix}")
+
+
+def _write_fixed(lf: ListFile, broken: set[str]) -> None:
+    keep = [e for e in lf.entries if e[1] not in broken]
+    lf.kept, lf.removed = len(keep), len(lf.entries) - len(keep) + len(lf.bad_lines)
+    if lf.output_format == "json":
+        text = json.dumps([e[3] for e in keep], ensure_ascii=False) + "\n"
+    else:
+        text = "".join(e[3].rstrip("\r\n") + "\n" for e in keep)
+    out = fixed_list_path(lf.path)
+    tmp = out.with_name(out.name + PARTIAL_SUFFIX)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e}") from e
+    lf.fixed_path = out
+
+
+# --------------------------------------------------------------------------------------------
+# Planning: lists or discovery -> items
+
+
+def _path_of(root: Path, rel: str) -> Path:
+    return Path(rel) if os.path.isabs(rel) else root / rel
+
+
+def items_from_lists(root: Path, lists: Sequence[ListFile]) -> tuple[list[VerifyItem], dict[str, list[str]]]:
+    """One item per distinct path named by the lists; a clip in a rawframes and a flow list is
+    checked once against both counts."""
+    by_key: dict[str, dict[str, Any]] = {}
+    sources: dict[str, list[str]] = {}
+    for lf in lists:
+        keys = sources.setdefault(f"{lf.path.name} ({lf.format})", [])
+        for _, key, count, _raw in lf.entries:
+            kind = "video" if lf.format == "videos" else "frames"
+            spec = by_key.setdefault(key, {"kind": kind, "want_frames": None, "want_flow": None})
+            if lf.format == "rawframes" and spec["want_frames"] is None:
+                spec["want_frames"] = count
+            elif lf.format == "flow" and spec["want_flow"] is None:
+                spec["want_flow"] = count
+            keys.append(key)
+    items = [VerifyItem(key=k, src=_path_of(root, k), dst=_path_of(root, k), **spec) for k, spec in by_key.items()]
+    return items, sources
+
+
+def _looks_like_frame_dir(path: str) -> bool:
+    prefixes = {nm.rgb_prefix() for nm in NAMINGS.values()}
+    for nm in NAMINGS.values():
+        prefixes.update(nm.flow_prefixes())
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                if e.name == FRAME_META_FILE:
+                    return True
+                if e.name.endswith((".jpg", ".png")) and e.name.startswith(tuple(prefixes)):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
+    """Frame directories and videos under ROOT (level 1 or 2, told apart by content);
+    ``.partial`` leftovers are items too (they fail as unfinished)."""
+    items: list[VerifyItem] = []
+
+    def add(path: str, rel: str, is_dir: bool | None) -> None:
+        name = os.path.basename(path)
+        if name.endswith(PARTIAL_SUFFIX):
+            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="partial"))
+        elif is_dir is False and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="video"))
+        elif is_dir or is_dir is None:  # None: a dangling symlink, reported by the check
+            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="frames"))
+
+    def kind_of(entry: os.DirEntry) -> bool | None:
+        if entry.is_dir():
+            return True
+        if entry.is_file():
+            return False
+        if entry.is_symlink():  # dangling
+            return False if os.path.splitext(entry.name)[1].lower() in VIDEO_EXTENSIONS else None
+        return False
+
+    with os.scandir(root) as it:
+        top = sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
+    for e in top:
+        k = kind_of(e)
+        if k is True and not e.name.endswith(PARTIAL_SUFFIX) and not _looks_like_frame_dir(e.path):
+            with os.scandir(e.path) as it2:
+                children = sorted((c for c in it2 if not is_hidden(c.name)), key=lambda c: c.name)
+            for c in children:
+                add(c.path, f"{e.name}/{c.name}", kind_of(c))
+        elif k is not False or os.path.splitext(e.name)[1].lower() in VIDEO_EXTENSIONS:
+            add(e.path, e.name, k)
+    sources: dict[str, list[str]] = {}
+    for it_ in items:
+        name = {"video": "discovered videos", "partial": "unfinished (.partial)"}.get(it_.kind, "discovered frame dirs")
+        sources.setdefault(name, []).append(it_.key)
+    return items, sources
+
+
+# --------------------------------------------------------------------------------------------
+# Checking one item
+
+
+def check_image(path: str, deep: bool = False) -> tuple[str | None, tuple[int, int] | None]:
+    """(problem or None, (width, height) or None) for one JPEG/PNG file.
+
+    Fast: the file's start and end markers (JPEG SOI/EOI, PNG signature/IEND) and a header
+    parse of the size with PIL. Deep: a strict full decode (`video.check_image_data`), which
+    also catches damage inside the compressed data that OpenCV and PIL decode without a word.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return ("dangling symlink" if os.path.islink(path) else "vanished"), None
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})", None
+    if not data:
+        return "empty file", None
+    if data.startswith(_JPEG_SOI):
+        kind = "jpeg"
+        # Some writers pad after EOI; zeros are harmless.
+        if not data.rstrip(b"\x00").endswith(_JPEG_EOI):
+            return "truncated JPEG (no end marker)", None
+    elif data.startswith(_PNG_SIG):
+        kind = "png"
+        if not data.endswith(_PNG_IEND):
+            return "truncated PNG (no IEND chunk)", None
+    else:
+        return "not a JPEG or PNG file", None
+    if deep:
+        from .. import video
+
+        try:
+            return None, video.check_image_data(data, kind)
+        except DecodeError as e:
+            return str(e), None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return None, im.size
+    except Exception as e:  # PIL raises many types for bad headers
+        return f"bad header ({e})", None
+
+
+def _dir_problem(path: Path) -> Problem | None:
+    p = os.fspath(path)
+    if os.path.islink(p) and not os.path.exists(p):
+        return Problem("dangling_symlink", f"symlink to {os.readlink(p)}, which does not exist")
+    if not os.path.exists(p):
+        return Problem("missing", "no such directory" if not os.path.splitext(p)[1] else "no such file")
+    return None
+
+
+def _summarise(kind: str, bad: list[tuple[str, str]]) -> Problem:
+    shown = ", ".join(f"{n} ({why})" for n, why in bad[:_SHOWN])
+    more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+    what = "unreadable image(s)" if kind == "image" else "image(s) of another size"
+    return Problem(kind, f"{len(bad)} {what}: {shown}{more}")
+
+
+def _classify(problem: str, default: str) -> str:
+    """The check behind one of `count_frames`' problem texts."""
+    if problem.startswith(f"unreadable {FRAME_META_FILE}") or "names unknown naming" in problem:
+        return "metadata"
+    if "flow pairs on disk" in problem:  # disagrees with the metadata's flow_pairs
+        return "flow_count"
+    if problem.startswith("x and y flow counts differ"):
+        return "flow_xy"
+    return default
+
+
+def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: int | None = None,
+                    deep: bool = False, naming: str | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """Every check of one frame directory; (problems, counts)."""
+    gone = _dir_problem(path)
+    if gone is not None:
+        return [gone], {}
+    if not os.path.isdir(path):
+        return [Problem("not_a_directory", "a file where a frame directory should be")], {}
+    try:
+        fc = count_frames(path, naming)
+    except OSError as e:
+        return [Problem("missing", f"cannot list the directory ({e.strerror or e})")], {}
+    problems: list[Problem] = []
+    meta = fc.meta if isinstance(fc.meta, dict) else None
+    nm = NAMINGS.get(fc.naming)
+    if nm is None or (fc.rgb_problem and fc.rgb_problem == fc.flow_problem
+                      and _classify(fc.rgb_problem, "") == "metadata"):
+        return [Problem("metadata", fc.rgb_problem)], {}
+    task = (meta or {}).get("task")
+    step = (meta or {}).get("step", 1)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        problems.append(Problem("metadata", f"{FRAME_META_FILE}: step {step!r} is not an integer >= 1"))
+        step = 1
+    has_flow_files = bool(fc.flow_x or fc.flow_y)
+    expect_rgb = want_frames is not None or task in ("both", "rgb") or (task is None and fc.frames > 0)
+    expect_flow = want_flow is not None or task in ("both", "flow") or (task is None and has_flow_files)
+    if task is not None and task not in ("both", "rgb", "flow"):
+        problems.append(Problem("metadata", f"{FRAME_META_FILE}: unknown task {task!r}"))
+    if not expect_rgb and not expect_flow:
+        return [Problem("empty", "no RGB frames and no flow images")], {}
+
+    rgb_ok = flow_ok = True
+    if expect_rgb and fc.rgb_problem:
+        rgb_ok = False
+        problems.append(Problem(_classify(fc.rgb_problem, "rgb"), fc.rgb_problem))
+    if expect_flow and fc.flow_problem:
+        flow_ok = False
+        problems.append(Problem(_classify(fc.flow_problem, "flow"), fc.flow_problem))
+    # flow pairs = frames - step
+    if expect_flow and flow_ok:
+        frames = fc.frames if (expect_rgb and rgb_ok) else (meta or {}).get("frames")
+        if isinstance(frames, int) and fc.flow_x != max(0, frames - step):
+            problems.append(Problem("flow_count", f"{fc.flow_x} flow pairs, expected frames - step = "
+                                                  f"{frames} - {step} = {max(0, frames - step)}"))
+    if want_frames is not None and rgb_ok and fc.frames != want_frames:
+        problems.append(Problem("list_count", f"rawframes list says {want_frames} frames, {fc.frames} on disk"))
+    if want_flow is not None and flow_ok and fc.flow_x != want_flow:
+        problems.append(Problem("list_count", f"flow list says {want_flow} flow pairs, {fc.flow_x} on disk"))
+
+    # every image: readable, one size
+    prefixes = ([nm.rgb_prefix()] if expect_rgb else []) + (list(nm.flow_prefixes()) if expect_flow else [])
+    names = sorted(n for n in os.listdir(path) if n.startswith(tuple(prefixes)) and not is_hidden(n))
+    want_size = None
+    if meta and isinstance(meta.get("width"), int) and isinstance(meta.get("height"), int):
+        want_size = (meta["width"], meta["height"])
+    unreadable: list[tuple[str, str]] = []
+    sizes: dict[str, tuple[int, int]] = {}
+    base = os.fspath(path)
+    for n in names:
+        why, size = check_image(os.path.join(base, n), deep)
+        if why:
+            unreadable.append((n, why))
+        else:
+            sizes[n] = size  # type: ignore[assignment]
+    if unreadable:
+        problems.append(_summarise("image", unreadable))
+    if sizes:
+        if want_size is None:
+            want_size = Counter(sizes.values()).most_common(1)[0][0]
+        off = [(n, f"{s[0]}x{s[1]}, expected {want_size[0]}x{want_size[1]}") for n, s in sizes.items() if s != want_size]
+        if off:
+            problems.append(_summarise("image_size", off))
+    counts = {"frames": fc.frames if expect_rgb else 0, "flow_pairs": fc.flow_x if expect_flow else 0,
+              "images": len(names)}
+    return problems, counts
+
+
+def check_video_file(path: Path, *, deep: bool = False) -> tuple[list[Problem], dict[str, int]]:
+    from .. import video
+
+    gone = _dir_problem(path)
+    if gone is not None:
+        return [gone], {}
+    try:
+        res = video.check_decodable(path, deep=deep)
+    except (ProbeError, DecodeError) as e:
+        return [Problem("video", str(e))], {"videos": 1}
+    counts = {"videos": 1}
+    if res.frames is not None:
+        counts["frames"] = res.frames
+    return [], counts
+
+
+def run_one(item: VerifyItem, options: VerifyOptions) -> ItemResult:
+    """Check one item; problems travel as 'check: message' lines in the result's error."""
+    if item.kind == "partial":
+        problems, counts = [Problem("unfinished", "only a .partial output exists: rerun the stage")], {}
+    elif item.kind == "video":
+        problems, counts = check_video_file(item.src, deep=options.deep)
+    else:
+        problems, counts = check_frame_dir(item.src, want_frames=item.want_frames, want_flow=item.want_flow,
+                                           deep=options.deep, naming=options.naming)
+    if problems:
+        error = "\n".join(f"{p.check}: {p.message.replace(chr(10), ' ')}" for p in problems)
+        return ItemResult(key=item.key, status=FAILED, output=str(item.src), error=error, counts=counts)
+    return ItemResult(key=item.key, status=OK, output=str(item.src), counts=counts)
+
+
+def _problems_of(result: ItemResult) -> list[Problem]:
+    out = []
+    for line in (result.error or "unknown error").split("\n"):
+        check, sep, message = line.partition(": ")
+        if sep and check in CHECKS:
+            out.append(Problem(check, message))
+        else:  # an exception the runner caught: keep it whole
+            out.append(Problem("error", line))
+    return out
+
+
+def _never_done(item: Item, options: Any) -> bool:
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def verify(root: VerifyOptions | PathLike, **options: Any) -> VerifyResult:
+    """Check a prepared split under `root` (a rawframes or videos root; symlinks are followed).
+
+    Keyword options are the fields of VerifyOptions: lists=() (mmaction2 lists; without them
+    every frame directory and video under root is checked), deep=False, naming=None,
+    fix_lists=False, report=None (default ROOT/.kinetics_prep/verify_report.json),
+    workers=None (one per core), progress=True. Nothing under root is ever modified.
+    `result.exit_code` is 0 only when every item passed.
+    """
+    if isinstance(root, VerifyOptions):
+        opts = make_options(VerifyOptions, root, **options)
+    else:
+        opts = make_options(VerifyOptions, root=Path(root), **options)
+    t0 = time.perf_counter()
+    result = VerifyResult(root=opts.root, deep=opts.deep)
+    if opts.lists:
+        result.lists = [parse_list(p) for p in opts.lists]
+        items, sources = items_from_lists(opts.root, result.lists)
+        for lf in result.lists:
+            if not lf.entries and not lf.bad_lines:
+                result.warnings.append(f"{lf.path} lists no item")
+    else:
+        items, sources = discover(opts.root)
+        if not items:
+            result.warnings.append(f"nothing to verify under {opts.root} (no frame directory or video found)")
+    result.sources = sources
+    result.items = len(items)
+    workers = min(opts.n_workers, max(1, len(items)))
+    result.workers = workers
+    summary = run_items("verify", items, run_one, opts, is_done=_never_done, workers=workers,
+                        progress=opts.progress, rate_key="images")
+    result.interrupted = summary.interrupted
+    result.ok = summary.ok
+    result.counts = dict(summary.counts)
+    for failure in summary.failures:
+        result.problems[failure.key] = _problems_of(failure)
+        for k, v in failure.counts.items():
+            result.counts[k] = result.counts.get(k, 0) + v
+    result.broken = len(result.problems)
+    if opts.fix_lists and not result.interrupted:
+        broken = set(result.problems)
+        for lf in result.lists:
+            _write_fixed(lf, broken)
+    result.seconds = time.perf_counter() - t0
+    _write_report(result, opts)
+    return result
+
+
+def _write_report(result: VerifyResult, opts: VerifyOptions) -> None:
+    path = opts.report_path
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        if opts.report is not None:  # asked for explicitly: an error
+            raise OutputError(f"cannot write the report {path}: {e}") from e
+        result.warnings.append(f"cannot write the report {path} ({e.strerror or e}); pass --report PATH")
+        return
+    result.report_path = path
+
+
+def iter_problem_lines(result: VerifyResult) -> Iterable[str]:
+    """'key<TAB>check<TAB>message' for every problem (for scripts)."""
+    for key, probs in sorted(result.problems.items()):
+        for p in probs:
+            yield f"{key}\t{p.check}\t{p.message}"
