@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench plan
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The torch TV-L1 tests need a CPU torch. It is pinned so pip takes the CPU wheel this project's
-# machines carry; an unpinned torch would pull gigabytes of CUDA packages. Elsewhere, point pip
-# at PyTorch's CPU index: make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# The test venv has the [ray] extra (~285 MB; the Ray executor is tested on a local Ray instance)
+# and a CPU torch for the torch TV-L1 tests. torch is pinned so pip takes the CPU wheel this
+# project's machines carry; an unpinned torch would pull gigabytes of CUDA packages. Elsewhere,
+# point pip at PyTorch's CPU index: make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	touch $@ $(VENV)/.installed
 
@@ -35,6 +36,9 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_resize.py
+
+plan: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/plan.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -14,12 +14,16 @@ The public API is the same set of functions the command line calls, in pipeline 
     link_ssd(ssd_dir, link_path)                     -> Path                  # link-ssd
     build_file_lists(root, out_dir, **options)       -> FileListResult        # file-list
     overlap(a, b)                                    -> OverlapResult         # overlap
+    prepare(config, **options)                       -> PrepareResult         # prepare
+    merge_reports(paths, **options)                  -> MergeResult           # merge-reports
     verify(root, **options)                          -> VerifyResult          # verify
     doctor(out=None)                                 -> DoctorResult          # doctor
     preview(input, output, **options)                -> Path                  # preview
     run_demo(out)                                    -> int                   # demo
 
-plus load_annotations / write_annotations, Clip, LabelMap, read_label_map / write_label_map, and
+plus RunControl(executor=, ray_address=, shard=, dry_run=, ...): the runner options of every
+per-clip stage (also accepted as keyword options by resize_videos / extract_frames),
+load_annotations / write_annotations, Clip, LabelMap, read_label_map / write_label_map, and
 the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
@@ -58,7 +62,9 @@ from .kinetics import (
     write_annotations,
     write_label_map,
 )
-from .runner import ItemResult, RunSummary
+from .pipeline import PrepareResult, load_config, prepare
+from .reports import MergeResult, merge_reports
+from .runner import ItemResult, RunControl, RunSummary
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
 from .preview_sheet import preview
@@ -100,6 +106,12 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "ItemResult",
+    "MergeResult",
+    "PrepareResult",
+    "RunControl",
+    "load_config",
+    "merge_reports",
+    "prepare",
     "KineticsPrepError",
     "MissingDependencyError",
     "ProbeError",

@@ -34,11 +34,34 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
                    help="JSON-lines report, one line per item (default: OUT/.kinetics_prep/STAGE_report.jsonl)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (e.g. in batch jobs)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="plan only: print what would be done (to do, already done, failed last time) "
+                        "and the estimated output size; change nothing")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="do only shard K of N (1 <= K <= N), a stable split by clip name; the report "
+                        "becomes STAGE_report.shard-K-of-N.jsonl (default: from SLURM_ARRAY_TASK_ID / "
+                        "SLURM_ARRAY_TASK_COUNT inside a SLURM job array; 1/1 turns that off)")
+    r = p.add_argument_group("Ray (pip install 'kinetics-prep[ray]')")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: one Ray task per item")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster: 'auto' or 'ray://HOST:10001' (default: start a "
+                        "local Ray instance with --workers CPUs)")
+    r.add_argument("--ray-max-retries", type=int, default=3, metavar="N",
+                   help="Ray reruns a task whose worker or node died up to N times (default: 3); item "
+                        "errors are retried by --retries")
+    r.add_argument("--ray-num-cpus", type=float, default=None, metavar="X",
+                   help="CPUs one task reserves (default: what the stage needs, 1 for CPU work)")
+    r.add_argument("--ray-num-gpus", type=float, default=None, metavar="X",
+                   help="GPUs one task reserves, e.g. 0.5 to run two per GPU (default: the stage's, "
+                        "1 for GPU work)")
 
 
 def _runner_kwargs(a: argparse.Namespace) -> dict:
     return {"workers": a.workers, "overwrite": a.overwrite, "retries": a.retries,
-            "report": a.report, "progress": a.progress}
+            "report": a.report, "progress": a.progress, "dry_run": a.dry_run, "shard": a.shard,
+            "executor": a.executor, "ray_address": a.ray_address, "ray_max_retries": a.ray_max_retries,
+            "ray_num_cpus": a.ray_num_cpus, "ray_num_gpus": a.ray_num_gpus}
 
 
 # ---------------------------------------------------------------- resize
@@ -641,6 +664,8 @@ def _run_extract_frames(a: argparse.Namespace) -> int:
         **_runner_kwargs(a),
     )
     print(summary.format(), file=sys.stderr)
+    if summary.dry_run:
+        return summary.exit_code
     print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format), sep="\n  ")
     return summary.exit_code
 
@@ -664,6 +689,77 @@ def _run_link_ssd(a: argparse.Namespace) -> int:
     link = link_ssd(a.ssd_dir, a.link_path)
     print(f"{link} -> {os.readlink(link)}")
     return 0
+
+
+# ---------------------------------------------------------------- merge-reports
+
+def _add_merge_reports(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge-reports",
+        help="combine the per-shard reports of a sharded run; say what is missing",
+        description="Merge the JSON-lines reports of a run split over N jobs (--shard K/N or a SLURM "
+                    "array): the latest status per clip wins. Prints totals, failures grouped by "
+                    "reason, shards without a report and clips a shard planned but never finished "
+                    "(from its .keys file). Exit status 0 only when everything is done.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="report files, or directories holding NAME.shard-K-of-N.jsonl reports "
+                        "(e.g. OUT/.kinetics_prep)")
+    p.add_argument("-o", "--out", default=None, metavar="PATH",
+                   help="merged report (default: NAME.merged.jsonl beside the first report)")
+    p.add_argument("--expect-shards", type=int, default=None, metavar="N",
+                   help="the run used N shards (default: N from the file names)")
+    p.add_argument("--expected-keys", default=None, metavar="FILE",
+                   help="file of item keys (one per line) that must all have a result")
+    p.set_defaults(handler=_run_merge_reports)
+
+
+def _run_merge_reports(a: argparse.Namespace) -> int:
+    from .reports import merge_reports
+
+    res = merge_reports(a.paths, out=a.out, expected_shards=a.expect_shards, expected_keys=a.expected_keys)
+    print("\n".join(res.lines()), file=sys.stderr)
+    return res.exit_code
+
+
+# ---------------------------------------------------------------- prepare
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="run the whole pipeline for a dataset root from a TOML config",
+        description="annotations -> download -> arrange -> resize -> extract-frames (+ SSD link) -> "
+                    "file-list -> verify, as configured in CONFIG (one section per stage whose keys "
+                    "are the stage's options; see configs/kinetics400.toml). Every stage resumes, so "
+                    "rerunning finishes what is left and a finished dataset is only checked.",
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="pipeline config (TOML)")
+    p.add_argument("--stages", default=None, metavar="A,B,...",
+                   help="run only these stages of the pipeline, e.g. resize,extract-frames "
+                        "(stages: annotations, download, arrange, resize, extract-frames, file-list, verify)")
+    p.add_argument("--splits", default=None, metavar="S,...", help="only these of the config's splits")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (with estimates); change nothing")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="per-clip stages (resize, extract-frames) do shard K of N only (default: from a "
+                        "SLURM job array); other stages must then run in a separate job")
+    g = p.add_argument_group("runner overrides (win over [runner] and the stage sections)")
+    g.add_argument("--workers", type=int, default=None, metavar="N")
+    g.add_argument("--executor", choices=("local", "ray"), default=None)
+    g.add_argument("--ray-address", default=None, metavar="ADDR")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.set_defaults(handler=_run_prepare)
+
+
+def _run_prepare(a: argparse.Namespace) -> int:
+    from .pipeline import prepare
+
+    def split_list(text: str | None) -> list[str] | None:
+        return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+    res = prepare(a.config, stages=split_list(a.stages), splits=split_list(a.splits), dry_run=a.dry_run,
+                  shard=a.shard, overrides={"workers": a.workers, "executor": a.executor,
+                                            "ray_address": a.ray_address, "progress": a.progress})
+    return res.exit_code
 
 
 # ---------------------------------------------------------------- verify, doctor, preview
@@ -789,9 +885,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kinetics-prep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In pipeline order, as `--help` lists them.
-    for add in (_add_demo, _add_download_annotations, _add_download, _add_classes, _add_select,
+    for add in (_add_demo, _add_prepare, _add_download_annotations, _add_download, _add_classes, _add_select,
                 _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_link_ssd,
-                _add_file_list, _add_overlap, _add_verify, _add_preview, _add_doctor):
+                _add_file_list, _add_verify, _add_merge_reports, _add_overlap, _add_preview, _add_doctor):
         add(sub)
     return parser
 

@@ -22,6 +22,13 @@ def require_shared(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_slurm_array(monkeypatch):
+    """The runner shards by SLURM_ARRAY_* when present: tests run as if outside an array job."""
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return require_shared()

@@ -43,6 +43,7 @@ def test_failures_are_reported_and_the_rest_goes_on(tmp_path, workers):
                         workers=workers, report_path=report, progress=False, rate_key="frames")
     assert (summary.ok, summary.failed, summary.exit_code) == (4, 2, 1)
     assert summary.counts == {"frames": 0 + 1 + 2 + 5}
+    assert summary.bytes == 1 + 1 + 1 + 2  # the runner sizes each ok item's output ("0", "2", "8", "50")
     assert (tmp_path / "5.out").read_text() == "50"
     lines = {r["key"]: r for r in read_report(report)}
     assert lines["3"]["status"] == "failed" and lines["3"]["error"].startswith("DecodeError: ")

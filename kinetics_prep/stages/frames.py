@@ -41,7 +41,7 @@ from ..layout import (
     partial_path,
     relative_key,
 )
-from ..runner import OK, Item, ItemResult, RunSummary, default_workers, run_items
+from ..runner import OK, Item, ItemResult, RunSummary, default_workers, pop_run_control, run_items
 
 TASKS = ("rgb", "flow", "both")
 FLOW_FORMATS = ("jpg", "png")
@@ -463,7 +463,12 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
     jpeg_quality=95, naming="mmaction2", batch_size=None, gpus=None, ssd=None, workers=None,
     overwrite=False, retries=0, report=None, progress=True). With `ssd`, frames are written
     physically under that directory and `out` becomes a symlink to it.
+    Runner options (see `runner.RunControl`): executor="local"|"ray", ray_address=None,
+    shard=None ("K/N"; default from a SLURM array), dry_run=False, ray_max_retries=3,
+    ray_num_cpus=None, ray_num_gpus=None (or control=RunControl(...)). With Ray, GPU flow
+    runs one task per GPU (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU).
     """
+    control = pop_run_control(options)
     known = {f.name for f in fields(ExtractOptions)} - {"src", "out"}
     unknown = set(options) - known
     if unknown:
@@ -471,11 +476,16 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
     opts = ExtractOptions(src=Path(src), out=Path(out), **options)
     flow_plan = plan_flow(opts) if opts.wants_flow else None
     items = plan(opts)
-    if opts.ssd is not None:
+    if opts.ssd is not None and not control.dry_run:
         link_ssd(opts.ssd, opts.out)
     gpu = flow_plan is not None and flow_plan.devices[0].startswith("cuda")
     workers = opts.workers or (len(flow_plan.devices) if gpu else default_workers())
     setup = partial(_select_device, flow_plan.devices) if gpu else None
+    resources = {"num_cpus": 1}
+    if gpu and control.executor == "ray":
+        # Ray gives each task its own GPU(s) through CUDA_VISIBLE_DEVICES: it is always cuda:0.
+        resources = {"num_cpus": 1, "num_gpus": 1}
+        setup = partial(_select_device, ("cuda:0",))
     return run_items(
         "extract-frames", items, run_one, _Job(opts, flow_plan),
         is_done=is_done,
@@ -486,7 +496,47 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
         progress=opts.progress,
         rate_key="pairs" if opts.wants_flow else "frames",
         setup=setup,
+        control=control,
+        resources=resources,
+        estimate=estimate,
     )
+
+
+# Dry-run size model, measured by benchmarks/plan.py on ../shared/data/videos/mmaction2_demo.mp4
+# (a real Kinetics clip at 340x256, JPEG quality 95): 26.7 kB per RGB frame = 0.31 bytes per
+# pixel; 4.7 kB per flow image (one axis, grayscale, OpenCV TV-L1, bound 20) = 0.055 bytes per
+# pixel. Content moves these by tens of percent (faster motion: larger flow images).
+RGB_BYTES_PER_PIXEL = 0.31
+FLOW_BYTES_PER_PIXEL = 0.055
+
+
+def estimate(item: Item, job: _Job) -> tuple[int, int]:
+    """Estimated (bytes, files) of one clip's frame directory, from the container's frame count
+    and size (no decoding): frames x pixels x bytes per pixel, plus the metadata file."""
+    options = job.options
+    if options.input_frames:
+        n = sum(1 for e in os.scandir(item.src) if e.name.startswith("img_"))
+        w = h = 0
+        first = next((Path(e.path) for e in os.scandir(item.src) if e.name.startswith("img_")), None)
+        if first is not None:
+            img = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+            if img is not None:
+                h, w = img.shape[:2]
+    else:
+        try:
+            info = video.probe(item.src)
+        except (OSError, ValueError):  # ProbeError & co: this clip will fail; it takes no space
+            return 0, 0
+        n = info.frame_count or int(round((info.duration or 0) * (info.fps or 0)))
+        w, h = info.width, info.height
+    if options.size is not None:
+        w, h = options.size
+    elif options.new_short and w and h:
+        w, h = video.output_size(w, h, options.new_short)
+    pairs = max(0, n - options.step) if options.wants_flow else 0
+    rgb = n if options.wants_rgb else 0
+    size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
+    return int(size), rgb + 2 * pairs + 1
 
 
 def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg") -> list[str]:

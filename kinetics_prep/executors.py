@@ -1,0 +1,319 @@
+"""How the runner executes items: serially, in a local process pool, or as Ray tasks.
+
+Every executor takes the same `Task`s and yields one `ItemResult` per task, in completion order,
+and never raises for a failed item: `execute_task` turns an item's exception into a failed
+result (after the runner's own item retries). Only `runner.py` uses this module.
+
+- `SerialExecutor`: in this process (1 worker, or a single item).
+- `PoolExecutor`: a spawn-safe `multiprocess` pool; workers ignore Ctrl-C and run the stage's
+  `setup` once.
+- `RayExecutor`: one Ray task per item, submitted from the driver with a bounded number in
+  flight (`ray.wait` loop), so progress, results and the report all stay on the driver. Ray
+  retries a task whose worker died (`max_retries`, system failures only); the item's own errors
+  are retried inside the task (`retries`), exactly as locally. Ray is imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+
+from .errors import ConfigError, KineticsPrepError, MissingDependencyError
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+RAY_INSTALL_HINT = "pip install 'kinetics-prep[ray]'"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task of one run shares: the stage function, its options, item retries, setup."""
+
+    run_one: Callable[[Any, Any], Any]
+    options: Any
+    retries: int
+    setup: Callable[[], None] | None = None
+
+
+class Executor(Protocol):
+    """Runs items and yields their results as they complete; `close()` stops what is left."""
+
+    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------ one item (in any process)
+
+
+def output_bytes(path: str | os.PathLike | None) -> int | None:
+    """Size of an output: a file's size, or the sum of the files under a directory."""
+    if not path:
+        return None
+    p = Path(path)
+    try:
+        if p.is_file():
+            return p.stat().st_size
+        if p.is_dir():
+            total = 0
+            for root, _dirs, files in os.walk(p):
+                for name in files:
+                    try:
+                        total += os.stat(os.path.join(root, name)).st_size
+                    except OSError:
+                        pass
+            return total
+    except OSError:
+        return None
+    return None
+
+
+def execute_task(spec: TaskSpec, item: Any) -> Any:
+    """Run one item with the runner's item retries; never raises (except interrupts)."""
+    from .runner import ItemResult
+
+    attempt = 0
+    while True:
+        attempt += 1
+        t0 = time.perf_counter()
+        try:
+            result = spec.run_one(item, spec.options)
+        except KeyboardInterrupt:
+            raise
+        except KineticsPrepError as e:
+            error = f"{type(e).__name__}: {e}"
+        except Exception as e:  # a bug or an unexpected library error: keep the traceback's tail
+            tb = traceback.extract_tb(e.__traceback__)[-1]
+            error = f"{type(e).__name__}: {item.src}: {e} (at {Path(tb.filename).name}:{tb.lineno})"
+        else:
+            fields_ = asdict(result)
+            if result.status == OK and result.bytes is None:
+                counted = result.counts.get("bytes")
+                fields_["bytes"] = counted if counted is not None else output_bytes(result.output)
+            fields_.update(seconds=round(time.perf_counter() - t0, 3), attempts=attempt)
+            return ItemResult(**fields_)
+        if attempt > spec.retries:
+            return ItemResult(key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),
+                              output=str(item.dst), error=error.replace("\n", " "), attempts=attempt)
+
+
+def configure_process(setup: Callable[[], None] | None) -> None:
+    import cv2
+
+    # Processes, not threads, fill the cores.
+    cv2.setNumThreads(1)
+    if setup is not None:
+        setup()
+
+
+_CONFIGURED: set[bytes] = set()  # setups already run in this (Ray worker) process
+
+
+def _configure_once(setup: Callable[[], None] | None) -> None:
+    try:
+        key = pickle.dumps(setup)
+    except Exception:  # not picklable by the standard pickle (e.g. a closure): key by identity
+        key = repr(setup).encode()
+    if key not in _CONFIGURED:
+        configure_process(setup)
+        _CONFIGURED.add(key)
+
+
+def _pool_init(setup: Callable[[], None] | None) -> None:
+    # The parent handles Ctrl-C; workers must not die mid-write on their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_process(setup)
+
+
+def _pool_execute(args: tuple[TaskSpec, Any]) -> Any:
+    return execute_task(*args)
+
+
+# ------------------------------------------------------------------ local
+
+
+class SerialExecutor:
+    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]:
+        configure_process(spec.setup)
+        for item in items:
+            yield execute_task(spec, item)
+
+    def close(self) -> None:
+        pass
+
+
+class PoolExecutor:
+    """A spawn `multiprocess` pool of `workers` processes."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = None
+
+    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]:
+        import multiprocess
+
+        # spawn: no inherited codec/BLAS threads or locks, and the same behaviour on every OS.
+        ctx = multiprocess.get_context("spawn")
+        self._pool = pool = ctx.Pool(self.workers, initializer=_pool_init, initargs=(spec.setup,))
+        try:
+            yield from pool.imap_unordered(_pool_execute, ((spec, item) for item in items), chunksize=1)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+
+
+# ------------------------------------------------------------------ ray
+
+
+def import_ray() -> Any:
+    """The `ray` module, or a MissingDependencyError saying what to install."""
+    try:
+        import ray
+    except ImportError as e:
+        raise MissingDependencyError(f"--executor ray needs Ray: {RAY_INSTALL_HINT}") from e
+    return ray
+
+
+def init_ray(address: str | None = None, local_cpus: int | None = None) -> bool:
+    """Start (address None) or join a Ray instance unless one is running; True if started."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
+    if address is None:
+        kwargs.update(num_cpus=local_cpus, include_dashboard=False)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except Exception as e:  # ConnectionError, RuntimeError, ValueError from Ray
+        where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
+        raise ConfigError(f"cannot {where}: {type(e).__name__}: {e}") from e
+    return True
+
+
+@contextmanager
+def ray_session(address: str | None = None, local_cpus: int | None = None) -> Iterator[None]:
+    """One Ray instance for several runs (e.g. every stage of `prepare`), stopped at the end if
+    this call started it."""
+    started = init_ray(address, local_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            import_ray().shutdown()
+
+
+def _ray_task(spec: TaskSpec, item: Any) -> Any:
+    _configure_once(spec.setup)
+    return execute_task(spec, item)
+
+
+class RayExecutor:
+    """One Ray task per item, submitted from the driver with at most `in_flight` pending.
+
+    `address`: None starts a local Ray instance with `local_cpus` CPUs (and stops it at the end);
+    "auto" or "ray://host:port" joins an existing cluster. When Ray is already initialised in
+    this process (a notebook, a test), that instance is used and left running.
+    `resources`: per-task Ray resources (`num_cpus`, `num_gpus`, or custom ones).
+    `max_retries`: Ray's retries of a task whose worker or node died (system failures).
+    """
+
+    def __init__(self, *, address: str | None = None, local_cpus: int | None = None,
+                 resources: Mapping[str, float] | None = None, max_retries: int = 3,
+                 in_flight: int | None = None) -> None:
+        self.ray = import_ray()
+        self.address = address
+        self.resources = {"num_cpus": 1, **(resources or {})}
+        self.max_retries = max_retries
+        self._pending: dict[Any, Any] = {}
+        self._started = init_ray(address, local_cpus)
+        self.in_flight = in_flight or self._default_in_flight()
+
+    def _default_in_flight(self) -> int:
+        # Twice what the cluster can run at once: workers never wait for the driver.
+        total = self.ray.cluster_resources()
+        slots = None
+        for name, need in self.resources.items():
+            key = {"num_cpus": "CPU", "num_gpus": "GPU"}.get(name, name)
+            if need and need > 0:
+                n = int(total.get(key, 0) / need)
+                slots = n if slots is None else min(slots, n)
+        if slots is None:  # the tasks need nothing countable: as many as there are CPUs
+            slots = int(total.get("CPU", 1))
+        if not slots:
+            need = ", ".join(f"{k}={v}" for k, v in self.resources.items())
+            have = ", ".join(f"{k}={v:g}" for k, v in sorted(total.items()) if not k.startswith("node:"))
+            raise ConfigError(f"the Ray cluster cannot run a task needing {need} (it has {have})")
+        return max(2, 2 * slots)
+
+    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]:
+        from .runner import ItemResult
+
+        ray = self.ray
+        opts: dict[str, Any] = {"max_retries": self.max_retries, "retry_exceptions": False}
+        custom = {}
+        for k, v in self.resources.items():
+            if k in ("num_cpus", "num_gpus", "memory"):
+                opts[k] = v
+            else:
+                custom[k] = v
+        if custom:
+            opts["resources"] = custom
+        remote = ray.remote(_ray_task).options(**opts)
+        spec_ref = ray.put(spec)  # serialised once, not per task
+        it = iter(items)
+        pending = self._pending
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self.in_flight:
+                    item = next(it, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    pending[remote.remote(spec_ref, item)] = (item, time.perf_counter())
+                if not pending:
+                    return
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    item, t0 = pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        # The task's process or node died more than max_retries times.
+                        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                        yield ItemResult(
+                            key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),
+                            output=str(item.dst), attempts=self.max_retries + 1,
+                            error=f"{type(e).__name__}: {item.src}: Ray task failed after "
+                                  f"{self.max_retries} system retries: {msg}")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pending:
+            for ref in list(self._pending):
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # already finished or gone: nothing to stop
+                    pass
+            self._pending.clear()
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started = False
