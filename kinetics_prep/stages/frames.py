@@ -192,10 +192,15 @@ def _select_device(devices: tuple[str, ...]) -> None:
     _WORKER_DEVICE[:] = [devices[index % len(devices)]]
 
 
-def _engine(options: ExtractOptions, plan: FlowPlan):
+def _engine(options: ExtractOptions, plan: FlowPlan, threads: int):
     device = _WORKER_DEVICE[0] if _WORKER_DEVICE else plan.devices[0]
     key = (plan.name, plan.backend, device, json.dumps(plan.params, sort_keys=True))
     if key not in _ENGINES:
+        if plan.backend == "torch" and device == "cpu":
+            import torch
+
+            # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
+            torch.set_num_threads(threads)
         _ENGINES[key] = flowlib.get_engine(plan.name, backend=plan.backend, device=device, **options.flow_params)
     return _ENGINES[key]
 
@@ -208,6 +213,7 @@ class _Job:
 
     options: ExtractOptions
     flow: FlowPlan | None
+    threads: int = 1  # cores per worker process: > 1 overlaps decoding, flow and writing
 
 
 def plan(options: ExtractOptions) -> list[Item]:
@@ -260,14 +266,18 @@ def is_done(item: Item, job: _Job) -> bool:
 
 class _Writer:
     """Encodes and writes images on a few threads (OpenCV and file I/O release the GIL), with a
-    bounded number in flight so memory stays flat."""
+    bounded number in flight so memory stays flat. With 0 threads it writes inline: when every
+    core already has a worker process, extra threads only contend."""
 
     def __init__(self, threads: int = 2, max_pending: int = 64) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=threads)
+        self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 0 else None
         self.slots = threading.BoundedSemaphore(max_pending)
         self.futures: deque[Future] = deque()
 
     def write(self, path: Path, image: np.ndarray, params: list[int]) -> None:
+        if self.pool is None:
+            self._write(path, image, params)
+            return
         self.slots.acquire()
         fut = self.pool.submit(self._write, path, image, params)
         fut.add_done_callback(lambda _: self.slots.release())
@@ -288,15 +298,17 @@ class _Writer:
             while self.futures:
                 self.futures.popleft().result()
         finally:
-            self.pool.shutdown(wait=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
 
 
-def _frames(item: Item, options: ExtractOptions) -> tuple[Iterator[np.ndarray], float]:
-    """The clip's frames (BGR, upright, resized) and its frame rate."""
+def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[np.ndarray], float]:
+    """The clip's frames (BGR, upright, resized) and its frame rate; decoded `threads` wide, on
+    a thread of its own when this worker has cores to spare."""
     if not options.input_frames:
         info = video.probe(item.src)
-        frames = video.iter_frames(item.src, size=options.size, short_edge=options.new_short, threads=1)
-        return video.prefetch(frames, 16), info.fps
+        frames = video.iter_frames(item.src, size=options.size, short_edge=options.new_short, threads=threads)
+        return (video.prefetch(frames, 16) if threads > 1 else frames), info.fps
     return _read_frame_dir(item.src, options), 0.0
 
 
@@ -347,13 +359,13 @@ def run_one(item: Item, job: _Job) -> ItemResult:
 
 def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
     options, plan = job.options, job.flow
-    engine = _engine(options, plan) if options.wants_flow else None
+    engine = _engine(options, plan, job.threads) if options.wants_flow else None
     rgb_params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
     flow_params = rgb_params if options.flow_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     step, start = options.step, naming.start
-    frames, fps = _frames(item, options)
+    frames, fps = _frames(item, options, job.threads)
 
-    writer = _Writer()
+    writer = _Writer(threads=job.threads - 1 if job.threads > 1 else 0)
     window: deque[np.ndarray] = deque(maxlen=step + 1)
     batch: list[tuple[np.ndarray, np.ndarray]] = []
     n = pairs = 0
@@ -487,7 +499,7 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
         resources = {"num_cpus": 1, "num_gpus": 1}
         setup = partial(_select_device, ("cuda:0",))
     return run_items(
-        "extract-frames", items, run_one, _Job(opts, flow_plan),
+        "extract-frames", items, run_one, _Job(opts, flow_plan, threads=max(1, default_workers() // workers)),
         is_done=is_done,
         workers=workers,
         overwrite=opts.overwrite,
