@@ -404,8 +404,11 @@ def _add_h264_stream(
     if crf is not None:
         opts["crf"] = str(crf)
     vout.options = opts
-    # 0 would leave x264 on one thread here; ask for the cores explicitly.
+    # 0 would leave x264 on one thread here; ask for the cores explicitly. Frame threads, as the
+    # ffmpeg command line uses: PyAV's default makes x264 cut each frame into slices instead,
+    # which is ~1.5x slower and compresses worse.
     vout.codec_context.thread_count = threads or (os.cpu_count() or 1)
+    vout.codec_context.thread_type = "FRAME"
     return vout
 
 
