@@ -38,7 +38,6 @@ from .acquire import (
     download_youtube,
 )
 from .demo import run_demo
-from .machine import DoctorResult, doctor
 from .errors import (
     AnnotationError,
     ConfigError,
@@ -62,13 +61,14 @@ from .kinetics import (
     write_annotations,
     write_label_map,
 )
+from .layout import link_ssd
+from .machine import DoctorResult, doctor
 from .pipeline import PrepareResult, load_config, prepare
+from .preview_sheet import preview
 from .reports import MergeResult, merge_reports
 from .runner import ItemResult, RunControl, RunSummary
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
-from .preview_sheet import preview
-from .layout import link_ssd
 from .stages.frames import ExtractOptions, extract_frames
 from .stages.resize import ResizeOptions, resize_videos
 from .stages.verify import VerifyResult, verify

@@ -29,14 +29,13 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar, Union
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import AnnotationError, ConfigError, InputError, OutputError
 from .layout import write_text_atomic
-
-PathLike = Union[str, "os.PathLike[str]"]
+from .options import PathLike, make_options, path_tuple  # noqa: F401  (shared option plumbing)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Spellings seen in the official files (JSON "subset": "validate", ...) -> canonical split.
@@ -85,34 +84,6 @@ TORCHVISION_ORDER_DIFFERENCES: dict[str, tuple[tuple[str, int, int], ...]] = {
 
 _CLIP_NAME_RE = re.compile(r"^(?P<id>.+)_(?P<start>\d{6,})_(?P<end>\d{6,})$")
 _BAD_ID_CHARS = frozenset("/\\\x00\n\r\t")
-
-
-# --------------------------------------------------------------------------------------------
-# Options plumbing shared by the public functions
-
-_O = TypeVar("_O")
-
-
-def path_tuple(paths: PathLike | Sequence[PathLike]) -> tuple[Path, ...]:
-    """One path or several -> a tuple of Paths."""
-    if isinstance(paths, (str, os.PathLike)):
-        return (Path(paths),)
-    return tuple(Path(p) for p in paths)
-
-
-def make_options(cls: type[_O], given: _O | None = None, /, **kwargs: Any) -> _O:
-    """`given` itself (when an options object is passed), else `cls(**kwargs)`; unknown keyword
-    names are a ConfigError, not a TypeError."""
-    if isinstance(given, cls):
-        extra = {k: v for k, v in kwargs.items() if v is not None}
-        if extra:
-            raise ConfigError(f"pass either a {cls.__name__} or keyword options, not both: {sorted(extra)}")
-        return given
-    known = {f.name for f in fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = set(kwargs) - known
-    if unknown:
-        raise ConfigError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from . import video, viz
 from .errors import ConfigError, DecodeError, EncodeError, InputError, OutputError
 from .flow import dequantize, get_engine
 from .flow.quantize import DEFAULT_BOUND
-from .kinetics import PathLike, make_options
 from .layout import NAMINGS, PARTIAL_SUFFIX
+from .options import PathLike, make_options
 from .stages.filelist import count_frames
 
 FLOW_TYPES = ("tvl1", "farneback", "dis")

@@ -197,18 +197,25 @@ def test_cli_entry_points_agree(tiny_tree, tmp_path):
         assert r2.returncode == 0 and "0 ok, 5 skipped" in r2.stderr
 
 
-def test_killed_run_leaves_nothing_finished_looking_and_resumes(tmp_path):
+def _start_slow_resize(tmp_path, clips: int, done_before_return: int):
+    """Start `resize` on `clips` synthetic clips in its own process group; return (process, out)
+    once its report shows `done_before_return` finished clips, i.e. mid-run."""
     src = tmp_path / "src" / "c"
-    for i in range(8):
+    for i in range(clips):
         write_clip(src / f"clip{i}.mp4", ClipSpec(160, 120, frames=60, seed=i))
     out = tmp_path / "out"
     report = tmp_path / "first.jsonl"
     cmd = [sys.executable, "-m", "kinetics_prep", "resize", str(tmp_path / "src"), str(out),
            "--workers", "2", "--preset", "slow", "--no-progress", "--report", str(report)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not (report.exists() and report.read_text().count("\n") >= 2):
+    while time.time() < deadline and not (report.exists() and report.read_text().count("\n") >= done_before_return):
         time.sleep(0.05)
+    return proc, out
+
+
+def test_killed_run_leaves_nothing_finished_looking_and_resumes(tmp_path):
+    proc, out = _start_slow_resize(tmp_path, clips=8, done_before_return=2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = sorted(out.rglob("*.mp4"))
@@ -222,17 +229,7 @@ def test_killed_run_leaves_nothing_finished_looking_and_resumes(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(tmp_path):
-    src = tmp_path / "src" / "c"
-    for i in range(6):
-        write_clip(src / f"clip{i}.mp4", ClipSpec(160, 120, frames=60, seed=i))
-    out = tmp_path / "out"
-    report = tmp_path / "first.jsonl"
-    cmd = [sys.executable, "-m", "kinetics_prep", "resize", str(tmp_path / "src"), str(out),
-           "--workers", "2", "--preset", "slow", "--no-progress", "--report", str(report)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (report.exists() and report.read_text().count("\n") >= 1):
-        time.sleep(0.05)
+    proc, out = _start_slow_resize(tmp_path, clips=6, done_before_return=1)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the whole group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

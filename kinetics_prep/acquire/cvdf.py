@@ -27,7 +27,14 @@ from . import http
 from .archives import ExtractReport, extract_flat
 from .ledger import JsonLedger
 from .space import check_free_space
-from .urls import check_mirror, check_split, file_name, get_dataset, parse_path_list, remap
+from .urls import (
+    check_mirror,
+    check_split,
+    file_name,
+    get_dataset,
+    parse_path_list,
+    remap,
+)
 
 REPLACEMENT_KEY = "replacement"
 

@@ -31,14 +31,20 @@ from ..kinetics import (
     CLASS_STYLES,
     CSV_HEADER,
     Clip,
-    class_dir_name,
     PathLike,
+    class_dir_name,
     load_annotations,
     make_options,
     normalize_split,
     path_tuple,
 )
-from ..layout import PARTIAL_SUFFIX, STATE_DIR, is_hidden, normalize_extensions, write_text_atomic
+from ..layout import (
+    PARTIAL_SUFFIX,
+    STATE_DIR,
+    is_hidden,
+    normalize_extensions,
+    write_text_atomic,
+)
 
 ARRANGE_MODES: tuple[str, ...] = ("symlink", "hardlink", "copy", "move")
 # Preferred extension when the same clip exists with several.

@@ -33,8 +33,8 @@ from ..kinetics import (
     LABEL_ORDERS,
     Clip,
     LabelMap,
-    label_map_for,
     PathLike,
+    label_map_for,
     load_annotations,
     make_options,
     normalize_split,
@@ -42,7 +42,15 @@ from ..kinetics import (
     read_label_map,
 )
 from ..kinetics import class_dir_name as _class_dir_name
-from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, Naming, is_hidden, normalize_extensions, write_text_atomic
+from ..layout import (
+    FRAME_META_FILE,
+    NAMINGS,
+    PARTIAL_SUFFIX,
+    Naming,
+    is_hidden,
+    normalize_extensions,
+    write_text_atomic,
+)
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
 OUTPUT_FORMATS: tuple[str, ...] = ("txt", "json")

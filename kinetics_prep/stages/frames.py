@@ -18,7 +18,7 @@ import shutil
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,7 +41,16 @@ from ..layout import (
     partial_path,
     relative_key,
 )
-from ..runner import OK, Item, ItemResult, RunSummary, default_workers, pop_run_control, run_items
+from ..options import make_options
+from ..runner import (
+    OK,
+    Item,
+    ItemResult,
+    RunSummary,
+    default_workers,
+    pop_run_control,
+    run_items,
+)
 
 TASKS = ("rgb", "flow", "both")
 FLOW_FORMATS = ("jpg", "png")
@@ -481,11 +490,7 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
     runs one task per GPU (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU).
     """
     control = pop_run_control(options)
-    known = {f.name for f in fields(ExtractOptions)} - {"src", "out"}
-    unknown = set(options) - known
-    if unknown:
-        raise ConfigError(f"unknown extract-frames option(s): {', '.join(sorted(unknown))}")
-    opts = ExtractOptions(src=Path(src), out=Path(out), **options)
+    opts = make_options(ExtractOptions, src=Path(src), out=Path(out), **options)
     flow_plan = plan_flow(opts) if opts.wants_flow else None
     items = plan(opts)
     if opts.ssd is not None and not control.dry_run:

@@ -7,14 +7,30 @@ kept, atomic outputs, resume, a report.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import video
 from ..errors import ConfigError
-from ..layout import STATE_DIR, check_not_inside, iter_videos, normalize_extensions, partial_path, relative_key
-from ..runner import OK, Item, ItemResult, RunSummary, default_workers, pop_run_control, run_items
+from ..layout import (
+    STATE_DIR,
+    check_not_inside,
+    iter_videos,
+    normalize_extensions,
+    partial_path,
+    relative_key,
+)
+from ..options import make_options
+from ..runner import (
+    OK,
+    Item,
+    ItemResult,
+    RunSummary,
+    default_workers,
+    pop_run_control,
+    run_items,
+)
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
@@ -158,11 +174,7 @@ def resize_videos(src: str | os.PathLike, out: str | os.PathLike, **options: Any
     Returns the run summary; `summary.exit_code` is 0 only when no clip failed.
     """
     control = pop_run_control(options)
-    known = {f.name for f in fields(ResizeOptions)} - {"src", "out"}
-    unknown = set(options) - known
-    if unknown:
-        raise ConfigError(f"unknown resize option(s): {', '.join(sorted(unknown))}")
-    opts = ResizeOptions(src=Path(src), out=Path(out), **options)
+    opts = make_options(ResizeOptions, src=Path(src), out=Path(out), **options)
     items = plan(opts)
     return run_items(
         "resize", items, run_one, opts,

@@ -27,8 +27,16 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
-from ..kinetics import PathLike, make_options, path_tuple
-from ..layout import FRAME_META_FILE, NAMINGS, PARTIAL_SUFFIX, STATE_DIR, VIDEO_EXTENSIONS, is_hidden, write_text_atomic
+from ..layout import (
+    FRAME_META_FILE,
+    NAMINGS,
+    PARTIAL_SUFFIX,
+    STATE_DIR,
+    VIDEO_EXTENSIONS,
+    is_hidden,
+    write_text_atomic,
+)
+from ..options import PathLike, make_options, path_tuple
 from ..runner import FAILED, OK, Item, ItemResult, default_workers, run_items
 from .filelist import count_frames
 
