@@ -16,7 +16,7 @@ from .kinetics import Clip, write_annotations
 from .preview_sheet import preview
 from .stages.arrange import arrange_clips
 from .stages.filelist import build_file_lists
-from .stages.frames import config_lines, extract_frames
+from .stages.frames import extract_frames
 from .stages.resize import resize_videos
 from .stages.verify import verify
 from .synthetic import DEMO_CLIPS, make_demo_videos
@@ -74,7 +74,8 @@ def run_demo(out: str | os.PathLike = "demo_output", *, workers: int | None = No
     say(f"  frames + flow: {root / 'rawframes_train'} -> {os.readlink(root / 'rawframes_train')}")
     say(f"  file lists:    {root}/{DATASET}_train_list_{{videos,rawframes,flow}}.txt")
     say(f"  preview:       {sheet}")
-    say("  mmaction2 config lines:\n    " + "\n    ".join(config_lines()))
+    snippets = {**videos.config, **frames.config}
+    say("  mmaction2 dataset configs for these lists:\n    " + "\n    ".join(snippets[k] for k in ("videos", "rawframes", "flow")))
     return max(codes)
 
 
