@@ -325,7 +325,7 @@ def run_items(
     retries: int = 0,
     report_path: str | os.PathLike | None = None,
     progress: bool = True,
-    rate_key: str | None = None,
+    rate_key: str | tuple[str, ...] | None = None,
     setup: Callable[[], None] | None = None,
     control: RunControl | None = None,
     resources: Mapping[str, float] | None = None,
@@ -333,7 +333,7 @@ def run_items(
 ) -> RunSummary:
     """Run `run_one` over `items` and return the summary (see the module docstring).
 
-    `rate_key` names a count (e.g. "frames") shown per second on the progress bar. `setup` runs
+    `rate_key` names a count (e.g. "frames", or several) shown per second on the progress bar. `setup` runs
     once in every worker process (e.g. to build a flow engine) and must be picklable.
     `control` says how to run (executor, shard, dry run; default: local, every item).
     `resources`: what one item needs as a Ray task (default {"num_cpus": 1}; e.g.
@@ -353,7 +353,7 @@ def run_items(
         items = [it for it in items if shard.contains(it.key)]
     if report_path is not None:
         report_path = sharded_path(report_path, shard)
-    summary = RunSummary(stage=stage, total=len(items), rate_keys=(rate_key,) if rate_key else (),
+    summary = RunSummary(stage=stage, total=len(items), rate_keys=_as_tuple(rate_key),
                          shard=str(shard) if shard else None, all_items=all_items,
                          executor=control.executor,
                          report_path=str(report_path) if report_path else None)
@@ -384,7 +384,7 @@ def run_items(
                     summary.add(result)
                     _write(report, result)
                     bar.update(1)
-                    bar.set_postfix_str(_postfix(summary, rate_key, time.perf_counter() - t0), refresh=False)
+                    bar.set_postfix_str(_postfix(summary, time.perf_counter() - t0), refresh=False)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -445,10 +445,17 @@ def _dry_run(summary: RunSummary, items: Sequence[Item], options: Any, is_done: 
     return summary
 
 
-def _postfix(summary: RunSummary, rate_key: str | None, elapsed: float) -> str:
+def _as_tuple(keys: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if not keys:
+        return ()
+    return (keys,) if isinstance(keys, str) else tuple(keys)
+
+
+def _postfix(summary: RunSummary, elapsed: float) -> str:
     text = f"ok={summary.ok} skip={summary.skipped} fail={summary.failed}"
-    if rate_key and summary.counts.get(rate_key):
-        text += f" {summary.counts[rate_key] / max(elapsed, 1e-9):.0f} {rate_key}/s"
+    for key in summary.rate_keys:
+        if summary.counts.get(key):
+            text += f" {summary.counts[key] / max(elapsed, 1e-9):.0f} {key}/s"
     return text
 
 

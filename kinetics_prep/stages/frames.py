@@ -511,7 +511,7 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
         retries=opts.retries,
         report_path=opts.report_path,
         progress=opts.progress,
-        rate_key="pairs" if opts.wants_flow else "frames",
+        rate_key=("frames", "pairs") if opts.wants_flow else "frames",
         setup=setup,
         control=control,
         resources=resources,
