@@ -57,3 +57,14 @@ def tiny_tree(tmp_path_factory) -> Path:
 
 def real_video(name: str) -> Path:
     return require_shared("videos", name)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: on a busy 2-core box torch's 2-thread OpenMP kernels can
+    be 100x slower than one thread."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

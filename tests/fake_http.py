@@ -4,6 +4,8 @@ slow paths, injected failures, and a log of every request."""
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -130,3 +132,24 @@ class Serving:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def make_tar(members: list[tuple[str, bytes | str]], gz: bool) -> bytes:
+    """A tar archive in memory (gzip with `gz`). members: (name, data) for files, (name/,
+    anything) for folders, (name, 'SYMLINK:target') for links."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_600_000_000
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(data, str) and data.startswith("SYMLINK:"):
+                info.type = tarfile.SYMTYPE
+                info.linkname = data[8:]
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

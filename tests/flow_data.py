@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from conftest import require_shared
+
 from kinetics_prep.flow.metrics import read_flo
 
 MIDDLEBURY = ("RubberWhale", "Dimetrodon")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import pytest
+from fake_http import FakeServer, Serving, make_tar
 
-from fake_http import FakeServer, Serving
 from kinetics_prep.acquire import download_annotations
 from kinetics_prep.errors import DownloadError
 
@@ -16,17 +14,13 @@ HEADER = "label,youtube_id,time_start,time_end,split\n"
 
 
 def deepmind_tarball(top: str, tag: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for stem in ("train", "validate", "test"):
-            csv = (HEADER + f'"air drumming",-abc{stem[:3]}1234,0,10,{stem}\n' + f"# {tag}\n").encode()
-            js = json.dumps({f"-abc{stem[:3]}1234": {"annotations": {"label": "air drumming", "segment": [0.0, 10.0]},
-                                                     "subset": stem}}).encode()
-            for name, data in ((f"{top}/{stem}.csv", csv), (f"{top}/{stem}.json", js), (f"{top}/._{stem}.csv", b"junk")):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    members = []
+    for stem in ("train", "validate", "test"):
+        csv = (HEADER + f'"air drumming",-abc{stem[:3]}1234,0,10,{stem}\n' + f"# {tag}\n").encode()
+        js = json.dumps({f"-abc{stem[:3]}1234": {"annotations": {"label": "air drumming", "segment": [0.0, 10.0]},
+                                                 "subset": stem}}).encode()
+        members += [(f"{top}/{stem}.csv", csv), (f"{top}/{stem}.json", js), (f"{top}/._{stem}.csv", b"junk")]
+    return make_tar(members, gz=True)
 
 
 @pytest.fixture

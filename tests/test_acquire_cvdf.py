@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import random
@@ -11,13 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from fake_http import FakeServer, Serving, make_tar
 
-from fake_http import FakeServer, Serving
 from kinetics_prep.acquire import download_videos
 from kinetics_prep.acquire.archives import detect_format, extract_flat, unsafe_reason
 from kinetics_prep.acquire.urls import parse_path_list, remap
@@ -30,26 +28,6 @@ K400 = "/kinetics/400"
 def _payload(name: str, size: int) -> bytes:
     """Deterministic, incompressible bytes (so gzip keeps the archive as big as its content)."""
     return random.Random(name).randbytes(size)
-
-
-def make_tar(members: list[tuple[str, bytes | str]], gz: bool) -> bytes:
-    """members: (name, data) for files, (name, 'SYMLINK:target') for links."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_600_000_000
-            if name.endswith("/"):
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif isinstance(data, str) and data.startswith("SYMLINK:"):
-                info.type = tarfile.SYMTYPE
-                info.linkname = data[8:]
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def clip(i: int, yid: str = "") -> str:

@@ -14,16 +14,14 @@ import os
 from pathlib import Path
 
 import pytest
+from fake_http import FakeServer, Serving, make_tar
+from test_acquire_annotations import deepmind_tarball
+from test_scale import tree_state
 
-from fake_http import FakeServer, Serving
 from kinetics_prep.cli import main
 from kinetics_prep.pipeline import prepare
 from kinetics_prep.synthetic import ClipSpec, write_clip
 from kinetics_prep.video import probe
-
-from test_acquire_annotations import deepmind_tarball
-from test_acquire_cvdf import make_tar
-from test_scale import tree_state
 
 FRAMES = 6
 K400 = "/kinetics/400"

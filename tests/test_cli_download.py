@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import sys
-import tarfile
 
 import pytest
+from fake_http import FakeServer, Serving, make_tar
 
-from fake_http import FakeServer, Serving
 from kinetics_prep.cli import main
 
 
 def _tgz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return make_tar(list(members.items()), gz=True)
 
 
 @pytest.fixture

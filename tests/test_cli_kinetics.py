@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, require_shared
+
 from kinetics_prep.cli import build_parser, main
 from kinetics_prep.kinetics import CSV_HEADER, load_annotations
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from kinetics_prep import doctor
-from kinetics_prep import machine
+from kinetics_prep import doctor, machine
 from kinetics_prep.cli import main
 from kinetics_prep.machine import FAIL, OK, WARN
 

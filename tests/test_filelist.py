@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import require_shared
+
 from kinetics_prep.errors import ConfigError, InputError
 from kinetics_prep.layout import FRAME_META_FILE, NAMINGS
 from kinetics_prep.stages.filelist import (

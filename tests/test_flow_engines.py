@@ -8,8 +8,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from flow_data import textured, translated
+
 from kinetics_prep.errors import ConfigError, MissingDependencyError
 from kinetics_prep.flow import TVL1_DEFAULTS, FlowEngine, get_engine
 

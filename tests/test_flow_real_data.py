@@ -10,21 +10,15 @@ import functools
 
 import numpy as np
 import pytest
-
 from flow_data import MIDDLEBURY, demo_frames, middlebury
+
 from kinetics_prep.flow import dequantize, get_engine, quantize
 from kinetics_prep.flow.metrics import endpoint_error, known_mask, read_flo
 
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # On a busy 2-core box torch's 2-thread OpenMP kernels can be 100x slower than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @functools.cache

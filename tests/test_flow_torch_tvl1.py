@@ -7,8 +7,8 @@ import os
 import cv2
 import numpy as np
 import pytest
-
 from flow_data import demo_frames, textured, translated
+
 from kinetics_prep.flow import get_engine
 
 torch = pytest.importorskip("torch")
@@ -16,14 +16,7 @@ torch = pytest.importorskip("torch")
 from kinetics_prep.flow import torch_tvl1 as T  # noqa: E402  (needs torch)
 from kinetics_prep.flow._median import median_filter  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # On a busy 2-core box torch's 2-thread OpenMP kernels can be 100x slower than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:

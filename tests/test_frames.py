@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import real_video
 
 from kinetics_prep import video
 from kinetics_prep.cli import main
@@ -16,8 +17,6 @@ from kinetics_prep.layout import link_ssd
 from kinetics_prep.stages import frames as frames_stage
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.synthetic import ClipSpec, write_clip
-
-from conftest import real_video
 
 
 @pytest.fixture(scope="module")

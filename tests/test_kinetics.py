@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import require_shared
+
 from kinetics_prep.errors import AnnotationError, ConfigError, InputError
 from kinetics_prep.kinetics import (
     CSV_HEADER,

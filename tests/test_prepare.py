@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_scale import tree_state
 
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
 from kinetics_prep.kinetics import Clip, write_annotations
 from kinetics_prep.pipeline import load_config, prepare
 from kinetics_prep.synthetic import ClipSpec, write_clip
-
-from test_scale import tree_state
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import av
 import pytest
+from conftest import TRICKY_CLASSES, real_video
 
 from kinetics_prep import resize_videos, video
 from kinetics_prep.cli import main
 from kinetics_prep.runner import read_report
 from kinetics_prep.synthetic import ClipSpec, write_clip
-
-from conftest import TRICKY_CLASSES, real_video
 
 
 def _pts_seconds(path):

@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 
 from kinetics_prep.errors import ConfigError, DecodeError
-from kinetics_prep.runner import OK, Item, ItemResult, RunSummary, read_report, run_items
+from kinetics_prep.runner import (
+    OK,
+    Item,
+    ItemResult,
+    RunSummary,
+    read_report,
+    run_items,
+)
 
 
 def _write_square(item: Item, options) -> ItemResult:
@@ -47,7 +54,8 @@ def test_failures_are_reported_and_the_rest_goes_on(tmp_path, workers):
     assert (tmp_path / "5.out").read_text() == "50"
     lines = {r["key"]: r for r in read_report(report)}
     assert lines["3"]["status"] == "failed" and lines["3"]["error"].startswith("DecodeError: ")
-    assert lines["4"]["error"].endswith("a bug (at test_runner.py:16)")  # where the bug is
+    bug_line = _write_square.__code__.co_firstlineno + 5  # the `raise ZeroDivisionError` line
+    assert lines["4"]["error"].endswith(f"a bug (at test_runner.py:{bug_line})")  # where the bug is
     text = summary.format()
     assert "4 ok, 0 skipped, 2 failed of 6" in text and "three is broken" in text
 

@@ -12,11 +12,24 @@ import pytest
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
 from kinetics_prep.reports import merge_reports
-from kinetics_prep.runner import OK, Item, ItemResult, RunControl, read_report, run_items
-from kinetics_prep.sharding import Shard, clip_name_of, parse_shard, resolve_shard, shard_from_env, shard_of
+from kinetics_prep.runner import (
+    OK,
+    Item,
+    ItemResult,
+    RunControl,
+    read_report,
+    run_items,
+)
+from kinetics_prep.sharding import (
+    Shard,
+    clip_name_of,
+    parse_shard,
+    resolve_shard,
+    shard_from_env,
+    shard_of,
+)
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.stages.resize import resize_videos
-
 
 # ------------------------------------------------------------------ sharding
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import require_shared
+from prepared import make_prepared_split, write_frame_dir
+
 from kinetics_prep import verify
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, InputError
 from kinetics_prep.layout import STATE_DIR
 from kinetics_prep.stages.verify import check_image, fixed_list_path, parse_list
 from kinetics_prep.synthetic import ClipSpec, write_clip
-from prepared import make_prepared_split, write_frame_dir
 
 QUIET = {"workers": 1, "progress": False}
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import real_video
+
 from kinetics_prep import build_file_lists, preview, verify
 from kinetics_prep.preview_sheet import render_preview
 from kinetics_prep.stages.frames import extract_frames

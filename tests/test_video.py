@@ -4,12 +4,11 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import real_video
 
 from kinetics_prep import video
 from kinetics_prep.errors import ConfigError, DecodeError, ProbeError
 from kinetics_prep.synthetic import ClipSpec, moving_frames, write_clip
-
-from conftest import real_video
 
 # name -> displayed (w, h), frames a decoder yields
 REAL = {
