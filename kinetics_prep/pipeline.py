@@ -201,8 +201,6 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> PrepareCo
 
 def _check_values(cfg: PrepareConfig, where: str) -> None:
     """Option values that can be checked before anything exists (fail in a millisecond)."""
-    from .stages.resize import ResizeOptions
-
     src = cfg.sections["download"].get("source", "cvdf")
     if src not in ("cvdf", "youtube"):
         raise ConfigError(f"{where}[download] source must be cvdf or youtube, got {src!r}")
@@ -213,16 +211,50 @@ def _check_values(cfg: PrepareConfig, where: str) -> None:
         raise ConfigError(f"{where}[annotations] files must be a table split -> path, e.g. "
                           "files = {{ train = \"train.csv\" }}")
     for stage in ("resize", "extract-frames"):
-        opts = _runner_options(cfg, stage)
-        control_kw = {k: opts.pop(k) for k in RUN_CONTROL_OPTIONS if k in opts}
-        RunControl(**control_kw)
-        if stage == "resize":
-            ResizeOptions(src=Path("."), out=Path("."), **opts)
-        else:
-            from .stages.frames import ExtractOptions
+        try:
+            _check_runner_stage(cfg, stage)
+        except ConfigError as e:
+            raise ConfigError(f"{where}[{_section(stage)}] {e}") from e
+    # Enumerated values of the other stages (their option classes also check paths, which may
+    # not exist yet): a typo must not surface after hours of resizing.
+    from .kinetics import CLASS_STYLES, LABEL_ORDERS
+    from .layout import NAMINGS
+    from .stages.arrange import ARRANGE_MODES
+    from .stages.filelist import FORMATS, OUTPUT_FORMATS
 
-            opts.pop("ssd", None)
-            ExtractOptions(src=Path("."), out=Path("."), **opts)
+    choices = {
+        "arrange": {"mode": ARRANGE_MODES, "class_style": CLASS_STYLES},
+        "file-list": {"formats": FORMATS, "output_format": OUTPUT_FORMATS, "label_order": LABEL_ORDERS,
+                      "naming": tuple(NAMINGS)},
+        "verify": {"naming": tuple(NAMINGS)},
+    }
+    for stage, keys in choices.items():
+        for key, allowed in keys.items():
+            value = cfg.sections[stage].get(key)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            bad = [v for v in values if v is not None and v not in allowed]
+            if bad:
+                raise ConfigError(f"{where}[{_section(stage)}] {key}: {bad[0]!r} is not one of {', '.join(allowed)}")
+
+
+def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:
+    """Build the stage's option objects (and check its flow engine) from the config."""
+    from .stages.resize import ResizeOptions
+
+    opts = _runner_options(cfg, stage)
+    control_kw = {k: opts.pop(k) for k in RUN_CONTROL_OPTIONS if k in opts}
+    RunControl(**control_kw)
+    if stage == "resize":
+        ResizeOptions(src=Path("."), out=Path("."), **opts)
+    else:
+        from .stages.frames import ExtractOptions
+
+        opts.pop("ssd", None)
+        extract = ExtractOptions(src=Path("."), out=Path("."), **opts)
+        if extract.wants_flow:
+            from .flow import check_engine_args
+
+            check_engine_args(extract.flow_type, extract.flow_backend, extract.device, extract.flow_params)
 
 
 def _runner_options(cfg: PrepareConfig, stage: str) -> dict[str, Any]:

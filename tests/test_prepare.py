@@ -121,3 +121,20 @@ def test_prepare_stage_subsets_shards_and_bad_configs(dataset, tmp_path, monkeyp
 def test_shipped_kinetics400_config_is_valid():
     cfg = load_config(REPO / "configs" / "kinetics400.toml")
     assert cfg.dataset == "kinetics400" and cfg.pipeline[0] == "annotations" and cfg.pipeline[-1] == "verify"
+
+
+@pytest.mark.parametrize("section, line, message", [
+    ("extract_frames", 'flow_type = "xyz"', "unknown flow engine"),
+    ("extract_frames", "flow_params = { tau = -1 }", "tau"),
+    ("file_list", 'formats = ["bogus"]', "formats"),
+    ("arrange", 'mode = "bogus"', "mode"),
+])
+def test_bad_stage_values_fail_before_any_work(tmp_path, capsys, section, line, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f'[dataset]\nname = "kinetics400"\nroot = "{tmp_path / "root"}"\nsplits = ["val"]\n'
+                   f"[{section}]\n{line}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)
+    assert main(["prepare", str(cfg)]) == 2
+    assert f"[{section}]" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()  # nothing was started

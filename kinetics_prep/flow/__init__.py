@@ -55,14 +55,7 @@ def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto
     backend "auto": the torch TV-L1 on CUDA when torch is installed and a GPU is visible (or
     device names one), otherwise OpenCV on the CPU. device: "auto", "cpu", "cuda" or "cuda:N".
     """
-    if name not in ENGINE_NAMES:
-        raise ConfigError(f"unknown flow engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown flow backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if not isinstance(device, str) or not _DEVICE.match(device):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    options = {key: params.pop(key) for key in _TORCH_OPTIONS if key in params}
-    resolved = resolve_params(name, params)
+    options, resolved = check_engine_args(name, backend, device, params)
 
     backend = _choose_backend(name, backend, device)
     if backend == "opencv":
@@ -74,6 +67,21 @@ def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto
 
         return opencv.make_engine(name, resolved)
     return _torch_engine(resolved, device, options)
+
+
+def check_engine_args(name: str, backend: str, device: str, params: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate get_engine's arguments without building anything (no torch import): returns the
+    torch-only speed options and the resolved engine parameters. ConfigError on any mistake."""
+    if name not in ENGINE_NAMES:
+        raise ConfigError(f"unknown flow engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown flow backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    params = dict(params)
+    options = {key: params.pop(key) for key in _TORCH_OPTIONS if key in params}
+    return options, resolve_params(name, params)
 
 
 def _choose_backend(name: str, backend: str, device: str) -> str:
