@@ -18,6 +18,7 @@ from .layout import NAMINGS
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as shells report it
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -908,6 +909,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, like other command-line tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KineticsPrepError as e:
         print(f"kinetics-prep {args.command}: error: {e}", file=sys.stderr)
         return EXIT_CONFIG

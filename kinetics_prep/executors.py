@@ -101,7 +101,7 @@ def execute_task(spec: TaskSpec, item: Any) -> Any:
             return ItemResult(**fields_)
         if attempt > spec.retries:
             return ItemResult(key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),
-                              output=str(item.dst), error=error.replace("\n", " "), attempts=attempt)
+                              error=error.replace("\n", " "), attempts=attempt)
 
 
 def configure_process(setup: Callable[[], None] | None) -> None:
@@ -300,7 +300,7 @@ class RayExecutor:
                         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
                         yield ItemResult(
                             key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),
-                            output=str(item.dst), attempts=self.max_retries + 1,
+                            attempts=self.max_retries + 1,
                             error=f"{type(e).__name__}: {item.src}: Ray task failed after "
                                   f"{self.max_retries} system retries: {msg}")
         finally:

@@ -126,6 +126,19 @@ def iter_videos(src: Path, level: int, exts: frozenset[str]) -> Iterator[Path]:
             yield d / name
 
 
+def nothing_found(src: Path, level: int, exts: frozenset[str], what: str = "videos") -> ConfigError:
+    """The error for a source tree with nothing to do, with a hint when the other --level
+    would have found something (the usual mistake)."""
+    other = 2 if level == 1 else 1
+    try:
+        found_other = next(iter_videos(src, other, exts), None) is not None
+    except (ConfigError, InputError):
+        found_other = False
+    hint = f"; there are videos at --level {other}" if found_other else ""
+    shown = ",".join(sorted(e.lstrip(".") for e in exts)) if exts != VIDEO_EXTENSIONS else "any video extension"
+    return ConfigError(f"no {what} found under {src} at --level {level} ({shown}){hint}")
+
+
 def relative_key(path: Path, root: Path) -> str:
     """The clip's key: its path relative to the source root, with '/' separators."""
     return path.relative_to(root).as_posix()
@@ -177,8 +190,12 @@ def link_ssd(ssd_dir: str | os.PathLike, link_path: str | os.PathLike) -> Path:
     # os.path.normpath drops trailing slashes: "rawframes_train/" must name the link itself.
     link = Path(os.path.abspath(os.path.normpath(os.fspath(link_path))))
     target = Path(os.path.abspath(os.path.normpath(os.fspath(ssd_dir))))
+    real_target = Path(os.path.realpath(target))
+    real_link_parent = Path(os.path.realpath(link.parent))
     if target == link or link in target.parents:
         raise ConfigError(f"the SSD directory {target} cannot be the link {link} or inside it")
+    if real_target == real_link_parent or real_target in real_link_parent.parents:
+        raise ConfigError(f"the link {link} cannot be inside the SSD directory {target} it points to")
     if os.path.islink(link):
         current = os.readlink(link)
         if os.path.realpath(link) == os.path.realpath(target):

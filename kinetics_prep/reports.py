@@ -88,7 +88,8 @@ class MergeResult:
         if self.complete:
             out.append("complete: every planned item is done")
         else:
-            out.append("incomplete: rerun the missing shards (same command, same --shard) to finish")
+            out.append("incomplete: rerun the same command (with the same --shard, if sharded) to redo the "
+                       "failed and missing items")
         return out
 
 

@@ -183,6 +183,9 @@ def test_ssd_link_semantics(tmp_path):
     assert link_ssd(tmp_path / "ssd" / "test", empty).is_symlink()
     with pytest.raises(ConfigError):
         link_ssd(link / "inner", link)
+    with pytest.raises(ConfigError, match="inside the SSD directory"):
+        link_ssd(ssd, ssd / "inside")  # would point at itself
+    assert not (ssd / "inside").exists()
 
 
 def test_extract_onto_ssd_and_cli(lossless_tree, tmp_path, capsys):

@@ -237,3 +237,32 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(tmp_path):
         assert video.probe(f, count_frames=True).frame_count == 60
     assert resize_videos(tmp_path / "src", out, progress=False).exit_code == 0
     assert len(list(out.rglob("*.mp4"))) == 6 and not list(out.rglob("*.partial"))
+
+
+def test_nothing_to_do_is_an_error_with_a_hint(tiny_tree, tmp_path, capsys):
+    assert main(["resize", str(tiny_tree), str(tmp_path / "o"), "--level", "1"]) == 2
+    assert "there are videos at --level 2" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["resize", str(tmp_path / "empty"), str(tmp_path / "o")]) == 2
+    assert main(["resize", str(tiny_tree), str(tmp_path / "o"), "--short-edge", "255"]) == 2
+    assert "even" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_failed_items_point_at_no_output_and_a_closed_pipe_is_quiet(tmp_path):
+    src = tmp_path / "src" / "c"
+    src.mkdir(parents=True)
+    (src / "broken.mp4").write_text("not a video")
+    summary = resize_videos(tmp_path / "src", tmp_path / "out", progress=False)
+    line = read_report(tmp_path / "out" / ".kinetics_prep" / "resize_report.jsonl")[0]
+    assert summary.exit_code == 1 and line["status"] == "failed" and "output" not in line
+    # `kinetics-prep classes ... | head -1`: the reader closes the pipe early.
+    csv = tmp_path / "a.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\n" +
+                   "".join(f"class {i},id{i:09d}x,0,10,val\n" for i in range(5000)))
+    proc = subprocess.Popen([sys.executable, "-m", "kinetics_prep", "classes", str(csv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err

@@ -38,6 +38,7 @@ from ..layout import (
     iter_videos,
     link_ssd,
     normalize_extensions,
+    nothing_found,
     partial_path,
     relative_key,
 )
@@ -241,6 +242,11 @@ def plan(options: ExtractOptions) -> list[Item]:
             raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}")
         seen[dst] = src
         items.append(Item(key=relative_key(src, options.src), src=src, dst=dst))
+    if not items:
+        if options.input_frames:
+            raise ConfigError(f"no frame directories found under {options.src} at --level {options.level} "
+                              "(--input-frames expects SRC/class/clip/img_*.jpg)")
+        raise nothing_found(options.src, options.level, normalize_extensions(options.ext))
     return items
 
 

@@ -18,6 +18,7 @@ from ..layout import (
     check_not_inside,
     iter_videos,
     normalize_extensions,
+    nothing_found,
     partial_path,
     relative_key,
 )
@@ -64,8 +65,9 @@ class ResizeOptions:
         object.__setattr__(self, "out", Path(self.out))
         if self.ext is not None:
             object.__setattr__(self, "ext", tuple(sorted(normalize_extensions(self.ext))))
-        if self.short_edge < 2:
-            raise ConfigError(f"--short-edge must be >= 2, got {self.short_edge}")
+        if self.short_edge < 2 or self.short_edge % 2:
+            raise ConfigError(f"--short-edge must be an even number >= 2 (H.264 with 4:2:0 chroma needs even "
+                              f"sizes), got {self.short_edge}")
         if self.gop < 0:
             raise ConfigError(f"--gop must be >= 0, got {self.gop}")
         if self.level not in (1, 2):
@@ -105,6 +107,8 @@ def plan(options: ResizeOptions) -> list[Item]:
             raise ConfigError(f"{path} and {seen[dst]} would both be written to {dst}")
         seen[dst] = path
         items.append(Item(key=relative_key(path, options.src), src=path, dst=dst))
+    if not items:
+        raise nothing_found(options.src, options.level, exts)
     return items
 
 
