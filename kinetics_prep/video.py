@@ -12,6 +12,7 @@ Every codec failure is re-raised as a typed error naming the file.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import queue
@@ -138,6 +139,19 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, path
     return _reading(container.decode(stream), path)
 
 
+def _frame_rate(stream: av.VideoStream, default: float | None = None) -> Fraction | None:
+    """The stream's average frame rate, else FFmpeg's guess, else `default`."""
+    rate = stream.average_rate or stream.guessed_rate
+    return rate if rate else (Fraction(default) if default is not None else None)
+
+
+def frame_rate(path: str | os.PathLike) -> float:
+    """Frames per second from the container (0.0 when unknown); opens the file, decodes nothing."""
+    with open_video(path) as container:
+        rate = _frame_rate(container.streams.video[0])
+    return float(rate) if rate else 0.0
+
+
 def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
     """Describe a video. Decodes the first frame (rotation lives there) or, with
     `count_frames`, every frame, so the count is what a decoder really yields."""
@@ -154,7 +168,7 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
             count = 1 + sum(1 for _ in frames)
         else:
             count = stream.frames or None
-        rate = stream.average_rate or stream.guessed_rate
+        rate = _frame_rate(stream)
         coded_w, coded_h = first.width, first.height
         w, h = _displayed_size(first)
         duration = None
@@ -253,7 +267,7 @@ def iter_frames(
         # The graph only turns frames upright; colour conversion and resizing are cheaper in
         # OpenCV (SIMD I420->BGR, bilinear resize as in mmaction2 and denseflow).
         filt = _FrameFilter(stream, first, size=None, pix_fmt=None)
-        for frame in _chain_first(first, frames):
+        for frame in itertools.chain([first], frames):
             for out in filt.push(frame):
                 yield _to_array(out, gray, target)
         for out in filt.push(None):
@@ -275,10 +289,6 @@ def _to_array(frame: av.VideoFrame, gray: bool, size: tuple[int, int] | None) ->
         img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
     return img
 
-
-def _chain_first(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
-    yield first
-    yield from rest
 
 
 @dataclass(frozen=True)
@@ -324,7 +334,7 @@ def reencode(
         filt = _FrameFilter(vin, first, size=(w, h), pix_fmt="yuv420p")
         dedup = _DuplicateDropper() if remove_dup else None
 
-        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+        rate = _frame_rate(vin, default=25)
         with _output(d, container_format) as out:
             vout = _add_h264_stream(out, rate, (w, h), vin.time_base, gop=gop, preset=preset, crf=crf,
                                     threads=threads)
@@ -350,7 +360,7 @@ def reencode(
 
             # Decoding runs in a thread (PyAV releases the GIL) so it overlaps with encoding,
             # as in the ffmpeg command line's threaded pipeline.
-            for kind, frame in prefetch(_chain_first_tagged(first, decoded), 16):
+            for kind, frame in prefetch(itertools.chain([("video", first)], decoded), 16):
                 if kind == "audio":
                     audio.add(frame)  # type: ignore[union-attr]
                     continue
@@ -490,7 +500,7 @@ def _trim_reencode(
     preset: str, crf: float | None, container_format: str, threads: int,
 ) -> TrimResult:
     vin = _video_stream(inp, threads)
-    rate = Fraction(vin.average_rate or vin.guessed_rate or 25).limit_denominator(1001 * 1000)
+    rate = _frame_rate(vin, default=25).limit_denominator(1001 * 1000)
     _seek(inp, vin, start, s)
     kept = _frames_between(_decode(inp, vin, s), start, end, 0.5 / float(rate))
     first = next(kept, None)
@@ -510,7 +520,7 @@ def _trim_reencode(
                 _encode_frame(out, vout, f)
                 n += 1
 
-        for frame in _chain_first(first, kept):
+        for frame in itertools.chain([first], kept):
             encode(filt.push(frame))
         encode(filt.push(None))
         out.mux(vout.encode(None))
@@ -634,18 +644,15 @@ def _decode_packets(packets, vin, path: str):
 
 
 def _first_video(decoded) -> av.VideoFrame | None:
-    """Advance to the first video frame; audio packets seen before it are kept for later."""
-    # Audio packets before the first video frame are rare and negligible (a few ms); dropping
-    # them keeps the pipeline simple. They are not counted anywhere.
+    """Advance to the first video frame, dropping any audio packets before it.
+
+    Such packets are rare and a few milliseconds long; dropping them keeps the pipeline simple.
+    """
     for kind, item in decoded:
         if kind == "video":
             return item
     return None
 
-
-def _chain_first_tagged(first, rest):
-    yield "video", first
-    yield from rest
 
 
 class _AudioPassthrough:
@@ -760,7 +767,7 @@ def check_decodable(path: str | os.PathLike, *, deep: bool = False) -> DecodeChe
         first_t = float(first.time) if first.time is not None else None
         last_t = float(last.time) if last.time is not None else None
         if duration is not None and last_t is not None and first_t is not None:
-            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            fps = float(_frame_rate(stream, default=25))
             start = float(stream.start_time * tb) if stream.start_time is not None else first_t
             missing = (start + duration) - (last_t + 1 / fps)
             if missing > max(1.0, 0.1 * duration):

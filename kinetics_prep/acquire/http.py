@@ -264,9 +264,3 @@ def fetch(
     elif not dest.exists():  # pragma: no cover - defensive
         raise DownloadError(f"{url}: download finished but {part} is missing")
     return FetchResult(dest, size, state["hasher"].hexdigest(), start_size, state["requests"])
-
-
-def fetch_small(url: str, dest: Path, *, policy: RetryPolicy = RetryPolicy()) -> Path:
-    """Download a small file (annotations, path lists) atomically; no size known up front."""
-    fetch(url, dest, policy=policy)
-    return dest

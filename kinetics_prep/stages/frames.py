@@ -43,6 +43,7 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
+from .filelist import count_frames
 from ..runner import (
     OK,
     Item,
@@ -321,9 +322,10 @@ def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator
     """The clip's frames (BGR, upright, resized) and its frame rate; decoded `threads` wide, on
     a thread of its own when this worker has cores to spare."""
     if not options.input_frames:
-        info = video.probe(item.src)
+        # The rate comes from the container: decoding happens once, in iter_frames.
+        fps = video.frame_rate(item.src)
         frames = video.iter_frames(item.src, size=options.size, short_edge=options.new_short, threads=threads)
-        return (video.prefetch(frames, 16) if threads > 1 else frames), info.fps
+        return (video.prefetch(frames, 16) if threads > 1 else frames), fps
     return _read_frame_dir(item.src, options), 0.0
 
 
@@ -418,7 +420,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         raise DecodeError(f"{item.src}: no decodable frames")
 
     expected_pairs = max(0, n - step) if engine is not None else 0
-    _check_counts(tmp, naming, n if options.wants_rgb else 0, expected_pairs, options, item)
+    _check_counts(tmp, naming, n if options.wants_rgb else 0, expected_pairs, item)
     h, w = shape[:2]
     meta: dict[str, Any] = {
         "frames": n,
@@ -443,14 +445,10 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     return {"frames": n, "pairs": expected_pairs}, meta
 
 
-def _check_counts(tmp: Path, naming, rgb: int, pairs: int, options: ExtractOptions, item: Item) -> None:
+def _check_counts(tmp: Path, naming, rgb: int, pairs: int, item: Item) -> None:
     """RGB = frames decoded, x = y = frames - step: checked on disk before the clip is done."""
-    names = [e.name for e in os.scandir(tmp)]
-    x_prefix, y_prefix = naming.flow_prefixes()
-    rgb_prefix = naming.rgb_prefix()
-    found = (sum(n.startswith(rgb_prefix) for n in names),
-             sum(n.startswith(x_prefix) for n in names),
-             sum(n.startswith(y_prefix) for n in names))
+    counted = count_frames(tmp, naming.name)
+    found = (counted.frames, counted.flow_x, counted.flow_y)
     if found != (rgb, pairs, pairs):
         raise IncompleteOutputError(
             f"{item.src}: wrote {found[0]} RGB / {found[1]} x / {found[2]} y files, expected "

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
 from ..layout import (
@@ -670,10 +670,3 @@ def _write_report(result: VerifyResult, opts: VerifyOptions) -> None:
         result.warnings.append(f"{e}; pass --report PATH")
         return
     result.report_path = path
-
-
-def iter_problem_lines(result: VerifyResult) -> Iterable[str]:
-    """'key<TAB>check<TAB>message' for every problem (for scripts)."""
-    for key, probs in sorted(result.problems.items()):
-        for p in probs:
-            yield f"{key}\t{p.check}\t{p.message}"
