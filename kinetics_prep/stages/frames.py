@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
+from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
 from ..layout import (
     FRAME_META_FILE,
@@ -325,7 +326,7 @@ def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator
         # The rate comes from the container: decoding happens once, in iter_frames.
         fps = video.frame_rate(item.src)
         frames = video.iter_frames(item.src, size=options.size, short_edge=options.new_short, threads=threads)
-        return (video.prefetch(frames, 16) if threads > 1 else frames), fps
+        return (prefetch(frames, 16) if threads > 1 else frames), fps
     return _read_frame_dir(item.src, options), 0.0
 
 

@@ -1,0 +1,33 @@
+"""The only code that talks to codecs (PyAV with its bundled FFmpeg; OpenCV for still images),
+split by job:
+
+- `read`: `probe` -> VideoInfo (displayed size, fps, codec, frame count), `frame_rate`,
+  `iter_frames` (upright, resized frames from one decode), `keyframe_indices`;
+- `encode`: `reencode` (the resize stage's H.264 with dense keyframes), `write_frames`;
+- `trim`: cut a [start, end) segment (YouTube acquisition);
+- `check`: `check_decodable` (verify, doctor), `check_image_data` (strict JPEG/PNG decode);
+- `images`: JPEG/PNG encode and decode of frame files;
+- `geometry`: `output_size`, the resize rule.
+
+Every codec failure is re-raised as a typed error naming the file.
+"""
+
+from ._core import open_video
+from .check import DecodeCheck, check_decodable, check_image_data
+from .encode import EncodeResult, has_h264_encoder, reencode, write_frames
+from .geometry import output_size
+from .read import (
+    VideoInfo,
+    frame_rate,
+    iter_frames,
+    keyframe_indices,
+    library_versions,
+    probe,
+)
+from .trim import TRIM_MODES, TrimResult, trim
+
+__all__ = [
+    "DecodeCheck", "EncodeResult", "TRIM_MODES", "TrimResult", "VideoInfo", "check_decodable",
+    "check_image_data", "frame_rate", "has_h264_encoder", "iter_frames", "keyframe_indices",
+    "library_versions", "open_video", "output_size", "probe", "reencode", "trim", "write_frames",
+]

@@ -1,0 +1,145 @@
+"""PyAV plumbing shared by the reading, encoding, trimming and checking modules: opening a
+container, threaded decoding, frame rates, display rotation and the upright/scale filter graph.
+Every codec failure becomes a typed error naming the file."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import Iterable, Iterator, TypeVar
+
+import av
+import av.error
+import av.filter
+
+from ..errors import DecodeError, EncodeError, ProbeError
+
+T = TypeVar("T")
+
+
+def _rotation_from_frame(frame: av.VideoFrame) -> int:
+    # PyAV reports the display matrix angle counter-clockwise; FFmpeg's autorotate turns the
+    # picture by its negation, i.e. clockwise by this many degrees.
+    return int(round(-getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def _displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) of a decoded frame once its display rotation is applied."""
+    w, h = frame.width, frame.height
+    return (h, w) if _rotation_from_frame(frame) in (90, 270) else (w, h)
+
+
+@contextmanager
+def open_video(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
+    """Open a container for reading; errors become ProbeError naming the file."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ProbeError(f"{p}: no such file")
+    if os.path.getsize(p) == 0:
+        raise ProbeError(f"{p}: empty file (0 bytes)")
+    try:
+        container = av.open(p, metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise ProbeError(f"{p}: cannot open as a video ({_reason(e)})") from e
+    try:
+        if not container.streams.video:
+            raise ProbeError(f"{p}: no video stream")
+        yield container
+    finally:
+        container.close()
+
+
+def _reason(e: BaseException) -> str:
+    # FFmpeg messages look like "[Errno 1094995529] Invalid data found when processing
+    # input: 'avcodec_send_packet()'"; keep the human part.
+    if isinstance(e, av.error.FFmpegError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def _video_stream(container: av.container.InputContainer, threads: int = 0) -> av.VideoStream:
+    stream = container.streams.video[0]
+    # Without thread_type AUTO, FFmpeg's decoder threading does nothing for H.264 input.
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads or (os.cpu_count() or 1)
+    return stream
+
+
+def _reading(items: Iterable[T], path: str) -> Iterator[T]:
+    """Iterate decoded frames or demuxed packets; codec errors become DecodeError naming `path`."""
+    try:
+        yield from items
+    except av.error.FFmpegError as e:
+        raise DecodeError(f"{path}: corrupt video data ({_reason(e)})") from e
+
+
+def _decode(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> Iterator[av.VideoFrame]:
+    return _reading(container.decode(stream), path)
+
+
+def _frame_rate(stream: av.VideoStream, default: float | None = None) -> Fraction | None:
+    """The stream's average frame rate, else FFmpeg's guess, else `default`."""
+    rate = stream.average_rate or stream.guessed_rate
+    return rate if rate else (Fraction(default) if default is not None else None)
+
+
+class _FrameFilter:
+    """An FFmpeg filter graph: rotate upright, scale, convert the pixel format.
+
+    Built from the first decoded frame, because rotation metadata arrives with frames.
+    Keeps timestamps (the graph passes pts through).
+    """
+
+    def __init__(
+        self,
+        stream: av.VideoStream,
+        first: av.VideoFrame,
+        *,
+        size: tuple[int, int] | None,
+        pix_fmt: str | None,
+    ) -> None:
+        self.rotation = _rotation_from_frame(first)
+        graph = av.filter.Graph()
+        chain = [graph.add_buffer(template=stream)]
+        if self.rotation == 90:
+            chain.append(graph.add("transpose", "clock"))
+        elif self.rotation == 270:
+            chain.append(graph.add("transpose", "cclock"))
+        elif self.rotation == 180:
+            chain.append(graph.add("hflip"))
+            chain.append(graph.add("vflip"))
+        if size is not None:
+            chain.append(graph.add("scale", f"{size[0]}:{size[1]}"))
+        if pix_fmt is not None:
+            chain.append(graph.add("format", pix_fmt))
+        chain.append(graph.add("buffersink"))
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        self.graph = graph
+
+    def push(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """Feed one frame (None = end of stream) and return what the graph lets out."""
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+
+
+@contextmanager
+def _output(path: str, container_format: str) -> Iterator[av.container.OutputContainer]:
+    """Open `path` for writing; codec errors while writing become EncodeError naming it."""
+    try:
+        out = av.open(path, "w", format=container_format)
+    except av.error.FFmpegError as e:
+        raise EncodeError(f"{path}: cannot create output ({_reason(e)})") from e
+    try:
+        yield out
+    except av.error.FFmpegError as e:
+        raise EncodeError(f"{path}: encoding failed ({_reason(e)})") from e
+    finally:
+        out.close()
