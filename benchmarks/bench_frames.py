@@ -28,6 +28,7 @@ import numpy as np
 
 from kinetics_prep import video
 from kinetics_prep.flow import get_engine, quantize
+from kinetics_prep.reports import format_summary
 from kinetics_prep.runner import default_workers
 from kinetics_prep.stages.frames import extract_frames
 
@@ -134,7 +135,7 @@ def main() -> None:
         def ours(task: str) -> None:
             s = extract_frames(tmp / "src", tmp / "ours", task=task, new_short=args.short, flow_type=args.flow_type,
                                flow_backend="opencv", device="cpu", workers=args.workers, progress=False)
-            assert s.exit_code == 0, s.format()
+            assert s.exit_code == 0, format_summary(s)
 
         rows = []
         for label, base_fn, our_fn, unit in (

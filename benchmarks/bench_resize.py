@@ -23,6 +23,7 @@ from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 from kinetics_prep import resize_videos
+from kinetics_prep.reports import format_summary
 from kinetics_prep.runner import default_workers
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
@@ -65,7 +66,7 @@ def run_baseline(ffmpeg: str, src: Path, out: Path, workers: int, preset: str) -
 def run_ours(src: Path, out: Path, workers: int, preset: str) -> float:
     t0 = time.perf_counter()
     summary = resize_videos(src, out, workers=workers, preset=preset, progress=False)
-    assert summary.exit_code == 0, summary.format()
+    assert summary.exit_code == 0, format_summary(summary)
     return time.perf_counter() - t0
 
 

@@ -39,6 +39,7 @@ import cv2
 
 from kinetics_prep import resize_videos, video
 from kinetics_prep.flow import get_engine, quantize
+from kinetics_prep.reports import format_summary
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 DEMO = SHARED / "mmaction2_demo.mp4"
@@ -73,13 +74,13 @@ def _median_time(fn, repeats: int) -> float:
 def _resize_once(src: Path, dst: Path, edge: int) -> None:
     s = resize_videos(src, dst, short_edge=edge, workers=1, overwrite=True, progress=False)
     if s.exit_code:
-        sys.exit(s.format())
+        sys.exit(format_summary(s))
 
 
 def _rgb_once(extract_frames, src: Path, dst: Path) -> None:
     s = extract_frames(src, dst, task="rgb", workers=1, overwrite=True, progress=False)
     if s.exit_code:
-        sys.exit(s.format())
+        sys.exit(format_summary(s))
 
 
 def _decode_encode_once(clip: Path, sizes: list[int]) -> None:

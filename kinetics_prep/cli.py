@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, KineticsPrepError
-from .layout import NAMINGS
+from .framedir import NAMINGS
+from .reports import format_summary
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -109,7 +110,7 @@ def _run_resize(a: argparse.Namespace) -> int:
         preset=a.preset, crf=a.crf, remove_dup=a.remove_dup, no_upscale=a.no_upscale,
         keep_audio=a.keep_audio, **_runner_kwargs(a),
     )
-    print(summary.format(), file=sys.stderr)
+    print(format_summary(summary), file=sys.stderr)
     return summary.exit_code
 
 
@@ -671,7 +672,7 @@ def _run_extract_frames(a: argparse.Namespace) -> int:
         flow_params=_flow_params(a), naming=a.naming, jpeg_quality=a.jpeg_quality, ssd=a.ssd,
         **_runner_kwargs(a),
     )
-    print(summary.format(), file=sys.stderr)
+    print(format_summary(summary), file=sys.stderr)
     if summary.dry_run:
         return summary.exit_code
     print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format), sep="\n  ")

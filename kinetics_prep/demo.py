@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .kinetics import Clip, write_annotations
 from .preview_sheet import preview
+from .reports import format_summary
 from .stages.arrange import arrange_clips
 from .stages.filelist import build_file_lists
 from .stages.frames import extract_frames
@@ -45,12 +46,12 @@ def run_demo(out: str | os.PathLike = "demo_output", *, workers: int | None = No
 
     say("3/7 resize: short edge 256, H.264, keyframe every 16 frames")
     resized = resize_videos(root / "videos_train_raw", root / "videos_train", workers=workers, progress=progress)
-    say(resized.format())
+    say(format_summary(resized))
 
     say(f"4/7 extract-frames: RGB + TV-L1 flow (short edge {DEMO_FLOW_SHORT_EDGE}) onto the 'SSD' {ssd}")
     extracted = extract_frames(root / "videos_train", root / "rawframes_train", new_short=DEMO_FLOW_SHORT_EDGE,
                                ssd=ssd, flow_backend="opencv", device="cpu", workers=workers, progress=progress)
-    say(extracted.format())
+    say(format_summary(extracted))
 
     say("5/7 file lists for mmaction2")
     videos = build_file_lists(root / "videos_train", root, formats=("videos",), dataset=DATASET,

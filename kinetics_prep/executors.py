@@ -1,51 +1,60 @@
-"""How the runner executes items: serially, in a local process pool, or as Ray tasks.
+"""How items are executed: serially, in a local process pool, or as Ray tasks.
 
-Every executor takes the same `Task`s and yields one `ItemResult` per task, in completion order,
-and never raises for a failed item: `execute_task` turns an item's exception into a failed
-result (after the runner's own item retries). Only `runner.py` uses this module.
+Every executor takes one `TaskSpec` and the items, and yields one `ItemResult` per item in
+completion order. It never raises for a failed item: `execute_task` turns an item's exception
+into a failed result (after the item retries). Each worker process is set up once: the stage's
+`setup(options, WorkerContext)` builds its per-worker state (a flow engine on this worker's GPU,
+a thread budget), which every `run_one(item, options, state)` of that worker receives.
 
 - `SerialExecutor`: in this process (1 worker, or a single item).
-- `PoolExecutor`: a spawn-safe `multiprocess` pool; workers ignore Ctrl-C and run the stage's
-  `setup` once.
+- `PoolExecutor`: a spawn `multiprocess` pool; workers ignore Ctrl-C and get slots 0..N-1.
 - `RayExecutor`: one Ray task per item, submitted from the driver with a bounded number in
   flight (`ray.wait` loop), so progress, results and the report all stay on the driver. Ray
   retries a task whose worker died (`max_retries`, system failures only); the item's own errors
   are retried inside the task (`retries`), exactly as locally. Ray is imported lazily.
+
+This module and `runner` are the only ones that know about processes, devices and threads.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from .errors import ConfigError, KineticsPrepError, MissingDependencyError
-
-OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+from .results import FAILED, OK, Item, ItemResult, WorkerContext
 
 RAY_INSTALL_HINT = "pip install 'kinetics-prep[ray]'"
+
+RunOne = Callable[[Item, Any, Any], ItemResult]  # (item, options, worker state) -> result
+Setup = Callable[[Any, WorkerContext], Any]  # (options, context) -> worker state
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What every task of one run shares: the stage function, its options, item retries, setup."""
+    """What every task of one run shares: the stage function, its options, item retries, the
+    worker set-up and the context handed to it (the executor fills in slot and executor)."""
 
-    run_one: Callable[[Any, Any], Any]
+    run_one: RunOne
     options: Any
     retries: int
-    setup: Callable[[], None] | None = None
+    setup: Setup | None = None
+    context: WorkerContext = WorkerContext()
 
 
 class Executor(Protocol):
-    """Runs items and yields their results as they complete; `close()` stops what is left."""
+    """Runs items and yields their results as they complete; `close()` stops what is left and
+    reaps every process it started."""
 
-    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]: ...
+    def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]: ...
 
     def close(self) -> None: ...
 
@@ -75,16 +84,14 @@ def output_bytes(path: str | os.PathLike | None) -> int | None:
     return None
 
 
-def execute_task(spec: TaskSpec, item: Any) -> Any:
-    """Run one item with the runner's item retries; never raises (except interrupts)."""
-    from .runner import ItemResult
-
+def execute_task(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
+    """Run one item with the item retries; never raises (except interrupts)."""
     attempt = 0
     while True:
         attempt += 1
         t0 = time.perf_counter()
         try:
-            result = spec.run_one(item, spec.options)
+            result = spec.run_one(item, spec.options, state)
         except KeyboardInterrupt:
             raise
         except KineticsPrepError as e:
@@ -104,64 +111,62 @@ def execute_task(spec: TaskSpec, item: Any) -> Any:
                               error=error.replace("\n", " "), attempts=attempt)
 
 
-def configure_process(setup: Callable[[], None] | None) -> None:
+def set_up_worker(spec: TaskSpec, context: WorkerContext) -> Any:
+    """Configure this process for one worker and build the stage's worker state."""
     import cv2
 
-    # Processes, not threads, fill the cores.
+    # Processes, not threads, fill the cores: OpenCV's own pool would oversubscribe them.
     cv2.setNumThreads(1)
-    if setup is not None:
-        setup()
-
-
-_CONFIGURED: set[bytes] = set()  # setups already run in this (Ray worker) process
-
-
-def _configure_once(setup: Callable[[], None] | None) -> None:
-    try:
-        key = pickle.dumps(setup)
-    except Exception:  # not picklable by the standard pickle (e.g. a closure): key by identity
-        key = repr(setup).encode()
-    if key not in _CONFIGURED:
-        configure_process(setup)
-        _CONFIGURED.add(key)
-
-
-def _pool_init(setup: Callable[[], None] | None) -> None:
-    # The parent handles Ctrl-C; workers must not die mid-write on their own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_process(setup)
-
-
-def _pool_execute(args: tuple[TaskSpec, Any]) -> Any:
-    return execute_task(*args)
+    return spec.setup(spec.options, context) if spec.setup is not None else None
 
 
 # ------------------------------------------------------------------ local
 
 
 class SerialExecutor:
-    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]:
-        configure_process(spec.setup)
+    def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
+        state = set_up_worker(spec, replace(spec.context, slot=0, executor="serial"))
         for item in items:
-            yield execute_task(spec, item)
+            yield execute_task(spec, item, state)
 
     def close(self) -> None:
         pass
 
 
+# Per pool worker process: its state, built once by the initializer.
+_POOL_STATE: list[Any] = []
+
+
+def _pool_init(spec: TaskSpec) -> None:
+    import multiprocess
+
+    # The parent handles Ctrl-C; workers must not die mid-write on their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Pool workers are numbered 1, 2, ... (a replacement for a dead worker gets the next number).
+    identity = multiprocess.current_process()._identity
+    slot = (identity[0] - 1) % spec.context.workers if identity else 0
+    _POOL_STATE[:] = [set_up_worker(spec, replace(spec.context, slot=slot, executor="pool"))]
+
+
+def _pool_execute(args: tuple[TaskSpec, Item]) -> ItemResult:
+    spec, item = args
+    return execute_task(spec, item, _POOL_STATE[0] if _POOL_STATE else None)
+
+
 class PoolExecutor:
-    """A spawn `multiprocess` pool of `workers` processes."""
+    """A spawn `multiprocess` pool of `workers` processes (slots 0..workers-1)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool = None
 
-    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]:
+    def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         import multiprocess
 
         # spawn: no inherited codec/BLAS threads or locks, and the same behaviour on every OS.
         ctx = multiprocess.get_context("spawn")
-        self._pool = pool = ctx.Pool(self.workers, initializer=_pool_init, initargs=(spec.setup,))
+        spec = replace(spec, context=replace(spec.context, workers=self.workers))
+        self._pool = pool = ctx.Pool(self.workers, initializer=_pool_init, initargs=(spec,))
         try:
             yield from pool.imap_unordered(_pool_execute, ((spec, item) for item in items), chunksize=1)
             pool.close()
@@ -175,6 +180,28 @@ class PoolExecutor:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        # The pool's queues hold semaphores that the resource tracker watches: collect them
+        # first, so the tracker has nothing left to clean up (or warn about) when it stops.
+        gc.collect()
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """The spawn context starts a resource-tracker process for its semaphores; without this it
+    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined."""
+    try:
+        from multiprocess import resource_tracker
+    except ImportError:  # pragma: no cover
+        return
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if stop is not None and getattr(tracker, "_pid", None) is not None:
+        try:
+            stop()
+        except Exception:  # already gone: nothing left to reap
+            pass
 
 
 # ------------------------------------------------------------------ ray
@@ -219,9 +246,19 @@ def ray_session(address: str | None = None, local_cpus: int | None = None) -> It
             import_ray().shutdown()
 
 
-def _ray_task(spec: TaskSpec, item: Any) -> Any:
-    _configure_once(spec.setup)
-    return execute_task(spec, item)
+# Per Ray worker process: the state of each set-up already run here (a worker process can run
+# tasks of several runs, e.g. every stage of `prepare`).
+_RAY_STATES: dict[bytes, Any] = {}
+
+
+def _ray_task(spec: TaskSpec, item: Item) -> ItemResult:
+    try:
+        key = pickle.dumps((spec.setup, spec.options))
+    except Exception:  # not picklable by the standard pickle (e.g. a closure): key by identity
+        key = repr((spec.setup, spec.options)).encode()
+    if key not in _RAY_STATES:
+        _RAY_STATES[key] = set_up_worker(spec, replace(spec.context, slot=0, executor="ray"))
+    return execute_task(spec, item, _RAY_STATES[key])
 
 
 class RayExecutor:
@@ -230,7 +267,8 @@ class RayExecutor:
     `address`: None starts a local Ray instance with `local_cpus` CPUs (and stops it at the end);
     "auto" or "ray://host:port" joins an existing cluster. When Ray is already initialised in
     this process (a notebook, a test), that instance is used and left running.
-    `resources`: per-task Ray resources (`num_cpus`, `num_gpus`, or custom ones).
+    `resources`: per-task Ray resources (`num_cpus`, `num_gpus`, or custom ones). Ray gives a
+    task its GPUs through CUDA_VISIBLE_DEVICES, so every task's slot is 0 (its cuda:0).
     `max_retries`: Ray's retries of a task whose worker or node died (system failures).
     """
 
@@ -243,7 +281,11 @@ class RayExecutor:
         self.max_retries = max_retries
         self._pending: dict[Any, Any] = {}
         self._started = init_ray(address, local_cpus)
-        self.in_flight = in_flight or self._default_in_flight()
+        try:
+            self.in_flight = in_flight or self._default_in_flight()
+        except BaseException:
+            self.close()  # a Ray we started must not outlive a failed set-up
+            raise
 
     def _default_in_flight(self) -> int:
         # Twice what the cluster can run at once: workers never wait for the driver.
@@ -262,9 +304,7 @@ class RayExecutor:
             raise ConfigError(f"the Ray cluster cannot run a task needing {need} (it has {have})")
         return max(2, 2 * slots)
 
-    def results(self, spec: TaskSpec, items: Iterable[Any]) -> Iterator[Any]:
-        from .runner import ItemResult
-
+    def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         ray = self.ray
         opts: dict[str, Any] = {"max_retries": self.max_retries, "retry_exceptions": False}
         custom = {}

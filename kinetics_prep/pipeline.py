@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ConfigError, InputError, KineticsPrepError, MissingDependencyError
-from .runner import RUN_CONTROL_OPTIONS, RunControl, RunSummary
+from .reports import format_summary
+from .results import RunSummary
+from .runner import RUN_OPTIONS, RunOptions
 from .sharding import resolve_shard
 
 if sys.version_info >= (3, 11):
@@ -50,7 +52,7 @@ _COMPUTED: dict[str, frozenset[str]] = {
     "file-list": frozenset({"root", "out_dir", "split", "dataset", "annotations"}),
     "verify": frozenset({"root", "lists", "report"}),
 }
-RUNNER_KEYS = frozenset({"workers", "overwrite", "retries", "progress"} | set(RUN_CONTROL_OPTIONS)) - {"shard", "dry_run"}
+RUNNER_KEYS = frozenset(RUN_OPTIONS) - {"shard", "dry_run"}
 
 
 def _section(stage: str) -> str:
@@ -108,7 +110,9 @@ def _stage_keys() -> dict[str, frozenset[str]]:
     from .acquire import download_annotations, download_videos, download_youtube
     from .stages.arrange import ArrangeOptions
     from .stages.filelist import FileListOptions
+    from .stages.frames import ExtractOptions
     from .stages.resize import ResizeOptions
+    from .stages.verify import VerifyOptions
 
     def kwonly(fn: Callable[..., Any]) -> set[str]:
         return {n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
@@ -120,21 +124,11 @@ def _stage_keys() -> dict[str, frozenset[str]]:
         "annotations": {"files"} | kwonly(download_annotations),
         "download": {"source"} | kwonly(download_videos) | kwonly(download_youtube),
         "arrange": dc(ArrangeOptions),
-        "resize": dc(ResizeOptions) | set(RUN_CONTROL_OPTIONS),
+        "resize": dc(ResizeOptions) | set(RUN_OPTIONS),
         "file-list": dc(FileListOptions),
     }
-    try:
-        from .stages.verify import VerifyOptions
-
-        keys["verify"] = dc(VerifyOptions)
-    except ImportError:  # pragma: no cover - a build without the verify stage
-        keys["verify"] = set()
-    try:
-        from .stages.frames import ExtractOptions
-
-        keys["extract-frames"] = dc(ExtractOptions) | set(RUN_CONTROL_OPTIONS)
-    except ImportError:  # pragma: no cover - a build without the frames stage
-        keys["extract-frames"] = set()
+    keys["verify"] = dc(VerifyOptions)
+    keys["extract-frames"] = dc(ExtractOptions) | set(RUN_OPTIONS)
     return {k: frozenset(v - _COMPUTED.get(k, set())) | {"skip"} for k, v in keys.items()}
 
 
@@ -218,7 +212,7 @@ def _check_values(cfg: PrepareConfig, where: str) -> None:
     # Enumerated values of the other stages (their option classes also check paths, which may
     # not exist yet): a typo must not surface after hours of resizing.
     from .kinetics import CLASS_STYLES, LABEL_ORDERS
-    from .layout import NAMINGS
+    from .framedir import NAMINGS
     from .stages.arrange import ARRANGE_MODES
     from .stages.filelist import FORMATS, OUTPUT_FORMATS
 
@@ -242,8 +236,8 @@ def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:
     from .stages.resize import ResizeOptions
 
     opts = _runner_options(cfg, stage)
-    control_kw = {k: opts.pop(k) for k in RUN_CONTROL_OPTIONS if k in opts}
-    RunControl(**control_kw)
+    control_kw = {k: opts.pop(k) for k in RUN_OPTIONS if k in opts}
+    RunOptions(**control_kw)
     if stage == "resize":
         ResizeOptions(src=Path("."), out=Path("."), **opts)
     else:
@@ -391,7 +385,7 @@ class _Pipeline:
                 f"{stage} {src} -> {out}; input not there yet (an earlier stage makes it)"])
         summary = call(src, out, dry_run=self.dry_run, shard=self.shard, **opts)
         status = "planned" if self.dry_run else ("failed" if summary.exit_code else "done")
-        return StepOutcome(stage, split, status, summary.exit_code, summary.format().splitlines(), summary)
+        return StepOutcome(stage, split, status, summary.exit_code, format_summary(summary).splitlines(), summary)
 
     def _resize(self, split: str) -> StepOutcome:
         from .stages.resize import resize_videos

@@ -17,12 +17,13 @@ import cv2
 import numpy as np
 
 from . import video, viz
-from .errors import ConfigError, DecodeError, EncodeError, InputError, OutputError
+from .video import images
+from .errors import ConfigError, DecodeError, EncodeError, InputError
 from .flow import dequantize, get_engine
 from .flow.quantize import DEFAULT_BOUND
-from .layout import NAMINGS, PARTIAL_SUFFIX
+from .atomic import write_bytes_atomic
+from .framedir import NAMINGS, FlowInfo, FrameDirMeta, count_frames
 from .options import PathLike, make_options
-from .stages.filelist import count_frames
 
 FLOW_TYPES = ("tvl1", "farneback", "dis")
 _OUTPUT_EXTS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
@@ -149,10 +150,7 @@ def _from_video(path: Path, opts: PreviewOptions) -> Preview:
 
 
 def _read(path: str, flags: int) -> np.ndarray | None:
-    if not os.path.isfile(path):
-        return None
-    data = np.fromfile(path, dtype=np.uint8)
-    return cv2.imdecode(data, flags) if data.size else None
+    return images.read_image(path, color=flags == cv2.IMREAD_COLOR)
 
 
 def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
@@ -160,11 +158,11 @@ def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
     nm = NAMINGS.get(fc.naming)
     if nm is None:
         raise InputError(f"{path}: {fc.rgb_problem}")
-    meta = fc.meta if isinstance(fc.meta, dict) else {}
-    bound = float(opts.bound or meta.get("bound") or DEFAULT_BOUND)
-    flow_ext = meta.get("flow_format") or "jpg"
-    rgb_ext = meta.get("rgb_format") or "jpg"
-    step = meta.get("step", 1) if isinstance(meta.get("step", 1), int) else 1
+    meta = fc.meta or FrameDirMeta()
+    bound = float(opts.bound or meta.bound or DEFAULT_BOUND)
+    flow_ext = meta.flow_format or "jpg"
+    rgb_ext = meta.rgb_format or "jpg"
+    step = meta.valid_step or 1
     pairs = min(fc.flow_x, fc.flow_y)
     if fc.frames == 0 and pairs == 0:
         raise InputError(f"{path}: no RGB frames and no flow images under the {nm.name} naming")
@@ -198,10 +196,10 @@ def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
     if ref is None:
         raise InputError(f"{path}: none of the sampled images could be read")
     cell = _cell_size(ref.shape, opts.new_short)
-    width, height = meta.get("width", ref.shape[1]), meta.get("height", ref.shape[0])
+    width = meta.width if meta.width is not None else ref.shape[1]
+    height = meta.height if meta.height is not None else ref.shape[0]
     title = f"{path.parent.name}/{path.name}  ({fc.frames} frames, {pairs} flow pairs, {width}x{height})"
-    flow_info = meta.get("flow") if isinstance(meta.get("flow"), dict) else {}
-    how = f"{flow_info.get('type', '?')} ({flow_info.get('backend', '?')})" if flow_info else "unknown engine"
+    how = f"{meta.flow.type} ({meta.flow.backend})" if isinstance(meta.flow, FlowInfo) else "unknown engine"
     subtitle = (f"frame directory, {nm.name} naming; stored flow: {how}, bound {bound:g}, step {step}, "
                 f"{flow_ext}")
     rgb_labels = [nm.rgb_name(nm.start + i, rgb_ext) for i in indices]
@@ -243,15 +241,8 @@ def preview(input: PathLike, output: PathLike = "preview.png", **options: Any) -
     if ext is None:
         raise ConfigError(f"output must end in .png or .jpg, got {out.name!r}")
     sheet = render_preview(input, **options)
-    ok, buf = cv2.imencode(ext, sheet.image)
-    if not ok:
-        raise EncodeError(f"{out}: cannot encode the preview image")
-    tmp = out.with_name(out.name + PARTIAL_SUFFIX)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {out}: {e}") from e
-    return out
+        data = images.encode_image(sheet.image, ext)
+    except EncodeError as e:
+        raise EncodeError(f"{out}: cannot encode the preview image") from e
+    return write_bytes_atomic(out, data)

@@ -1,8 +1,15 @@
-"""`merge-reports`: combine the per-shard reports of N jobs into one, and say what is missing.
+"""What a user reads about a run: the summary text, the JSON-lines report files, and
+`merge-reports`.
 
-A sharded run (`--shard K/N` or a SLURM array task) writes `NAME.shard-K-of-N.jsonl` (one line
-per item) and `NAME.shard-K-of-N.keys` (the keys the shard planned, written before it starts).
-Merging:
+Summary: counts, elapsed time, throughput, output size, failures grouped by reason
+(`format_summary`), or for a dry run the plan.
+
+Report files: one JSON line per item, written as results arrive by `ReportWriter` (one `write`
+of a whole line on an O_APPEND descriptor, so a line is never interleaved or half-written by
+another writer); a sharded run also writes the keys it planned (`write_keys`).
+
+Merging (`merge-reports`): a sharded run (`--shard K/N` or a SLURM array task) writes
+`NAME.shard-K-of-N.jsonl` and `NAME.shard-K-of-N.keys` (written before it starts). Merging:
 
 - reads the given report files (or every `*.shard-*-of-*.jsonl` in the given directories), older
   files first (by modification time), so the latest status per key wins; a `skipped` ("already
@@ -14,6 +21,7 @@ Merging:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import Counter
@@ -21,9 +29,181 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .atomic import write_text_atomic
 from .errors import ConfigError, InputError, OutputError
-from .runner import FAILED, OK, SKIPPED, ItemResult, failure_lines, human_bytes
+from .results import FAILED, OK, SKIPPED, Item, ItemResult, RunSummary
 from .sharding import SHARD_FILE_RE
+
+# ------------------------------------------------------------------ summary text
+
+
+def format_summary(s: RunSummary) -> str:
+    """A human summary: counts, elapsed, throughput, output size, failures grouped by reason,
+    the report path (or, for a dry run, the plan)."""
+    if s.plan is not None:
+        return _format_plan(s)
+
+    name, of_all = _title(s)
+    parts = [f"{name}: {s.ok} ok, {s.skipped} skipped, {s.failed} failed"
+             f" of {s.total}{of_all} in {s.seconds:.1f} s"]
+    processed = s.ok + s.failed
+    secs = max(s.seconds, 1e-9)
+    line = [f"elapsed {duration(s.seconds)}"]
+    if processed:
+        tp = f"{processed / secs:.2f} items/s"
+        for k in s.rate_keys:
+            if s.counts.get(k):
+                tp += f", {s.counts[k] / secs:.1f} {k}/s"
+        line.append(f"throughput {tp}")
+    if s.ok:
+        line.append(f"output {human_bytes(s.bytes)} written")
+    if s.executor != "local":
+        line.append(f"executor {s.executor}")
+    parts.append("  " + "; ".join(line))
+    if s.counts:
+        parts.append("  counts: " + ", ".join(f"{v:,} {k}" for k, v in s.counts.items()))
+    if s.interrupted:
+        parts.append("interrupted: rerun the same command to finish the remaining items")
+    parts.extend(failure_lines(s.failures))
+    if s.report_path:
+        parts.append(f"report: {s.report_path}")
+    return "\n".join(parts)
+
+
+def _title(s: RunSummary) -> tuple[str, str]:
+    where = f" shard {s.shard}" if s.shard else ""
+    of_all = f" ({s.all_items} in all shards)" if s.shard and s.all_items is not None else ""
+    return f"{s.stage}{where}", of_all
+
+
+def _format_plan(s: RunSummary) -> str:
+    p = s.plan
+    assert p is not None
+    name, of_all = _title(s)
+    parts = [f"{name} (dry run, nothing changed): {s.total} items{of_all}: {p.done} already done, "
+             f"{len(p.todo)} to do" + (f" ({len(p.failed_before)} of them failed last time)"
+                                       if p.failed_before else "")]
+    if p.est_bytes is not None:
+        parts.append(f"  estimated output: ~{human_bytes(p.est_bytes)} in ~{p.est_files:,} files")
+    for key in p.todo[:10]:
+        mark = "  (failed last time)" if key in p.failed_before else ""
+        parts.append(f"  to do: {key}{mark}")
+    if len(p.todo) > 10:
+        parts.append(f"  ... and {len(p.todo) - 10} more")
+    if p.failed_before:
+        parts.append(f"  failed last time (from {p.previous_report}):")
+        groups: dict[str, list[str]] = {}
+        for key, err in p.failed_before.items():
+            groups.setdefault(reason_class(err), []).append(key)
+        for reason, keys in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            parts.append(f"    {len(keys)}: {reason}")
+    if s.report_path:
+        parts.append(f"report would be written to: {s.report_path}")
+    return "\n".join(parts)
+
+
+def failure_lines(failures: Sequence[ItemResult]) -> list[str]:
+    parts: list[str] = []
+    by_reason: dict[str, list[str]] = {}
+    for f in failures:
+        by_reason.setdefault(reason_class(f.error), []).append(f.error or f.key)
+    for reason, errors in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        parts.append(f"  {len(errors)} failed: {reason}")
+        for e in errors[:5]:
+            parts.append(f"    {e}")
+        if len(errors) > 5:
+            parts.append(f"    ... and {len(errors) - 5} more")
+    return parts
+
+
+def reason_class(error: str | None) -> str:
+    # "ProbeError: /x/a.mp4: empty file (0 bytes)" -> "ProbeError: empty file (0 bytes)"
+    if not error:
+        return "unknown error"
+    kind, _, rest = error.partition(": ")
+    detail = rest.rsplit(": ", 1)[-1] if ": " in rest else rest
+    return f"{kind}: {detail}" if rest else kind
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def progress_postfix(summary: RunSummary, elapsed: float) -> str:
+    """The progress bar's right side: ok/skip/fail counts and the per-second rates."""
+    text = f"ok={summary.ok} skip={summary.skipped} fail={summary.failed}"
+    for key in summary.rate_keys:
+        if summary.counts.get(key):
+            text += f" {summary.counts[key] / max(elapsed, 1e-9):.0f} {key}/s"
+    return text
+
+
+# ------------------------------------------------------------------ report files
+
+
+class ReportWriter:
+    """The JSON-lines report of one run, written as results arrive.
+
+    Each line goes out in one `os.write` on an O_APPEND descriptor: never interleaved with
+    another writer's line, never half a line unless the disk fills mid-write (then the error
+    names the report). The file is truncated at open: a rerun's report describes that rerun
+    (skipped items say "already done")."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot write the report {self.path}: {e.strerror or e}") from e
+
+    def write(self, result: ItemResult) -> None:
+        if self._fd is None:
+            return
+        data = (result.to_json() + "\n").encode("utf-8")
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):  # a short write happens only when the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            raise OutputError(f"cannot write the report {self.path}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_keys(path: Path, items: Sequence[Item]) -> None:
+    """The keys a shard plans to do, one per line (merge-reports finds unfinished ones)."""
+    write_text_atomic(path, "".join(it.key + "\n" for it in items))
+
+
+def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON-lines report as a list of dicts."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# ------------------------------------------------------------------ merge-reports
 
 
 @dataclass
@@ -192,12 +372,4 @@ def merge_reports(
 
 
 def _write_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e}") from e
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

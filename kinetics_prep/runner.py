@@ -1,98 +1,95 @@
-"""Items -> results. The only place that knows about parallelism, resume, retries and reports.
+"""Items -> results: one runner for every per-item stage. With `executors`, the only code that
+knows about parallelism, resume, retries, locks, progress and reports.
 
-A stage gives the runner a list of `Item`s, a per-item function `run_one(item, options)` and an
-`is_done(item, options)` check. The runner:
+A stage is a `Stage`: its name, `plan(options) -> [Item]`, `is_done(item, options)`,
+`run_one(item, options, worker_state) -> ItemResult`, and optionally a per-worker `setup`
+(e.g. a flow engine on the worker's GPU), Ray resources and a size estimate. `run_stage` runs
+it under `RunOptions` (workers, overwrite, retries, report, progress, executor, shard, dry run,
+Ray settings), the same for every stage:
 
 - keeps only the items of this job's shard (`--shard K/N`, or the SLURM array task's), by a
   stable hash of the clip name (see `sharding.py`);
-- skips items whose final output already exists (resume is the default; `overwrite` redoes them);
-- with `dry_run`, stops there: it says what would be done (to do, already done, failed last
-  time according to the previous report) and, when the stage gives an estimator, how many bytes
-  and files the outputs would take; nothing is written;
-- runs the rest through an executor (`executors.py`): serially (1 worker), in a spawn-safe
-  process pool (workers ignore Ctrl-C; the parent stops the pool and leaves only `.partial`
-  outputs, which the next run redoes) or as Ray tasks (`executor="ray"`);
-- turns any exception into a failed result with a one-line reason; retries if asked;
-- shows a tqdm bar with ok/skipped/failed counts, throughput and ETA;
+- with `dry_run`, says what would be done (to do, already done, failed last time according to
+  the previous report) and the estimated output size; nothing is written, no lock is taken;
+- otherwise takes the output's run lock (`locks.py`: one run per output root and shard),
+  skips items whose final output already exists (resume is the default; `overwrite` redoes
+  them) and runs the rest through an executor: serially, in a spawn-safe process pool or as
+  Ray tasks; any exception becomes a failed result with a one-line reason; retries if asked;
+- shows a tqdm bar with ok/skipped/failed counts and per-second rates;
 - writes one JSON line per item to the report as results arrive (a sharded run writes
-  `NAME.shard-K-of-N.jsonl` and the shard's planned keys to `NAME.shard-K-of-N.keys`, which
-  `merge-reports` reads), and returns a `RunSummary` whose `exit_code` is 0 only when nothing
-  failed.
+  `NAME.shard-K-of-N.jsonl` and its planned keys to `NAME.shard-K-of-N.keys`) and returns a
+  `RunSummary` whose `exit_code` is 0 only when nothing failed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Callable, Generic, Mapping, MutableMapping, Sequence, TypeVar
 
 from tqdm import tqdm
 
-from .errors import ConfigError, OutputError
+from .errors import ConfigError
 from .executors import (
-    FAILED,
-    OK,
-    SKIPPED,
     Executor,
     PoolExecutor,
     RayExecutor,
+    RunOne,
     SerialExecutor,
+    Setup,
     TaskSpec,
     import_ray,
 )
+from .locks import STATE_DIR, output_lock
+from .reports import ReportWriter, progress_postfix, read_report, write_keys
+from .results import FAILED, OK, SKIPPED, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
 from .sharding import Shard, parse_shard, resolve_shard, sharded_path
 
 __all__ = [
-    "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunControl", "DryRunPlan",
-    "Estimator", "run_items", "failure_lines", "pop_run_control", "read_report", "default_workers", "human_bytes",
+    "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunOptions", "RunControl",
+    "DryRunPlan", "Stage", "Estimator", "run_stage", "run_items", "pop_run_options", "pop_run_control",
+    "default_workers", "WorkerContext",
 ]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 Estimator = Callable[[Any, Any], tuple[int, int]]  # (item, options) -> (bytes, files)
+O = TypeVar("O")
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
-class Item:
-    """One unit of work: a clip (or frame directory) and where its output goes."""
+class RunOptions:
+    """How a stage's items are run, the same for every per-item stage.
 
-    key: str  # stable identity, e.g. "class/clip.mp4" relative to the source root
-    src: Path
-    dst: Path
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    key: str
-    status: str  # ok | skipped | failed
-    seconds: float = 0.0
-    output: str | None = None
-    error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)  # e.g. frames, pairs
-    note: str | None = None  # something a user should know about an ok item
-    attempts: int = 1
-    bytes: int | None = None  # size of the output (the runner measures it when the stage does not)
-
-    def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {})}, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class RunControl:
-    """How a stage's items are run, independent of what the stage does.
-
+    workers: parallel worker processes (None: the stage's default, usually one per core).
+    overwrite: redo items whose output exists (default: skip them, i.e. resume).
+    retries: retry a failed item this many more times.
+    report: the JSON-lines report (None: OUT/.kinetics_prep/STAGE_report.jsonl).
+    progress: show a progress bar.
     executor: "local" (serial or a process pool, by `workers`) or "ray".
     ray_address: None starts a local Ray instance; "auto" or "ray://host:port" joins a cluster.
-    shard: "K/N" or a Shard; None: every item (a stage's keyword options turn None into the
-        SLURM array task's shard, see `pop_run_control`).
+    shard: "K/N" or a Shard; None: every item (keyword options turn None into the SLURM array
+        task's shard, see `pop_run_options`).
     dry_run: plan only; nothing is written.
     ray_max_retries: Ray's retries of a task whose worker/node died (item errors are `retries`).
     ray_num_cpus / ray_num_gpus: per-task Ray resources, overriding what the stage asks for.
     """
 
+    workers: int | None = None
+    overwrite: bool = False
+    retries: int = 0
+    report: Path | None = None
+    progress: bool = True
     executor: str = "local"
     ray_address: str | None = None
     shard: Shard | str | None = None
@@ -102,6 +99,12 @@ class RunControl:
     ray_num_gpus: float | None = None
 
     def __post_init__(self) -> None:
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.retries < 0:
+            raise ConfigError(f"--retries must be >= 0, got {self.retries}")
+        if self.report is not None:
+            object.__setattr__(self, "report", Path(self.report))
         if self.executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.shard is not None:
@@ -126,191 +129,94 @@ class RunControl:
         return res
 
 
-RUN_CONTROL_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(RunControl))
+# The name this class had before it also carried workers, overwrite, retries, report, progress.
+RunControl = RunOptions
+RUN_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(RunOptions))
+RUN_CONTROL_OPTIONS = RUN_OPTIONS
 
 
-def pop_run_control(options: MutableMapping[str, Any]) -> RunControl:
-    """Take the runner-level keyword options (executor, ray_address, shard, dry_run,
-    ray_max_retries, ray_num_cpus, ray_num_gpus, or `control=RunControl(...)`) out of a stage's
-    keyword options and return them as a RunControl; the stage keeps the rest. Without a shard,
-    the SLURM array task's shard applies (SLURM_ARRAY_TASK_ID / _COUNT / _MIN / _STEP)."""
-    given = options.pop("control", None)
-    kwargs = {k: options.pop(k) for k in RUN_CONTROL_OPTIONS if k in options}
+def pop_run_options(options: MutableMapping[str, Any]) -> RunOptions:
+    """Take the runner's keyword options (the fields of RunOptions, or `run=RunOptions(...)` /
+    `control=...`) out of a stage's keyword options and return them; the stage keeps the rest.
+    Without a shard, the SLURM array task's shard applies (SLURM_ARRAY_TASK_ID / _COUNT / ...)."""
+    given = options.pop("run", None)
+    control = options.pop("control", None)
+    if given is None:
+        given = control
+    kwargs = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     if given is not None:
-        if not isinstance(given, RunControl):
-            raise ConfigError(f"control must be a RunControl, got {type(given).__name__}")
-        control = replace(given, **kwargs) if kwargs else given
+        if not isinstance(given, RunOptions):
+            raise ConfigError(f"run must be a RunOptions, got {type(given).__name__}")
+        run = replace(given, **kwargs) if kwargs else given
     else:
-        control = RunControl(**kwargs)
-    if control.shard is None:
+        run = RunOptions(**kwargs)
+    if run.shard is None:
         # Inside a SLURM job array each task does its shard unless told otherwise ("1/1": all).
-        control = replace(control, shard=resolve_shard(None))
-    return control
+        run = replace(run, shard=resolve_shard(None))
+    return run
 
 
-@dataclass
-class DryRunPlan:
-    """What a run would do (`dry_run`)."""
-
-    todo: list[str] = field(default_factory=list)  # keys
-    done: int = 0
-    failed_before: dict[str, str] = field(default_factory=dict)  # key -> error, among `todo`
-    est_bytes: int | None = None  # None: the stage has no estimator
-    est_files: int | None = None
-    previous_report: str | None = None
+pop_run_control = pop_run_options
 
 
-@dataclass
-class RunSummary:
-    stage: str
-    total: int = 0
-    ok: int = 0
-    skipped: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)
-    bytes: int = 0  # output size of the ok items
-    report_path: str | None = None
-    failures: list[ItemResult] = field(default_factory=list)
-    interrupted: bool = False
-    rate_keys: tuple[str, ...] = ()  # counts shown per second in the summary
-    shard: str | None = None  # "K/N" when this run did one shard
-    all_items: int | None = None  # items of the whole stage (before sharding)
-    executor: str = "local"
-    plan: DryRunPlan | None = None  # set by a dry run (nothing was executed)
+@dataclass(frozen=True)
+class Stage(Generic[O]):
+    """The contract between a stage and the runner.
 
-    @property
-    def dry_run(self) -> bool:
-        return self.plan is not None
+    name: the stage's name (progress bar, report file name).
+    plan(options) -> items; is_done(item, options): its final output exists and is complete.
+    run_one(item, options, state) -> ItemResult: one item, written atomically.
+    setup(options, WorkerContext) -> state: run once per worker process (flow engine, threads).
+    workers(options) -> default number of workers (None: one per core).
+    out(options) -> the output root: its run lock and its default report live under it.
+    resources(options, run) -> per-item Ray resources (default {"num_cpus": 1}).
+    estimate(item, options) -> (bytes, files) of one output, for dry runs.
+    rate_keys(options): counts shown per second (e.g. frames, pairs).
+    """
 
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
-        return 1 if self.failed else 0
-
-    def add(self, result: ItemResult) -> None:
-        if result.status == OK:
-            self.ok += 1
-            for k, v in result.counts.items():
-                self.counts[k] = self.counts.get(k, 0) + v
-            self.bytes += result.bytes or 0
-        elif result.status == SKIPPED:
-            self.skipped += 1
-        else:
-            self.failed += 1
-            self.failures.append(result)
-
-    def rates(self) -> dict[str, float]:
-        secs = max(self.seconds, 1e-9)
-        return {k: v / secs for k, v in self.counts.items()}
-
-    def _title(self) -> tuple[str, str]:
-        where = f" shard {self.shard}" if self.shard else ""
-        of_all = f" ({self.all_items} in all shards)" if self.shard and self.all_items is not None else ""
-        return f"{self.stage}{where}", of_all
-
-    def format(self) -> str:
-        """A human summary: counts, elapsed, throughput, output size, failures grouped by
-        reason, the report path (or, for a dry run, the plan)."""
-        if self.plan is not None:
-            return self._format_plan()
-        name, of_all = self._title()
-        parts = [f"{name}: {self.ok} ok, {self.skipped} skipped, {self.failed} failed"
-                 f" of {self.total}{of_all} in {self.seconds:.1f} s"]
-        processed = self.ok + self.failed
-        secs = max(self.seconds, 1e-9)
-        line = [f"elapsed {_duration(self.seconds)}"]
-        if processed:
-            tp = f"{processed / secs:.2f} items/s"
-            for k in self.rate_keys:
-                if self.counts.get(k):
-                    tp += f", {self.counts[k] / secs:.1f} {k}/s"
-            line.append(f"throughput {tp}")
-        if self.ok:
-            line.append(f"output {human_bytes(self.bytes)} written")
-        if self.executor != "local":
-            line.append(f"executor {self.executor}")
-        parts.append("  " + "; ".join(line))
-        if self.counts:
-            parts.append("  counts: " + ", ".join(f"{v:,} {k}" for k, v in self.counts.items()))
-        if self.interrupted:
-            parts.append("interrupted: rerun the same command to finish the remaining items")
-        parts.extend(failure_lines(self.failures))
-        if self.report_path:
-            parts.append(f"report: {self.report_path}")
-        return "\n".join(parts)
-
-    def _format_plan(self) -> str:
-        p = self.plan
-        assert p is not None
-        name, of_all = self._title()
-        parts = [f"{name} (dry run, nothing changed): {self.total} items{of_all}: {p.done} already done, "
-                 f"{len(p.todo)} to do" + (f" ({len(p.failed_before)} of them failed last time)"
-                                           if p.failed_before else "")]
-        if p.est_bytes is not None:
-            parts.append(f"  estimated output: ~{human_bytes(p.est_bytes)} in ~{p.est_files:,} files")
-        for key in p.todo[:10]:
-            mark = "  (failed last time)" if key in p.failed_before else ""
-            parts.append(f"  to do: {key}{mark}")
-        if len(p.todo) > 10:
-            parts.append(f"  ... and {len(p.todo) - 10} more")
-        if p.failed_before:
-            parts.append(f"  failed last time (from {p.previous_report}):")
-            groups: dict[str, list[str]] = {}
-            for key, err in p.failed_before.items():
-                groups.setdefault(_reason_class(err), []).append(key)
-            for reason, keys in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-                parts.append(f"    {len(keys)}: {reason}")
-        if self.report_path:
-            parts.append(f"report would be written to: {self.report_path}")
-        return "\n".join(parts)
+    name: str
+    plan: Callable[[O], list[Item]]
+    is_done: Callable[[Item, O], bool]
+    run_one: RunOne
+    out: Callable[[O], Path]
+    setup: Setup | None = None
+    workers: Callable[[O], int | None] | None = None
+    resources: Callable[[O, RunOptions], Mapping[str, float] | None] | None = None
+    estimate: Estimator | None = None
+    rate_keys: Callable[[O], tuple[str, ...]] | None = None
+    locks_output: bool = True  # False for stages that only read (verify)
 
 
-def failure_lines(failures: Sequence[ItemResult]) -> list[str]:
-    parts: list[str] = []
-    by_reason: dict[str, list[str]] = {}
-    for f in failures:
-        by_reason.setdefault(_reason_class(f.error), []).append(f.error or f.key)
-    for reason, errors in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
-        parts.append(f"  {len(errors)} failed: {reason}")
-        for e in errors[:5]:
-            parts.append(f"    {e}")
-        if len(errors) > 5:
-            parts.append(f"    ... and {len(errors) - 5} more")
-    return parts
+def default_report(stage: Stage, options: Any) -> Path:
+    return stage.out(options) / STATE_DIR / f"{stage.name}_report.jsonl"
 
 
-def _reason_class(error: str | None) -> str:
-    # "ProbeError: /x/a.mp4: empty file (0 bytes)" -> "ProbeError: empty file (0 bytes)"
-    if not error:
-        return "unknown error"
-    kind, _, rest = error.partition(": ")
-    detail = rest.rsplit(": ", 1)[-1] if ": " in rest else rest
-    return f"{kind}: {detail}" if rest else kind
+def run_stage(stage: Stage[O], options: O, run: RunOptions | None = None,
+              items: Sequence[Item] | None = None) -> RunSummary:
+    """Plan (unless `items` are given) and run `stage` over its items (see the module doc)."""
+    run = run or RunOptions()
+    if items is None:
+        items = stage.plan(options)
+    workers = run.workers or (stage.workers(options) if stage.workers else None) or default_workers()
+    return _run(stage, options, run, items, workers, run.report or default_report(stage, options))
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"  # pragma: no cover
+@dataclass(frozen=True)
+class _TwoArgs:
+    """Adapts a `run_one(item, options)` (run_items' callers) to the 3-argument contract."""
+
+    fn: Callable[[Item, Any], ItemResult]
+
+    def __call__(self, item: Item, options: Any, state: Any) -> ItemResult:
+        return self.fn(item, options)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+@dataclass(frozen=True)
+class _NoArgSetup:
+    fn: Callable[[], None]
 
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    def __call__(self, options: Any, context: WorkerContext) -> None:
+        self.fn()
 
 
 def run_items(
@@ -327,64 +233,79 @@ def run_items(
     progress: bool = True,
     rate_key: str | tuple[str, ...] | None = None,
     setup: Callable[[], None] | None = None,
-    control: RunControl | None = None,
+    control: RunOptions | None = None,
     resources: Mapping[str, float] | None = None,
     estimate: Estimator | None = None,
 ) -> RunSummary:
-    """Run `run_one` over `items` and return the summary (see the module docstring).
+    """Run a plain `run_one(item, options)` over `items` without a Stage (no output lock, and
+    a report only when `report_path` is given): for callers with their own item lists, like
+    verify. `setup()` runs once in every worker process."""
+    run = replace(control or RunOptions(), workers=workers, overwrite=overwrite, retries=retries,
+                  progress=progress)
+    keys = (rate_key,) if isinstance(rate_key, str) else tuple(rate_key or ())
+    st: Stage = Stage(
+        name=stage, plan=lambda o: list(items), is_done=is_done, run_one=_TwoArgs(run_one),
+        out=lambda o: Path("."), setup=_NoArgSetup(setup) if setup is not None else None,
+        resources=(lambda o, r: resources), estimate=estimate, rate_keys=lambda o: keys, locks_output=False)
+    return _run(st, options, run, items, workers, Path(report_path) if report_path is not None else None)
 
-    `rate_key` names a count (e.g. "frames", or several) shown per second on the progress bar. `setup` runs
-    once in every worker process (e.g. to build a flow engine) and must be picklable.
-    `control` says how to run (executor, shard, dry run; default: local, every item).
-    `resources`: what one item needs as a Ray task (default {"num_cpus": 1}; e.g.
-    {"num_gpus": 1} or {"num_gpus": 0.5} for GPU work). `estimate(item, options) -> (bytes,
-    files)` sizes one item's output for a dry run.
-    """
-    control = control or RunControl()
+
+def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], workers: int,
+         report_path: Path | None) -> RunSummary:
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    if retries < 0:
-        raise ConfigError(f"--retries must be >= 0, got {retries}")
-    if control.executor == "ray" and not control.dry_run:
+    if run.executor == "ray" and not run.dry_run:
         import_ray()  # a missing extra fails now, before anything is written
-    shard = resolve_shard(control.shard, env={})  # the environment was read by pop_run_control
+    shard = resolve_shard(run.shard, env={})  # the environment was read by pop_run_options
     all_items = len(items)
     if shard is not None:
         items = [it for it in items if shard.contains(it.key)]
     if report_path is not None:
         report_path = sharded_path(report_path, shard)
-    summary = RunSummary(stage=stage, total=len(items), rate_keys=_as_tuple(rate_key),
-                         shard=str(shard) if shard else None, all_items=all_items,
-                         executor=control.executor,
+    rate_keys = stage.rate_keys(options) if stage.rate_keys else ()
+    summary = RunSummary(stage=stage.name, total=len(items), rate_keys=tuple(rate_keys),
+                         shard=str(shard) if shard else None, all_items=all_items, executor=run.executor,
                          report_path=str(report_path) if report_path else None)
-    if control.dry_run:
-        return _dry_run(summary, items, options, is_done, overwrite, report_path, estimate)
+    if run.dry_run:
+        return _dry_run(summary, stage, items, options, run.overwrite, report_path)
+    if not stage.locks_output:
+        return _execute(summary, stage, options, run, items, workers, report_path, shard)
+    with output_lock(stage.out(options), shard.tag if shard else None):
+        return _execute(summary, stage, options, run, items, workers, report_path, shard)
 
+
+def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, items: Sequence[Item],
+             workers: int, report_path: Path | None, shard: Shard | None) -> RunSummary:
     t0 = time.perf_counter()
     if shard is not None and report_path is not None:
-        _write_keys(Path(report_path).with_suffix(".keys"), items)
-    report = _open_report(report_path)
+        write_keys(report_path.with_suffix(".keys"), items)
+    report = ReportWriter(report_path) if report_path is not None else None
     executor: Executor | None = None
     try:
         todo: list[Item] = []
         for item in items:
-            if not overwrite and is_done(item, options):
+            if not run.overwrite and stage.is_done(item, options):
                 result = ItemResult(key=item.key, status=SKIPPED, output=str(item.dst), note="already done")
                 summary.add(result)
-                _write(report, result)
+                if report is not None:
+                    report.write(result)
             else:
                 todo.append(item)
-        bar = tqdm(total=len(todo), desc=stage, unit="clip", disable=not progress or not todo,
+        bar = tqdm(total=len(todo), desc=stage.name, unit="clip", disable=not run.progress or not todo,
                    dynamic_ncols=True, file=sys.stderr)
         try:
             if todo:
-                spec = TaskSpec(run_one, options, retries, setup)
-                executor = _make_executor(control, workers, len(todo), resources, todo)
+                n = 1 if run.executor == "local" and (workers == 1 or len(todo) <= 1) else min(workers, len(todo))
+                context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite)
+                spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
+                resources = stage.resources(options, run) if stage.resources else None
+                executor = _make_executor(run, n, resources, todo)
                 for result in executor.results(spec, todo):
                     summary.add(result)
-                    _write(report, result)
+                    if report is not None:
+                        report.write(result)
                     bar.update(1)
-                    bar.set_postfix_str(_postfix(summary, time.perf_counter() - t0), refresh=False)
+                    bar.set_postfix_str(progress_postfix(summary, time.perf_counter() - t0), refresh=False)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -398,27 +319,27 @@ def run_items(
     return summary
 
 
-def _make_executor(control: RunControl, workers: int, n_todo: int, resources: Mapping[str, float] | None,
+def _make_executor(run: RunOptions, workers: int, resources: Mapping[str, float] | None,
                    todo: Sequence[Item]) -> Executor:
-    if control.executor == "ray":
-        if control.ray_address is not None:
+    if run.executor == "ray":
+        if run.ray_address is not None:
             rel = next((it for it in todo if not (Path(it.src).is_absolute() and Path(it.dst).is_absolute())), None)
             if rel is not None:
                 raise ConfigError(f"--ray-address joins a cluster whose workers may run elsewhere: give absolute "
                                   f"paths on a filesystem every node sees (got {rel.src} -> {rel.dst})")
-        return RayExecutor(address=control.ray_address, local_cpus=workers,
-                           resources=control.ray_resources(resources), max_retries=control.ray_max_retries)
-    if workers == 1 or n_todo <= 1:
+        return RayExecutor(address=run.ray_address, local_cpus=workers,
+                           resources=run.ray_resources(resources), max_retries=run.ray_max_retries)
+    if workers == 1:
         return SerialExecutor()
-    return PoolExecutor(min(workers, n_todo))
+    return PoolExecutor(workers)
 
 
-def _dry_run(summary: RunSummary, items: Sequence[Item], options: Any, is_done: Callable[[Item, Any], bool],
-             overwrite: bool, report_path: str | os.PathLike | None, estimate: Estimator | None) -> RunSummary:
+def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: Any, overwrite: bool,
+             report_path: Path | None) -> RunSummary:
     t0 = time.perf_counter()
     plan = DryRunPlan()
     previous: dict[str, dict[str, Any]] = {}
-    if report_path is not None and Path(report_path).is_file():
+    if report_path is not None and report_path.is_file():
         try:
             previous = {r["key"]: r for r in read_report(report_path) if "key" in r}
             plan.previous_report = str(report_path)
@@ -426,65 +347,20 @@ def _dry_run(summary: RunSummary, items: Sequence[Item], options: Any, is_done: 
             previous = {}  # an unreadable old report only loses the "failed last time" hint
     est_bytes = est_files = 0
     for item in items:
-        if not overwrite and is_done(item, options):
+        if not overwrite and stage.is_done(item, options):
             plan.done += 1
             continue
         plan.todo.append(item.key)
         last = previous.get(item.key)
         if last is not None and last.get("status") == FAILED:
             plan.failed_before[item.key] = last.get("error") or "unknown error"
-        if estimate is not None:
-            b, f = estimate(item, options)
+        if stage.estimate is not None:
+            b, f = stage.estimate(item, options)
             est_bytes += b
             est_files += f
-    if estimate is not None:
+    if stage.estimate is not None:
         plan.est_bytes, plan.est_files = est_bytes, est_files
     summary.plan = plan
     summary.skipped = plan.done
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _as_tuple(keys: str | tuple[str, ...] | None) -> tuple[str, ...]:
-    if not keys:
-        return ()
-    return (keys,) if isinstance(keys, str) else tuple(keys)
-
-
-def _postfix(summary: RunSummary, elapsed: float) -> str:
-    text = f"ok={summary.ok} skip={summary.skipped} fail={summary.failed}"
-    for key in summary.rate_keys:
-        if summary.counts.get(key):
-            text += f" {summary.counts[key] / max(elapsed, 1e-9):.0f} {key}/s"
-    return text
-
-
-def _write_keys(path: Path, items: Sequence[Item]) -> None:
-    """The keys a shard plans to do, one per line (merge-reports finds unfinished ones)."""
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(it.key + "\n" for it in items), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e}") from e
-
-
-def _open_report(path: str | os.PathLike | None):
-    if path is None:
-        return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "w", encoding="utf-8")
-
-
-def _write(report, result: ItemResult) -> None:
-    if report is not None:
-        report.write(result.to_json() + "\n")
-        report.flush()
-
-
-def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The JSON-lines report as a list of dicts."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from kinetics_prep.flow import quantize
-from kinetics_prep.layout import FRAME_META_FILE, NAMINGS
+from kinetics_prep.framedir import FRAME_META_FILE, NAMINGS
 from kinetics_prep.synthetic import moving_frames
 
 W, H = 64, 48

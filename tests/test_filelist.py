@@ -10,11 +10,10 @@ import pytest
 from conftest import require_shared
 
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.layout import FRAME_META_FILE, NAMINGS
+from kinetics_prep.framedir import FRAME_META_FILE, NAMINGS, count_frames
 from kinetics_prep.stages.filelist import (
     FileListOptions,
     build_file_lists,
-    count_frames,
     list_file_name,
 )
 

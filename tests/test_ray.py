@@ -25,12 +25,12 @@ import numpy as np
 from kinetics_prep import video
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
+from kinetics_prep.reports import read_report
 from kinetics_prep.runner import (
     OK,
     Item,
     ItemResult,
     RunControl,
-    read_report,
     run_items,
 )
 from kinetics_prep.stages.frames import extract_frames

@@ -13,7 +13,7 @@ from conftest import TRICKY_CLASSES, real_video
 
 from kinetics_prep import resize_videos, video
 from kinetics_prep.cli import main
-from kinetics_prep.runner import read_report
+from kinetics_prep.reports import read_report
 from kinetics_prep.synthetic import ClipSpec, write_clip
 
 

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 
 from kinetics_prep.errors import ConfigError, DecodeError
+from kinetics_prep.reports import format_summary, read_report
 from kinetics_prep.runner import (
     OK,
     Item,
     ItemResult,
     RunSummary,
-    read_report,
     run_items,
 )
 
@@ -56,7 +56,7 @@ def test_failures_are_reported_and_the_rest_goes_on(tmp_path, workers):
     assert lines["3"]["status"] == "failed" and lines["3"]["error"].startswith("DecodeError: ")
     bug_line = _write_square.__code__.co_firstlineno + 5  # the `raise ZeroDivisionError` line
     assert lines["4"]["error"].endswith(f"a bug (at test_runner.py:{bug_line})")  # where the bug is
-    text = summary.format()
+    text = format_summary(summary)
     assert "4 ok, 0 skipped, 2 failed of 6" in text and "three is broken" in text
 
 

@@ -11,13 +11,12 @@ import pytest
 
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
-from kinetics_prep.reports import merge_reports
+from kinetics_prep.reports import format_summary, merge_reports, read_report
 from kinetics_prep.runner import (
     OK,
     Item,
     ItemResult,
     RunControl,
-    read_report,
     run_items,
 )
 from kinetics_prep.sharding import (
@@ -220,7 +219,7 @@ def test_dry_run_changes_nothing_and_reports_the_plan(tiny_tree, tmp_path, capsy
     assert (plan.plan.done, len(plan.plan.todo)) == (3, 2)
     assert list(plan.plan.failed_before) == [victim]
     assert plan.plan.est_files == 2 and plan.plan.est_bytes > 0
-    text = plan.format()
+    text = format_summary(plan)
     assert "dry run, nothing changed" in text and "1 of them failed last time" in text and "estimated output" in text
 
     assert main(["resize", str(src), str(out), "--dry-run"]) == 0
@@ -235,7 +234,7 @@ def test_summary_reports_throughput_size_and_grouped_failures(tmp_path):
     items = _toy(tmp_path, 20)
     s = run_items("toy", items, _square, None, is_done=_done, progress=False, rate_key="n",
                   report_path=tmp_path / "r.jsonl")
-    text = s.format()
+    text = format_summary(s)
     assert s.bytes == sum((tmp_path / "out" / f"{i}.out").stat().st_size for i in range(20) if i % 10 != 7)
     assert "18 ok, 0 skipped, 2 failed of 20" in text
     assert "items/s" in text and "n/s" in text and "B written" in text and "elapsed" in text

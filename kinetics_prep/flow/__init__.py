@@ -136,3 +136,20 @@ def _torch_device(torch: ModuleType, device: str) -> str:
     if index >= torch.cuda.device_count():
         raise ConfigError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return f"cuda:{index}"
+
+
+def resolve_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto", **params: Any
+                   ) -> tuple[str, str, dict[str, Any]]:
+    """What `get_engine` would build, without building it: (backend, device, resolved params).
+    Every mistake is the same ConfigError / MissingDependencyError as get_engine's, so a run can
+    check its flow settings once before any work starts and build the engine once per worker."""
+    options, resolved = check_engine_args(name, backend, device, params)
+    backend = _choose_backend(name, backend, device)
+    if backend == "opencv":
+        if options:
+            raise ConfigError(f"{', '.join(options)} only apply to backend='torch'")
+        if device.startswith("cuda"):
+            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch'")
+        return backend, "cpu", resolved
+    torch = _import_torch()
+    return backend, _torch_device(torch, device), resolved

@@ -22,7 +22,6 @@ import os
 import random
 import re
 import stat
-from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,15 +41,9 @@ from ..kinetics import (
     read_label_map,
 )
 from ..kinetics import class_dir_name as _class_dir_name
-from ..layout import (
-    FRAME_META_FILE,
-    NAMINGS,
-    PARTIAL_SUFFIX,
-    Naming,
-    is_hidden,
-    normalize_extensions,
-    write_text_atomic,
-)
+from ..atomic import PARTIAL_SUFFIX, write_text_atomic
+from ..framedir import NAMINGS, FrameCounts, count_frames
+from ..layout import is_hidden, normalize_extensions
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
 OUTPUT_FORMATS: tuple[str, ...] = ("txt", "json")
@@ -130,19 +123,6 @@ class FileListOptions:
 
 
 @dataclass(frozen=True)
-class FrameCounts:
-    """What one frame directory holds, counted under its naming."""
-
-    naming: str
-    frames: int
-    flow_x: int
-    flow_y: int
-    meta: Mapping | None
-    rgb_problem: str = ""  # why its rawframes entry is not complete ("" = complete)
-    flow_problem: str = ""  # why its flow entry is not complete
-
-
-@dataclass(frozen=True)
 class FormatSummary:
     format: str
     list_path: Path
@@ -184,117 +164,6 @@ class FileListResult:
         """Items that should be listed but are not (missing only counts with annotations)."""
         return sum(s.missing + s.incomplete + s.refused if s.annotated else s.incomplete + s.refused
                    for s in self.summaries)
-
-
-# --------------------------------------------------------------------------------------------
-# Counting one frame directory
-
-
-def _prefix_range(names: list[str], prefix: str) -> tuple[int, int]:
-    """[lo, hi) of `names` (sorted) that start with `prefix`."""
-    lo = bisect_left(names, prefix)
-    hi = bisect_left(names, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo)
-    return lo, hi
-
-
-def _detect_naming(names: list[str]) -> str:
-    """Naming of a directory without metadata (`names` sorted): the flow prefixes tell, the more
-    specific first (``flow_x_`` before ``x_``); with RGB only, a frame numbered 0 means a 0-based
-    naming (denseflow). Defaults to mmaction2."""
-    for nm in sorted(NAMINGS.values(), key=lambda n: -len(n.flow_prefixes()[0])):
-        lo, hi = _prefix_range(names, nm.flow_prefixes()[0])
-        if hi > lo:
-            return nm.name
-    for nm in sorted(NAMINGS.values(), key=lambda n: n.start):
-        lo, hi = _prefix_range(names, nm.rgb.format(nm.start) + ".")
-        if hi > lo:
-            return nm.name
-    return "mmaction2"
-
-
-def _check_sequence(names: list[str], lo: int, hi: int, fmt: str, start: int, ext: str | None) -> str:
-    """"" if names[lo:hi] run fmt(start)..fmt(start+n-1) (checked at both ends), else why not."""
-    n = hi - lo
-    first, last = names[lo], names[hi - 1]
-    if ext is None:
-        ext = first.rsplit(".", 1)[-1] if "." in first else ""
-    want_first = f"{fmt.format(start)}.{ext}"
-    want_last = f"{fmt.format(start + n - 1)}.{ext}"
-    if first != want_first or last != want_last:
-        return f"{n} files run {first}..{last}, expected {want_first}..{want_last}"
-    return ""
-
-
-def _read_meta(path: str) -> dict:
-    # os.open/os.read: this runs once per clip directory and a text-mode open() costs more
-    # than the read itself.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        os.close(fd)
-    meta = json.loads(b"".join(chunks))
-    if not isinstance(meta, dict):
-        raise ValueError("not a JSON object")
-    return meta
-
-
-def count_frames(frame_dir: str | os.PathLike, naming: str | None = None) -> FrameCounts:
-    """Count RGB frames and flow images of one directory (one listing, no per-file stat).
-
-    The naming is `naming` if given, else the one ``kinetics_prep.json`` records, else detected
-    from the file names. Counts are checked against the metadata and for gaps at both ends.
-    """
-    d = os.fspath(frame_dir)
-    names = os.listdir(d)
-    names.sort()
-    meta = None
-    meta_problem = ""
-    if FRAME_META_FILE in names:
-        try:
-            meta = _read_meta(f"{d}/{FRAME_META_FILE}")
-        except (OSError, ValueError) as e:
-            meta_problem = f"unreadable {FRAME_META_FILE}: {e}"
-    name = naming or (meta or {}).get("naming") or _detect_naming(names)
-    nm: Naming | None = NAMINGS.get(name) if isinstance(name, str) else None
-    if nm is None:
-        problem = f"{FRAME_META_FILE} names unknown naming {name!r}"
-        return FrameCounts(str(name), 0, 0, 0, meta, problem, problem)
-    lo, hi = _prefix_range(names, nm.rgb_prefix())
-    xp, yp = nm.flow_prefixes()
-    xlo, xhi = _prefix_range(names, xp)
-    ylo, yhi = _prefix_range(names, yp)
-    frames, nx, ny = hi - lo, xhi - xlo, yhi - ylo
-
-    rgb_problem = meta_problem
-    if not rgb_problem:
-        if frames == 0:
-            rgb_problem = f"no {nm.rgb_prefix()}* frames"
-        else:
-            rgb_problem = _check_sequence(names, lo, hi, nm.rgb, nm.start, None)
-            want = (meta or {}).get("frames")
-            if not rgb_problem and meta is not None and want != frames:
-                rgb_problem = f"{frames} frames on disk, {FRAME_META_FILE} says {want}"
-
-    flow_problem = meta_problem
-    if not flow_problem:
-        flow_ext = (meta or {}).get("flow_format")
-        if nx == 0 and ny == 0:
-            flow_problem = f"no {xp}*/{yp}* flow images"
-        elif nx != ny:
-            flow_problem = f"x and y flow counts differ ({nx} {xp}* vs {ny} {yp}*)"
-        else:
-            flow_problem = (_check_sequence(names, xlo, xhi, nm.flow_x, nm.start, flow_ext)
-                            or _check_sequence(names, ylo, yhi, nm.flow_y, nm.start, flow_ext))
-            want = (meta or {}).get("flow_pairs")
-            if not flow_problem and meta is not None and want != nx:
-                flow_problem = f"{nx} flow pairs on disk, {FRAME_META_FILE} says {want}"
-    return FrameCounts(nm.name, frames, nx, ny, meta, rgb_problem, flow_problem)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,13 +12,11 @@ never guess.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,32 +26,32 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
+from ..atomic import cleanup_scratch, commit_dir, is_scratch_name, partial_path, remove_tree
 from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
-from ..layout import (
-    FRAME_META_FILE,
-    STATE_DIR,
-    check_not_inside,
+from ..framedir import (
+    FlowInfo,
+    FrameDirMeta,
+    count_frames,
     get_naming,
+    is_complete,
+    modalities,
+    read_meta,
+    task_of,
+    write_meta,
+)
+from ..layout import (
+    check_not_inside,
     is_hidden,
     iter_videos,
     link_ssd,
     normalize_extensions,
     nothing_found,
-    partial_path,
     relative_key,
 )
 from ..options import make_options
-from .filelist import count_frames
-from ..runner import (
-    OK,
-    Item,
-    ItemResult,
-    RunSummary,
-    default_workers,
-    pop_run_control,
-    run_items,
-)
+from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
+from ..runner import RunOptions, Stage, pop_run_options, run_stage
 
 TASKS = ("rgb", "flow", "both")
 FLOW_FORMATS = ("jpg", "png")
@@ -84,11 +82,6 @@ class ExtractOptions:
     batch_size: int | None = None  # flow pairs per engine call (None: 8 on CPU, 32 on GPU)
     gpus: tuple[int, ...] | None = None  # CUDA devices for the torch engine (None: all visible)
     ssd: Path | None = None
-    workers: int | None = None
-    overwrite: bool = False
-    retries: int = 0
-    report: Path | None = None
-    progress: bool = True
 
     def __post_init__(self) -> None:
         set_ = partial(object.__setattr__, self)
@@ -125,8 +118,6 @@ class ExtractOptions:
         get_naming(self.naming)
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
 
     @property
     def wants_rgb(self) -> bool:
@@ -139,10 +130,6 @@ class ExtractOptions:
     @property
     def size(self) -> tuple[int, int] | None:
         return (self.new_width, self.new_height) if self.new_width is not None else None  # type: ignore[return-value]
-
-    @property
-    def report_path(self) -> Path:
-        return self.report or self.out / STATE_DIR / "extract-frames_report.jsonl"
 
 
 # ------------------------------------------------------------------------------ flow engine
@@ -159,13 +146,11 @@ class FlowPlan:
 
 
 def plan_flow(options: ExtractOptions) -> FlowPlan:
-    """Validate the flow settings and resolve backend and devices, before any work starts.
-
-    Builds the engine once here (cheap) so a bad parameter or a missing torch fails now.
-    """
-    probe = flowlib.get_engine(options.flow_type, backend=options.flow_backend, device=options.device,
-                               **options.flow_params)
-    if probe.backend == "torch" and probe.device.startswith("cuda"):
+    """Validate the flow settings and resolve backend and devices, before any work starts
+    (nothing is built here: each worker builds its engine once)."""
+    backend, device, params = flowlib.resolve_engine(
+        options.flow_type, backend=options.flow_backend, device=options.device, **options.flow_params)
+    if device.startswith("cuda"):
         if options.gpus is not None:
             gpus = options.gpus
         elif options.device.startswith("cuda:"):
@@ -177,9 +162,9 @@ def plan_flow(options: ExtractOptions) -> FlowPlan:
     else:
         if options.gpus:
             raise ConfigError("--gpus needs the torch backend on CUDA (--flow-backend torch --device cuda)")
-        devices = (probe.device,)
+        devices = (device,)
         batch = options.batch_size or 8
-    return FlowPlan(options.flow_type, probe.backend, devices, dict(probe.params), batch)
+    return FlowPlan(options.flow_type, backend, devices, params, batch)
 
 
 def _cuda_count() -> int:
@@ -190,42 +175,45 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-# One engine per worker process, built on first use and reused for every clip.
-_ENGINES: dict[tuple, Any] = {}
-_WORKER_DEVICE: list[str] = []
+@dataclass
+class _Worker:
+    """Per-worker state, built once by `setup_worker`: the flow engine and the thread budget."""
+
+    engine: Any
+    threads: int
 
 
-def _select_device(devices: tuple[str, ...]) -> None:
-    """Worker set-up: pick this worker's device (GPU i for worker i, round robin)."""
-    import multiprocess
-
-    identity = multiprocess.current_process()._identity
-    index = (identity[0] - 1) if identity else 0
-    _WORKER_DEVICE[:] = [devices[index % len(devices)]]
-
-
-def _engine(options: ExtractOptions, plan: FlowPlan, threads: int):
-    device = _WORKER_DEVICE[0] if _WORKER_DEVICE else plan.devices[0]
-    key = (plan.name, plan.backend, device, json.dumps(plan.params, sort_keys=True))
-    if key not in _ENGINES:
+def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
+    """Build this worker's flow engine on its device: GPU `slot % GPUs` in a local pool; under
+    Ray, the task's own GPU (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0)."""
+    engine = None
+    plan = job.flow
+    if plan is not None:
+        if context.executor == "ray" and plan.devices[0].startswith("cuda"):
+            device = "cuda:0"
+        else:
+            device = plan.devices[context.slot % len(plan.devices)]
         if plan.backend == "torch" and device == "cpu":
             import torch
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
-            torch.set_num_threads(threads)
-        _ENGINES[key] = flowlib.get_engine(plan.name, backend=plan.backend, device=device, **options.flow_params)
-    return _ENGINES[key]
+            torch.set_num_threads(context.threads)
+        engine = flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params)
+    return _Worker(engine, context.threads)
 
 
 # ------------------------------------------------------------------------------ plan / done
 
 @dataclass(frozen=True)
 class _Job:
-    """What a worker needs: the options and the resolved flow plan (picklable)."""
+    """What a worker needs: the options and the resolved flow plan (picklable); per clip, the
+    worker's engine and thread budget are filled in."""
 
     options: ExtractOptions
     flow: FlowPlan | None
     threads: int = 1  # cores per worker process: > 1 overlaps decoding, flow and writing
+    overwrite: bool = False  # redo from scratch: nothing is carried over from an old output
+    engine: Any = None
 
 
 def plan(options: ExtractOptions) -> list[Item]:
@@ -257,26 +245,14 @@ def _frame_dirs(options: ExtractOptions) -> Iterator[Path]:
         Path(e.path) for e in os.scandir(options.src) if e.is_dir() and not is_hidden(e.name))
     for parent in parents:
         yield from sorted(Path(e.path) for e in os.scandir(parent)
-                          if e.is_dir() and not is_hidden(e.name) and not e.name.endswith(".partial"))
-
-
-def read_meta(frame_dir: Path) -> dict[str, Any] | None:
-    try:
-        with open(frame_dir / FRAME_META_FILE, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+                          if e.is_dir() and not is_hidden(e.name) and not is_scratch_name(e.name))
 
 
 def is_done(item: Item, job: _Job) -> bool:
     # The metadata file is written last inside the partial directory, which is then renamed:
-    # a final directory with metadata covering the requested task is complete.
-    meta = read_meta(item.dst)
-    if meta is None:
-        return False
-    have = {"rgb", "flow"} if meta.get("task") == "both" else {meta.get("task")}
-    need = {"rgb", "flow"} if job.options.task == "both" else {job.options.task}
-    return need <= have
+    # a final directory with metadata covering the requested task, whose files on disk agree
+    # with it (one listing: a directory someone partly deleted is redone), is complete.
+    return is_complete(item.dst, job.options.task)
 
 
 # ------------------------------------------------------------------------------ one clip
@@ -346,28 +322,27 @@ def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[np.ndarray]
         yield img
 
 
-def run_one(item: Item, job: _Job) -> ItemResult:
+def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
     """Decode one clip once; write its RGB frames and flow into `<dst>.partial/`, check the
-    counts, write the metadata, rename to `<dst>`."""
+    counts, write the metadata, then swap it with `<dst>` (an old output is replaced in one
+    step and deleted only afterwards)."""
     options = job.options
+    job = replace(job, threads=worker.threads, engine=worker.engine)
     naming = get_naming(options.naming)
+    cleanup_scratch(item.dst)  # left by a killed run (the runner's lock says no one else is writing)
     tmp = partial_path(item.dst)
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by a killed run
     tmp.mkdir(parents=True)
     try:
-        counts, meta = _extract(item, job, tmp, naming)
-        carried = _carry_over(item.dst, tmp, options) if item.dst.exists() else None
-        if carried:
-            meta["task"] = "both"
-            meta["frames"] = meta["frames"] or carried.get("frames", 0)
-        with open(tmp / FRAME_META_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
-        if item.dst.exists():
-            shutil.rmtree(item.dst)
-        os.replace(tmp, item.dst)
+        counts, meta_fields = _extract(item, job, tmp, naming)
+        meta = _meta(meta_fields)
+        carried = _carry_over(item.dst, tmp, job) if item.dst.exists() else None
+        if carried is not None:
+            meta = replace(meta, task=task_of(carried.has | modalities(options.task)),
+                           frames=meta.frames or carried.frames or 0)
+        write_meta(tmp, meta)
+        commit_dir(tmp, item.dst)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
     note = None
     if options.wants_flow and counts["pairs"] == 0:
@@ -377,7 +352,7 @@ def run_one(item: Item, job: _Job) -> ItemResult:
 
 def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
     options, plan = job.options, job.flow
-    engine = _engine(options, plan, job.threads) if options.wants_flow else None
+    engine = job.engine if options.wants_flow else None
     rgb_params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
     flow_params = rgb_params if options.flow_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     step, start = options.step, naming.start
@@ -456,19 +431,28 @@ def _check_counts(tmp: Path, naming, rgb: int, pairs: int, item: Item) -> None:
             f"{rgb} / {pairs} / {pairs}")
 
 
-def _carry_over(old: Path, tmp: Path, options: ExtractOptions) -> dict[str, Any] | None:
-    """`--task flow` on clips that already have RGB (or the reverse): move the other modality's
-    files from the finished directory into the new one, so the result holds both."""
+def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
+    flow = fields_.pop("flow", None)
+    info = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow["params"])) if flow else None
+    return FrameDirMeta(**fields_, flow=info)
+
+
+def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
+    """`--task flow` on clips that already have RGB (or the reverse): hard-link the other
+    modality's files from the finished directory into the new one, so the result holds both.
+    Nothing leaves the finished directory until the new one has replaced it."""
+    options = job.options
     meta = read_meta(old)
-    if meta is None or options.overwrite or meta.get("task") == options.task or options.task == "both":
+    if meta is None or job.overwrite or options.task == "both" or modalities(options.task) >= meta.has:
         return None
-    naming = get_naming(meta.get("naming", options.naming))
+    naming = get_naming(meta.naming or options.naming)
     if naming.name != options.naming:
         raise ConfigError(f"{old} uses naming {naming.name!r}; rerun with --naming {naming.name}")
-    prefixes = (naming.rgb_prefix(),) if meta.get("task") == "rgb" else naming.flow_prefixes()
+    carried = meta.has - modalities(options.task)
+    prefixes = ((naming.rgb_prefix(),) if "rgb" in carried else ()) + (naming.flow_prefixes() if "flow" in carried else ())
     for e in os.scandir(old):
         if e.name.startswith(prefixes):
-            os.replace(e.path, tmp / e.name)  # same file system: a rename, no copy
+            os.link(e.path, tmp / e.name)  # same file system: a new name for the same data
     return meta
 
 
@@ -486,42 +470,32 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
     Keyword options are the fields of `ExtractOptions` (task="both", level=2, input_frames=False,
     ext=None, new_short=None, new_width=None, new_height=None, flow_type="tvl1",
     flow_backend="auto", device="auto", flow_params={}, bound=20, step=1, flow_format="jpg",
-    jpeg_quality=95, naming="mmaction2", batch_size=None, gpus=None, ssd=None, workers=None,
-    overwrite=False, retries=0, report=None, progress=True). With `ssd`, frames are written
-    physically under that directory and `out` becomes a symlink to it.
-    Runner options (see `runner.RunControl`): executor="local"|"ray", ray_address=None,
-    shard=None ("K/N"; default from a SLURM array), dry_run=False, ray_max_retries=3,
-    ray_num_cpus=None, ray_num_gpus=None (or control=RunControl(...)). With Ray, GPU flow
-    runs one task per GPU (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU).
+    jpeg_quality=95, naming="mmaction2", batch_size=None, gpus=None, ssd=None) and of
+    `runner.RunOptions` (workers=None: one per core, or one per GPU for GPU flow; overwrite,
+    retries, report, progress, executor, shard, dry_run, Ray settings; or run=RunOptions(...)).
+    With `ssd`, frames are written physically under that directory and `out` becomes a symlink
+    to it. With Ray, GPU flow runs one task per GPU (`num_gpus=1`; `ray_num_gpus=0.5` puts two
+    on each GPU).
     """
-    control = pop_run_control(options)
+    run = pop_run_options(options)
     opts = make_options(ExtractOptions, src=Path(src), out=Path(out), **options)
-    flow_plan = plan_flow(opts) if opts.wants_flow else None
+    job = _Job(opts, plan_flow(opts) if opts.wants_flow else None, overwrite=run.overwrite)
     items = plan(opts)
-    if opts.ssd is not None and not control.dry_run:
+    if opts.ssd is not None and not run.dry_run:
         link_ssd(opts.ssd, opts.out)
-    gpu = flow_plan is not None and flow_plan.devices[0].startswith("cuda")
-    workers = opts.workers or (len(flow_plan.devices) if gpu else default_workers())
-    setup = partial(_select_device, flow_plan.devices) if gpu else None
-    resources = {"num_cpus": 1}
-    if gpu and control.executor == "ray":
-        # Ray gives each task its own GPU(s) through CUDA_VISIBLE_DEVICES: it is always cuda:0.
-        resources = {"num_cpus": 1, "num_gpus": 1}
-        setup = partial(_select_device, ("cuda:0",))
-    return run_items(
-        "extract-frames", items, run_one, _Job(opts, flow_plan, threads=max(1, default_workers() // workers)),
-        is_done=is_done,
-        workers=workers,
-        overwrite=opts.overwrite,
-        retries=opts.retries,
-        report_path=opts.report_path,
-        progress=opts.progress,
-        rate_key=("frames", "pairs") if opts.wants_flow else "frames",
-        setup=setup,
-        control=control,
-        resources=resources,
-        estimate=estimate,
-    )
+    return run_stage(STAGE, job, run, items)
+
+
+def _workers_per_gpu(job: _Job) -> int | None:
+    # On GPUs: one worker per GPU (each owns its engine); on the CPU: one per core.
+    gpu = job.flow is not None and job.flow.devices[0].startswith("cuda")
+    return len(job.flow.devices) if gpu else None
+
+
+def _resources(job: _Job, run: RunOptions) -> dict[str, float]:
+    gpu = job.flow is not None and job.flow.devices[0].startswith("cuda")
+    # Ray gives each GPU task its own GPU through CUDA_VISIBLE_DEVICES (see setup_worker).
+    return {"num_cpus": 1, "num_gpus": 1} if gpu and run.executor == "ray" else {"num_cpus": 1}
 
 
 # Dry-run size model, measured by benchmarks/plan.py on ../shared/data/videos/mmaction2_demo.mp4
@@ -559,6 +533,14 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     rgb = n if options.wants_rgb else 0
     size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
     return int(size), rgb + 2 * pairs + 1
+
+
+STAGE: Stage[_Job] = Stage(
+    name="extract-frames", plan=lambda job: plan(job.options), is_done=is_done, run_one=run_one,
+    out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
+    estimate=estimate,
+    rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
+)
 
 
 def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg") -> list[str]:

@@ -12,26 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import video
+from ..atomic import cleanup_scratch, commit_file, partial_path
 from ..errors import ConfigError
-from ..layout import (
-    STATE_DIR,
-    check_not_inside,
-    iter_videos,
-    normalize_extensions,
-    nothing_found,
-    partial_path,
-    relative_key,
-)
+from ..layout import check_not_inside, iter_videos, normalize_extensions, nothing_found, relative_key
 from ..options import make_options
-from ..runner import (
-    OK,
-    Item,
-    ItemResult,
-    RunSummary,
-    default_workers,
-    pop_run_control,
-    run_items,
-)
+from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
+from ..runner import Stage, pop_run_options, run_stage
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
@@ -54,11 +40,6 @@ class ResizeOptions:
     remove_dup: bool = False
     no_upscale: bool = False
     keep_audio: bool = False
-    workers: int | None = None  # None: one per core
-    overwrite: bool = False
-    retries: int = 0
-    report: Path | None = None  # None: OUT/.kinetics_prep/resize_report.jsonl
-    progress: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "src", Path(self.src))
@@ -76,16 +57,6 @@ class ResizeOptions:
             raise ConfigError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
         if self.crf is not None and not 0 <= self.crf <= 51:
             raise ConfigError(f"--crf must be within 0..51, got {self.crf}")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
-
-    @property
-    def n_workers(self) -> int:
-        return self.workers or default_workers()
-
-    @property
-    def report_path(self) -> Path:
-        return self.report or self.out / STATE_DIR / "resize_report.jsonl"
 
 
 def plan(options: ResizeOptions) -> list[Item]:
@@ -117,12 +88,19 @@ def is_done(item: Item, options: ResizeOptions) -> bool:
     return item.dst.is_file()
 
 
-def run_one(item: Item, options: ResizeOptions) -> ItemResult:
-    """Re-encode one clip into `<dst>.partial`, then rename it to `<dst>`."""
+def setup_worker(options: ResizeOptions, context: WorkerContext) -> int:
+    """The worker's encoder threads: its share of the cores, at least 2 (x264's frame threads
+    overlap with decoding even on a full machine)."""
+    return max(2, context.threads)
+
+
+def run_one(item: Item, options: ResizeOptions, threads: int) -> ItemResult:
+    """Re-encode one clip into `<dst>.partial`, then rename it over `<dst>` (replacing an old
+    output in one step: there is never a moment without a complete file under the final name)."""
     item.dst.parent.mkdir(parents=True, exist_ok=True)
+    cleanup_scratch(item.dst)
     tmp = partial_path(item.dst)
     container = _H264_CONTAINERS[item.dst.suffix.lower()]
-    threads = max(2, default_workers() // options.n_workers)
     try:
         result = video.reencode(
             item.src, tmp,
@@ -136,7 +114,7 @@ def run_one(item: Item, options: ResizeOptions) -> ItemResult:
             container_format=container,
             threads=threads,
         )
-        os.replace(tmp, item.dst)
+        commit_file(tmp, item.dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -166,29 +144,23 @@ def estimate(item: Item, options: ResizeOptions) -> tuple[int, int]:
     return int(size * SIZE_RATIO), 1
 
 
+STAGE: Stage[ResizeOptions] = Stage(
+    name="resize", plan=plan, is_done=is_done, run_one=run_one, out=lambda o: o.out, setup=setup_worker,
+    estimate=estimate, rate_keys=lambda o: ("frames",),
+)
+
+
 def resize_videos(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> RunSummary:
     """Resize every video under `src` into `out` (same tree, `.mp4`, H.264).
 
     Keyword options are the fields of `ResizeOptions` (short_edge=256, gop=16, level=2, ext=None,
     to_mp4=True, preset="veryfast", crf=None, remove_dup=False, no_upscale=False,
-    keep_audio=False, workers=None, overwrite=False, retries=0, report=None, progress=True).
-    Runner options (see `runner.RunControl`): executor="local"|"ray", ray_address=None,
-    shard=None ("K/N"; default from a SLURM array), dry_run=False, ray_max_retries=3,
-    ray_num_cpus=None, ray_num_gpus=None (or control=RunControl(...)).
+    keep_audio=False) and of `runner.RunOptions` (workers=None, overwrite=False, retries=0,
+    report=None, progress=True, executor="local"|"ray", ray_address=None, shard=None ("K/N";
+    default from a SLURM array), dry_run=False, ray_max_retries=3, ray_num_cpus=None,
+    ray_num_gpus=None; or run=RunOptions(...)).
     Returns the run summary; `summary.exit_code` is 0 only when no clip failed.
     """
-    control = pop_run_control(options)
+    run = pop_run_options(options)
     opts = make_options(ResizeOptions, src=Path(src), out=Path(out), **options)
-    items = plan(opts)
-    return run_items(
-        "resize", items, run_one, opts,
-        is_done=is_done,
-        workers=opts.n_workers,
-        overwrite=opts.overwrite,
-        retries=opts.retries,
-        report_path=opts.report_path,
-        progress=opts.progress,
-        rate_key="frames",
-        control=control,
-        estimate=estimate,
-    )
+    return run_stage(STAGE, opts, run)

@@ -27,18 +27,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
-from ..layout import (
-    FRAME_META_FILE,
-    NAMINGS,
-    PARTIAL_SUFFIX,
-    STATE_DIR,
-    VIDEO_EXTENSIONS,
-    is_hidden,
-    write_text_atomic,
-)
+from ..atomic import PARTIAL_SUFFIX, write_text_atomic
+from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, count_frames
+from ..layout import STATE_DIR, VIDEO_EXTENSIONS, is_hidden
 from ..options import PathLike, make_options, path_tuple
-from ..runner import FAILED, OK, Item, ItemResult, default_workers, run_items
-from .filelist import count_frames
+from ..results import FAILED, OK, Item, ItemResult
+from ..runner import default_workers, run_items
 
 LIST_FORMATS = ("videos", "rawframes", "flow")
 REPORT_NAME = "verify_report.json"
@@ -475,17 +469,6 @@ def _summarise(kind: str, bad: list[tuple[str, str]]) -> Problem:
     return Problem(kind, f"{len(bad)} {what}: {shown}{more}")
 
 
-def _classify(problem: str, default: str) -> str:
-    """The check behind one of `count_frames`' problem texts."""
-    if problem.startswith(f"unreadable {FRAME_META_FILE}") or "names unknown naming" in problem:
-        return "metadata"
-    if "flow pairs on disk" in problem:  # disagrees with the metadata's flow_pairs
-        return "flow_count"
-    if problem.startswith("x and y flow counts differ"):
-        return "flow_xy"
-    return default
-
-
 def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: int | None = None,
                     deep: bool = False, naming: str | None = None) -> tuple[list[Problem], dict[str, int]]:
     """Every check of one frame directory; (problems, counts)."""
@@ -498,35 +481,29 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
         fc = count_frames(path, naming)
     except OSError as e:
         return [Problem("missing", f"cannot list the directory ({e.strerror or e})")], {}
-    problems: list[Problem] = []
-    meta = fc.meta if isinstance(fc.meta, dict) else None
+    meta = fc.meta
     nm = NAMINGS.get(fc.naming)
-    if nm is None or (fc.rgb_problem and fc.rgb_problem == fc.flow_problem
-                      and _classify(fc.rgb_problem, "") == "metadata"):
+    if nm is None or (fc.rgb_kind is CountProblem.METADATA and fc.flow_kind is CountProblem.METADATA):
         return [Problem("metadata", fc.rgb_problem)], {}
-    task = (meta or {}).get("task")
-    step = (meta or {}).get("step", 1)
-    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
-        problems.append(Problem("metadata", f"{FRAME_META_FILE}: step {step!r} is not an integer >= 1"))
-        step = 1
+    problems = [Problem("metadata", why) for why in (meta.problems() if meta is not None else [])]
+    task = meta.task if meta is not None else None
+    step = (meta.valid_step or 1) if meta is not None else 1
     has_flow_files = bool(fc.flow_x or fc.flow_y)
     expect_rgb = want_frames is not None or task in ("both", "rgb") or (task is None and fc.frames > 0)
     expect_flow = want_flow is not None or task in ("both", "flow") or (task is None and has_flow_files)
-    if task is not None and task not in ("both", "rgb", "flow"):
-        problems.append(Problem("metadata", f"{FRAME_META_FILE}: unknown task {task!r}"))
     if not expect_rgb and not expect_flow:
         return [Problem("empty", "no RGB frames and no flow images")], {}
 
     rgb_ok = flow_ok = True
     if expect_rgb and fc.rgb_problem:
         rgb_ok = False
-        problems.append(Problem(_classify(fc.rgb_problem, "rgb"), fc.rgb_problem))
+        problems.append(Problem((fc.rgb_kind or CountProblem.RGB).value, fc.rgb_problem))
     if expect_flow and fc.flow_problem:
         flow_ok = False
-        problems.append(Problem(_classify(fc.flow_problem, "flow"), fc.flow_problem))
+        problems.append(Problem((fc.flow_kind or CountProblem.FLOW).value, fc.flow_problem))
     # flow pairs = frames - step
     if expect_flow and flow_ok:
-        frames = fc.frames if (expect_rgb and rgb_ok) else (meta or {}).get("frames")
+        frames = fc.frames if (expect_rgb and rgb_ok) else (meta.frames if meta is not None else None)
         if isinstance(frames, int) and fc.flow_x != max(0, frames - step):
             problems.append(Problem("flow_count", f"{fc.flow_x} flow pairs, expected frames - step = "
                                                   f"{frames} - {step} = {max(0, frames - step)}"))
@@ -539,8 +516,8 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
     prefixes = ([nm.rgb_prefix()] if expect_rgb else []) + (list(nm.flow_prefixes()) if expect_flow else [])
     names = sorted(n for n in os.listdir(path) if n.startswith(tuple(prefixes)) and not is_hidden(n))
     want_size = None
-    if meta and isinstance(meta.get("width"), int) and isinstance(meta.get("height"), int):
-        want_size = (meta["width"], meta["height"])
+    if meta is not None and isinstance(meta.width, int) and isinstance(meta.height, int):
+        want_size = (meta.width, meta.height)
     unreadable: list[tuple[str, str]] = []
     sizes: dict[str, tuple[int, int]] = {}
     base = os.fspath(path)

@@ -1,0 +1,111 @@
+"""One run per output root and shard at a time.
+
+`output_lock(root, shard)` takes an exclusive POSIX lock (fcntl, which local disks and NFS v4
+honour) on `ROOT/.kinetics_prep/run.lock` -- or, for shard K of N, a shared lock on that file
+plus an exclusive one on `run.shard-K-of-N.lock`, so the shards of one output (a SLURM array)
+run side by side while a second run of the same shard, or a whole run beside a sharded one, is
+refused. The refusal is one line naming the holder (pid, host, start time). The kernel drops the
+lock of a process that dies, so a killed run's lock is simply taken over by the next one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputError
+
+from .layout import STATE_DIR
+LOCK_NAME = "run.lock"
+
+# POSIX locks belong to a process: a second lock from this same process would silently succeed,
+# so the paths this process holds are remembered here.
+_HELD: set[str] = set()
+_HELD_GUARD = threading.Lock()
+
+
+def lock_path(root: Path, shard_tag: str | None = None) -> Path:
+    name = f"run.{shard_tag}.lock" if shard_tag else LOCK_NAME
+    return root / STATE_DIR / name
+
+
+@contextmanager
+def output_lock(root: str | os.PathLike, shard_tag: str | None = None, *, what: str = "output") -> Iterator[None]:
+    """Hold the run lock of `root` (and shard) for the duration of the block."""
+    root = Path(root)
+    with ExitStack() as stack:
+        shared = shard_tag is not None
+        stack.enter_context(_lock(lock_path(root, None), shared=shared, root=root, what=what))
+        if shard_tag is not None:
+            stack.enter_context(_lock(lock_path(root, shard_tag), shared=False, root=root, what=what))
+        yield
+
+
+@contextmanager
+def _lock(path: Path, *, shared: bool, root: Path, what: str) -> Iterator[None]:
+    key = os.path.realpath(path.parent) + "/" + path.name
+    with _HELD_GUARD:
+        if key in _HELD and not shared:
+            raise OutputError(f"{root}: this process is already writing this {what}")
+        fresh = key not in _HELD
+        _HELD.add(key)
+    fd = -1
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot create the run lock {path}: {e.strerror or e}") from e
+        try:
+            fcntl.lockf(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _describe_holder(fd)
+            raise OutputError(f"{root}: another run is writing this {what} ({holder}); wait for it to "
+                              f"finish or stop it, then rerun (lock: {path})") from e
+        if not shared:
+            _record_holder(fd)
+        try:
+            yield
+        finally:
+            if not shared:
+                _clear_holder(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)  # closing releases the lock
+        if fresh:
+            with _HELD_GUARD:
+                _HELD.discard(key)
+
+
+def _record_holder(fd: int) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())}
+    data = (json.dumps(info) + "\n").encode()
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError:
+        pass  # the lock holds without the note (e.g. a full disk); refusals then say less
+
+
+def _clear_holder(fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+
+
+def _describe_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        # No note: the holders are shard runs (shared locks leave none).
+        return "one or more --shard runs of it"

@@ -1,0 +1,122 @@
+"""Items in, results out: the values every layer above passes around. Pure data, no I/O.
+
+- `Item`: one unit of work (a clip, a frame directory) and where its output goes;
+- `ItemResult`: what became of it (ok / skipped / failed, counts, the one-line error);
+- `RunSummary`: the tally of a run (counts, failures, shard, the dry-run plan);
+- `DryRunPlan`: what a dry run found to do.
+
+Presentation (`reports.format_summary`) and execution (`executors`, `runner`) import this module;
+it imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+STATUSES: tuple[str, ...] = (OK, SKIPPED, FAILED)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work: a clip (or frame directory) and where its output goes."""
+
+    key: str  # stable identity, e.g. "class/clip.mp4" relative to the source root
+    src: Path
+    dst: Path
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    key: str
+    status: str  # ok | skipped | failed
+    seconds: float = 0.0
+    output: str | None = None
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. frames, pairs
+    note: str | None = None  # something a user should know about an ok item
+    attempts: int = 1
+    bytes: int | None = None  # size of the output (the executor measures it when the stage does not)
+
+    def to_json(self) -> str:
+        """One report line (no newline inside: errors are single lines)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {})}, ensure_ascii=False)
+
+
+@dataclass
+class DryRunPlan:
+    """What a run would do (`dry_run`)."""
+
+    todo: list[str] = field(default_factory=list)  # keys
+    done: int = 0
+    failed_before: dict[str, str] = field(default_factory=dict)  # key -> error, among `todo`
+    est_bytes: int | None = None  # None: the stage has no estimator
+    est_files: int | None = None
+    previous_report: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """The tally of one run of a stage. `exit_code`: 0 when nothing failed, 1 when an item
+    failed, 130 when interrupted. Human text: `reports.format_summary(summary)`."""
+
+    stage: str
+    total: int = 0
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0  # output size of the ok items
+    report_path: str | None = None
+    failures: list[ItemResult] = field(default_factory=list)
+    interrupted: bool = False
+    rate_keys: tuple[str, ...] = ()  # counts shown per second in the summary
+    shard: str | None = None  # "K/N" when this run did one shard
+    all_items: int | None = None  # items of the whole stage (before sharding)
+    executor: str = "local"
+    plan: DryRunPlan | None = None  # set by a dry run (nothing was executed)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.plan is not None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+    def add(self, result: ItemResult) -> None:
+        if result.status == OK:
+            self.ok += 1
+            for k, v in result.counts.items():
+                self.counts[k] = self.counts.get(k, 0) + v
+            self.bytes += result.bytes or 0
+        elif result.status == SKIPPED:
+            self.skipped += 1
+        else:
+            self.failed += 1
+            self.failures.append(result)
+
+    def rates(self) -> dict[str, float]:
+        secs = max(self.seconds, 1e-9)
+        return {k: v / secs for k, v in self.counts.items()}
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What the executor tells a stage's worker set-up about the worker it runs in.
+
+    slot: this worker's number, 0..workers-1 (a stage maps it to a GPU: slot % GPUs);
+    workers: how many run at once; threads: cores this worker may keep busy (cores // workers,
+    at least 1); executor: "serial", "pool" or "ray"; overwrite: the run redoes finished items.
+    """
+
+    slot: int = 0
+    workers: int = 1
+    threads: int = 1
+    executor: str = "serial"
+    overwrite: bool = False

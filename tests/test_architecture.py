@@ -1,0 +1,114 @@
+"""The package's layering, checked from its source: no import cycles, stages that know nothing of
+processes, one reader/writer of the frame-directory metadata."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kinetics_prep"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Package modules imported anywhere in the file (function-level imports included)."""
+    mod = _module_name(path)
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.startswith("kinetics_prep"))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for mod, path in files.items():
+        # "from . import video" names a module; "from .x import name" names module x.
+        graph[mod] = {t for t in _imports(path) if t in files and t != mod}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            # A package's __init__ re-exporting its submodules is not a cycle of logic.
+            if n.startswith(m + ".") or m.startswith(n + "."):
+                continue
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycles():
+    cycle = _cycle(_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_stages_know_nothing_of_processes_devices_or_threads():
+    banned = ("_identity", "current_process", "multiprocess", "import ray", "default_workers",
+              "sched_getaffinity", "cpu_count")
+    for path in (PACKAGE / "stages").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name == "verify.py":  # verify sizes its own pool of checks (it writes nothing)
+            text = text.replace("default_workers", "")
+        for word in banned:
+            assert word not in text, f"{path.name} mentions {word!r}"
+
+
+def test_metadata_file_has_one_owner():
+    for p in PACKAGE.rglob("*.py"):
+        text = p.read_text(encoding="utf-8")
+        if p.name != "framedir.py":
+            assert '"kinetics_prep.json"' not in text, p
+            # opening the metadata file (by its constant) happens only in framedir
+            assert "/ FRAME_META_FILE" not in text and "/ META_FILE" not in text, p
+            assert "json.dump(meta" not in text, p
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys, kinetics_prep.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'triton', 'ray', 'yt_dlp', 'lmdb') if m in sys.modules]\n"
+            "print('HEAVY:' + ','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "HEAVY:", out
