@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .atomic import PARTIAL_SUFFIX, partial_path, write_text_atomic  # noqa: F401  (re-exported)
+from .atomic import PARTIAL_SUFFIX, is_scratch_name, partial_path, write_text_atomic  # noqa: F401  (re-exported)
 from .errors import ConfigError, InputError, OutputError
 
 VIDEO_EXTENSIONS = frozenset(
@@ -54,10 +54,14 @@ def iter_videos(src: Path, level: int, exts: frozenset[str]) -> Iterator[Path]:
         Path(e.path) for e in os.scandir(src) if e.is_dir() and not is_hidden(e.name)
     )
     for d in dirs:
+        # Everything named like a video is an item, also a broken symlink or a directory called
+        # "x.mp4": those are bad inputs, reported by name as failed items, never skipped silently.
         files = sorted(
             e.name
             for e in os.scandir(d)
-            if e.is_file() and not is_hidden(e.name) and os.path.splitext(e.name)[1].lower() in exts
+            if not is_hidden(e.name) and not is_scratch_name(e.name)
+            and os.path.splitext(e.name)[1].lower() in exts
+            and (e.is_file() or e.is_dir() or not os.path.exists(e.path))
         )
         for name in files:
             yield d / name

@@ -35,6 +35,10 @@ def open_video(path: str | os.PathLike) -> Iterator[av.container.InputContainer]
     """Open a container for reading; errors become ProbeError naming the file."""
     p = os.fspath(path)
     if not os.path.isfile(p):
+        if os.path.islink(p) and not os.path.exists(p):
+            raise ProbeError(f"{p}: broken symlink (to {os.readlink(p)})")
+        if os.path.isdir(p):
+            raise ProbeError(f"{p}: a directory, not a video file")
         raise ProbeError(f"{p}: no such file")
     if os.path.getsize(p) == 0:
         raise ProbeError(f"{p}: empty file (0 bytes)")
