@@ -21,8 +21,9 @@ The public API is the same set of functions the command line calls, in pipeline 
     preview(input, output, **options)                -> Path                  # preview
     run_demo(out)                                    -> int                   # demo
 
-plus RunControl(executor=, ray_address=, shard=, dry_run=, ...): the runner options of every
-per-clip stage (also accepted as keyword options by resize_videos / extract_frames),
+plus RunOptions(workers=, overwrite=, retries=, report=, progress=, executor=, shard=, dry_run=,
+...): the runner options of every per-clip stage (also accepted as keyword options by
+resize_videos / extract_frames; RunControl is its former name), format_summary(summary),
 load_annotations / write_annotations, Clip, LabelMap, read_label_map / write_label_map, and
 the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 
@@ -65,8 +66,9 @@ from .layout import link_ssd
 from .machine import DoctorResult, doctor
 from .pipeline import PrepareResult, load_config, prepare
 from .preview_sheet import preview
-from .reports import MergeResult, merge_reports
-from .runner import ItemResult, RunControl, RunSummary
+from .reports import MergeResult, format_summary, merge_reports
+from .results import ItemResult, RunSummary
+from .runner import RunControl, RunOptions
 from .stages.arrange import arrange_clips, rename_classes
 from .stages.filelist import build_file_lists
 from .stages.frames import ExtractOptions, extract_frames
@@ -109,6 +111,8 @@ __all__ = [
     "MergeResult",
     "PrepareResult",
     "RunControl",
+    "RunOptions",
+    "format_summary",
     "load_config",
     "merge_reports",
     "prepare",
