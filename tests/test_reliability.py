@@ -152,3 +152,74 @@ def test_label_map_line_with_edge_spaces_rejected(tmp_path):
         read_label_map(path)
     path.write_text("abseiling\nair drumming\nzumba\n\n")  # blank lines at the end stay fine
     assert read_label_map(path).names == ("abseiling", "air drumming", "zumba")
+
+
+# ------------------------------------------------------------ #6: cut-off Matroska / WebM fail everywhere
+
+import glob  # noqa: E402
+
+from conftest import real_video, require_shared  # noqa: E402
+
+from kinetics_prep import extract_frames, preview, resize_videos, verify, video  # noqa: E402
+from kinetics_prep.errors import DecodeError  # noqa: E402
+from kinetics_prep.synthetic import ClipSpec, write_clip  # noqa: E402
+
+
+def _first_half(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+@pytest.fixture
+def half_pancake(tmp_path) -> Path:
+    # 150 of 310 frames decode cleanly; only the Matroska header remembers 10.38 s.
+    return _first_half(real_video("decord_flipping_a_pancake.mkv"), tmp_path / "src" / "cls" / "pancake.mkv")
+
+
+def test_cut_off_mkv_fails_resize(half_pancake, tmp_path):
+    summary = resize_videos(tmp_path / "src", tmp_path / "out", progress=False)
+    assert (summary.ok, summary.failed) == (0, 1)
+    assert "pancake.mkv" in summary.failures[0].error and "cut off" in summary.failures[0].error
+    assert not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_cut_off_mkv_fails_extract_frames(half_pancake, tmp_path):
+    summary = extract_frames(tmp_path / "src", tmp_path / "out", task="rgb", progress=False, workers=1)
+    assert (summary.ok, summary.failed) == (0, 1)
+    assert "cut off" in summary.failures[0].error
+    assert not (tmp_path / "out" / "cls" / "pancake").exists()
+
+
+def test_cut_off_mkv_fails_preview(half_pancake, tmp_path):
+    with pytest.raises(DecodeError, match="pancake.mkv: cut off"):
+        preview(half_pancake, tmp_path / "p.png", frames=2, flow_type="farneback")
+
+
+def test_cut_off_mkv_fails_verify_deep_and_fast(half_pancake, tmp_path):
+    for deep in (False, True):
+        res = verify(tmp_path / "src", deep=deep, progress=False, report=tmp_path / f"r{deep}.json", workers=1)
+        assert res.exit_code == 1, deep
+        (problems,) = res.problems.values()
+        assert any("cut off" in p.message for p in problems), problems
+
+
+def test_cut_off_webm_fails_verify_deep(tmp_path):
+    full = write_clip(tmp_path / "full.webm", ClipSpec(64, 48, frames=720, fps=24, codec="libvpx-vp9"))
+    half = _first_half(full, tmp_path / "root" / "cls" / "half.webm")
+    assert video.check_decodable(full, deep=True).frames == 720
+    with pytest.raises(DecodeError, match="half.webm: cut off: frames stop at 1[45]"):
+        video.check_decodable(half, deep=True)
+    res = verify(tmp_path / "root", deep=True, progress=False, report=tmp_path / "r.json", workers=1)
+    assert res.exit_code == 1
+
+
+def test_complete_real_clips_still_pass_every_check():
+    require_shared("videos")
+    for path in sorted(glob.glob(str(require_shared("videos") / "*"))):
+        if path.endswith("decord_corrupted.mp4"):
+            continue
+        for deep in (False, True):
+            video.check_decodable(path, deep=deep)
+        assert sum(1 for _ in video.iter_frames(path, short_edge=64)) > 0

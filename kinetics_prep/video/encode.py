@@ -22,6 +22,7 @@ from ._core import (
     _output,
     _reason,
     _video_stream,
+    check_not_cut_off,
     open_video,
 )
 from .geometry import output_size
@@ -99,12 +100,16 @@ def reencode(
 
             # Decoding runs in a thread (PyAV releases the GIL) so it overlaps with encoding,
             # as in the ffmpeg command line's threaded pipeline.
+            last = first
             for kind, frame in prefetch(itertools.chain([("video", first)], decoded), 16):
                 if kind == "audio":
                     audio.add(frame)  # type: ignore[union-attr]
                     continue
                 frames_in += 1
+                last = frame
                 encode_video(filt.push(frame))
+            # Before the last frames are flushed into `dst`: a cut-off source is a failed item.
+            check_not_cut_off(s, inp, vin, last)
             encode_video(filt.push(None))
             out.mux(vout.encode(None))
             if audio is not None:
