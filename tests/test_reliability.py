@@ -157,6 +157,7 @@ def test_label_map_line_with_edge_spaces_rejected(tmp_path):
 # ------------------------------------------------------------ #6: cut-off Matroska / WebM fail everywhere
 
 import glob  # noqa: E402
+import os  # noqa: E402
 
 from conftest import real_video, require_shared  # noqa: E402
 
@@ -223,3 +224,138 @@ def test_complete_real_clips_still_pass_every_check():
         for deep in (False, True):
             video.check_decodable(path, deep=deep)
         assert sum(1 for _ in video.iter_frames(path, short_edge=64)) > 0
+
+
+# ------------------------------------------------------------ #9: resize gives the same bytes every run
+
+import hashlib  # noqa: E402
+import random  # noqa: E402
+
+
+def _damaged_copy(src: Path, dst: Path, seed: int = 3) -> Path:
+    """`src` with 30 runs of 8 random bytes in its media data (headers intact): still decodes,
+    with concealed errors, like a clip damaged in transfer."""
+    data = bytearray(src.read_bytes())
+    rng = random.Random(seed)
+    for _ in range(30):
+        i = rng.randrange(60_000, len(data) - 1000)
+        data[i : i + 8] = bytes(rng.randrange(256) for _ in range(8))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*.mp4"))}
+
+
+def test_resize_is_byte_reproducible(tmp_path):
+    src = tmp_path / "src" / "cls"
+    src.mkdir(parents=True)
+    for name in ("mmaction2_demo.mp4", "decord_flipping_a_pancake.mkv", "mmaction2_test.avi",
+                 "moviepy_no_duration.webm"):
+        os.symlink(real_video(name), src / name)
+    damaged = _damaged_copy(real_video("mmaction2_demo.mp4"), src / "damaged.mp4")
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        summary = resize_videos(tmp_path / "src", out, progress=False, workers=1)
+        assert summary.failed == 0, summary.failures
+        runs.append(_digests(out))
+    assert len(runs[0]) == 5 and runs[0] == runs[1]
+    # Decoder threads concealed the damage differently almost every run (5 of 6 runs
+    # distinct): a few more runs of that clip alone.
+    seen = {runs[0]["cls/damaged.mp4"]}
+    for i in range(4):
+        video.reencode(damaged, tmp_path / f"again{i}.mp4")
+        seen.add(hashlib.sha256((tmp_path / f"again{i}.mp4").read_bytes()).hexdigest())
+    assert len(seen) == 1
+
+
+# ------------------------------------------------------------ #5: a damaged archive never blocks download
+
+import json  # noqa: E402
+
+from fake_http import FakeServer, Serving, make_tar  # noqa: E402
+
+from kinetics_prep.acquire import download_videos  # noqa: E402
+from kinetics_prep.acquire.archives import extract_flat  # noqa: E402
+
+K400 = "/kinetics/400"
+
+
+@pytest.fixture
+def one_part_server():
+    good = make_tar([("train/aaaaaaaaaaa_000001_000011.mp4", random.Random(1).randbytes(40_000)),
+                     ("train/bbbbbbbbbbb_000002_000012.mp4", random.Random(2).randbytes(40_000))], gz=True)
+    fake = FakeServer()
+    fake.files[f"{K400}/val/part_0.tar.gz"] = good
+    fake.files[f"{K400}/val/k400_val_path.txt"] = b"https://s3.amazonaws.com/kinetics/400/val/part_0.tar.gz\n"
+    with Serving(fake) as server:
+        server.good = good  # type: ignore[attr-defined]
+        yield server
+
+
+def _download(server, root):
+    return download_videos("kinetics400", "val", root, mirror=server.base, connections=1, progress=False,
+                           backoff=0.0, timeout=10.0)
+
+
+def _ledger(root):
+    return json.loads((root / ".kinetics_prep" / "download_kinetics400_val.json").read_text())["entries"]
+
+
+def test_damaged_archive_recorded_by_an_earlier_run_is_fetched_again(one_part_server, tmp_path):
+    # What the old code left behind: a short archive recorded as downloaded with its sha256.
+    server, root = one_part_server, tmp_path / "k400"
+    short = server.good[: len(server.good) * 6 // 10]
+    archive = root / "archives" / "val" / "part_0.tar.gz"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(short)
+    state = root / ".kinetics_prep" / "download_kinetics400_val.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"dataset": "kinetics400", "split": "val", "entries": {"part_0.tar.gz": {
+        "downloaded": True, "size": len(short), "sha256": hashlib.sha256(short).hexdigest(),
+        "url": "x", "etag": None}}}))
+    summary = _download(server, root)
+    assert summary.ok, summary.lines()
+    assert len(server.requests("GET", f"{K400}/val/part_0.tar.gz")) == 1
+    assert sorted(p.name for p in (root / "videos_raw_val").iterdir()) == [
+        "aaaaaaaaaaa_000001_000011.mp4", "bbbbbbbbbbb_000002_000012.mp4"]
+    entry = _ledger(root)["part_0.tar.gz"]
+    assert entry["extracted"] and entry["sha256"] == hashlib.sha256(server.good).hexdigest()
+
+
+def test_archive_damaged_on_the_server_is_reported_never_recorded_good(one_part_server, tmp_path):
+    server, root = one_part_server, tmp_path / "k400"
+    # The server itself holds a short file (and announces its short size): fetched twice, then
+    # reported with what to do.
+    server.files[f"{K400}/val/part_0.tar.gz"] = server.good[: len(server.good) * 6 // 10]
+    summary = _download(server, root)
+    assert not summary.ok
+    (failed,) = summary.failed
+    assert "still cannot be extracted after downloading it again" in failed.error
+    assert "--mirror" in failed.error and "\n" not in failed.error
+    assert len(server.requests("GET", f"{K400}/val/part_0.tar.gz")) == 2
+    entry = _ledger(root)["part_0.tar.gz"]
+    assert not entry.get("downloaded") and not entry.get("extracted")
+    assert not (root / "archives" / "val" / "part_0.tar.gz").exists()
+    # Once the server is right again, a plain rerun completes.
+    server.files[f"{K400}/val/part_0.tar.gz"] = server.good
+    server.clear_log()
+    again = _download(server, root)
+    assert again.ok, again.lines()
+    assert _ledger(root)["part_0.tar.gz"]["extracted"]
+
+
+# ------------------------------------------------------------ #11: two members, one file name
+
+def test_two_members_with_one_file_name_are_a_reported_conflict(tmp_path):
+    tar = tmp_path / "p.tar"
+    tar.write_bytes(make_tar([("a/x_000001_000011.mp4", b"first"), ("b/x_000001_000011.mp4", b"second")], gz=False))
+    report = extract_flat(tar, tmp_path / "out")
+    assert (tmp_path / "out" / "x_000001_000011.mp4").read_bytes() == b"first"
+    assert report.written == 1
+    ((member, reason),) = report.refused
+    assert member == "b/x_000001_000011.mp4" and "a/x_000001_000011.mp4" in reason

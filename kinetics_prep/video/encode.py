@@ -62,7 +62,9 @@ def reencode(
     """
     s, d = os.fspath(src), os.fspath(dst)
     with open_video(s) as inp:
-        vin = _video_stream(inp, threads)
+        # One decoder thread: same input, same bytes, even for damaged input (see _video_stream).
+        # Decoding runs beside the encoder (prefetch below), so it costs little.
+        vin = _video_stream(inp, threads, exact=True)
         ain = inp.streams.audio[0] if (keep_audio and inp.streams.audio) else None
         packets = inp.demux([vin] + ([ain] if ain is not None else []))
         decoded = _decode_packets(packets, vin, s)
