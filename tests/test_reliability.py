@@ -359,3 +359,32 @@ def test_two_members_with_one_file_name_are_a_reported_conflict(tmp_path):
     assert report.written == 1
     ((member, reason),) = report.refused
     assert member == "b/x_000001_000011.mp4" and "a/x_000001_000011.mp4" in reason
+
+
+# ------------------------------------------------------------ #11: no empty class folder left behind
+
+from kinetics_prep.stages.arrange import arrange_clips  # noqa: E402
+
+
+def test_arrange_leaves_no_empty_class_folder_when_every_clip_of_a_class_fails(tmp_path, monkeypatch):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for yid in ("aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"):
+        (flat / f"{yid}_000000_000010.mp4").write_bytes(b"x")
+    ann = tmp_path / "kinetics_train.csv"
+    ann.write_text("label,youtube_id,time_start,time_end,split\n"
+                   "abseiling,aaaaaaaaaaa,0,10,train\nabseiling,bbbbbbbbbbb,0,10,train\n"
+                   "zumba,ccccccccccc,0,10,train\n")
+    real_symlink = os.symlink
+
+    def failing_symlink(src, dst, *a, **k):
+        if "abseiling" in str(dst):
+            raise OSError(28, "No space left on device")
+        return real_symlink(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "symlink", failing_symlink)
+    dst = tmp_path / "dst"
+    res = arrange_clips(flat, dst, [ann])
+    assert res.splits["train"].failed == 2
+    assert not (dst / "abseiling").exists()
+    assert (dst / "zumba" / "ccccccccccc_000000_000010.mp4").is_symlink()
