@@ -17,20 +17,25 @@ def prefetch(iterable: Iterable[T], size: int) -> Iterator[T]:
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
+    def put(x: object) -> bool:
+        # Never block for good: once the consumer has stopped (returned early or raised), it
+        # sets `stop` and joins this thread, and nobody will ever take from a full queue again.
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for x in iterable:
-                while not stop.is_set():
-                    try:
-                        q.put(x, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(x):
                     return
-            q.put(_END)
+            put(_END)
         except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put(e)
+            put(e)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()

@@ -233,6 +233,20 @@ def _check_youtube_id(youtube_id: str) -> str:
     return youtube_id
 
 
+def _check_label_text(label: str) -> None:
+    """A label becomes a directory name and one line of a label map: a line break inside it or
+    spaces around it would give a class that no list or label map can name back."""
+    if any(c in label for c in _LINE_BREAKS):
+        raise ValueError(f"label {label!r} contains a line break")
+    if label != label.strip():
+        raise ValueError(f"label {label!r} has leading or trailing spaces")
+
+
+# What str.splitlines() splits on: any of these inside a label would split a label-map line.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_LINE_BREAKS_SET = frozenset(_LINE_BREAKS)
+
+
 def _make_clip(youtube_id: str, start: object, end: object, label: str | None, split: str | None) -> Clip:
     youtube_id = _check_youtube_id(youtube_id.strip())
     s = _parse_time(start, "time_start")
@@ -243,6 +257,8 @@ def _make_clip(youtube_id: str, start: object, end: object, label: str | None, s
         if split != "test":
             raise ValueError("empty label")
         label = None
+    if label is not None:
+        _check_label_text(label)
     return Clip(youtube_id, s, e, label, split)
 
 
@@ -312,7 +328,8 @@ def _read_csv(
                     # checking constructor, which also produces the error message.
                     start, end = int(row[i_s]), int(row[i_e])
                     if not (0 <= start < end and label and yid and _BAD_ID_CHARS.isdisjoint(yid)
-                            and yid.strip() == yid and yid not in (".", "..")):
+                            and yid.strip() == yid and yid not in (".", "..")
+                            and label.strip() == label and _LINE_BREAKS_SET.isdisjoint(label)):
                         raise ValueError
                     clip = Clip(yid, start, end, label, split)
                 except ValueError:
@@ -351,6 +368,10 @@ def _read_json(
         top = json.loads(text, object_pairs_hook=lambda pairs: pairs)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e
+    except RecursionError as e:
+        # json's decoder recurses once per level: thousands of nested brackets exhaust the
+        # stack. No Kinetics file nests deeper than three levels.
+        raise AnnotationError(f"{path}: JSON nested too deeply to read (not a Kinetics annotation file)") from e
     if not isinstance(top, list) or (top and not isinstance(top[0], tuple)):
         raise AnnotationError(f"{path}:1: expected a JSON object {{youtube_id: {{...}}}}")
     file_split = default_split if default_split is not None else _split_from_filename(path)
@@ -600,7 +621,8 @@ def read_label_map(path: PathLike) -> LabelMap:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise InputError(f"cannot read label map {path}: {e}") from e
-    lines = [ln.strip() for ln in text.splitlines()]
+    raw = text.splitlines()
+    lines = [ln.strip() for ln in raw]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
@@ -608,6 +630,10 @@ def read_label_map(path: PathLike) -> LabelMap:
     for i, ln in enumerate(lines, 1):
         if not ln:
             raise AnnotationError(f"{path}:{i}: blank line inside the label map (ids would shift)")
+        if ln != raw[i - 1]:
+            # Stripping silently would give a class the annotations never name (or, for an
+            # "id name" line, hide a stray space that the training side keeps).
+            raise AnnotationError(f"{path}:{i}: label {raw[i - 1]!r} has leading or trailing spaces")
     matches = [_ID_NAME_RE.match(ln) for ln in lines]
     if all(matches):
         ids = [int(m.group(1)) for m in matches]  # type: ignore[union-attr]

@@ -143,11 +143,128 @@ def load_config(path: str | os.PathLike) -> PrepareConfig:
         raise InputError(f"cannot read config {path}: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:  # TOML is UTF-8 by definition; tomllib lets this one through
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); TOML files are UTF-8") from e
     return parse_config(data, path)
+
+
+def _check_type(where: str, value: Any, want: type | tuple[type, ...], what: str) -> None:
+    # bool is an int to isinstance; a config's `workers = true` is a mistake, not 1.
+    ok = isinstance(value, want) and not (isinstance(value, bool) and bool not in _as_tuple(want))
+    if not ok:
+        names = " or ".join("none" if t is type(None) else t.__name__ for t in _as_tuple(want))
+        raise ConfigError(f"{where}{what} must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _as_tuple(want: type | tuple[type, ...]) -> tuple[type, ...]:
+    return want if isinstance(want, tuple) else (want,)
+
+
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "Path": (str,),
+    "os.PathLike": (str,), "PathLike": (str,), "None": (type(None),),
+}
+
+
+def _types_of(annotation: Any, default: Any) -> tuple[type, ...] | None:
+    """TOML types a value may have, from an option's annotation ("int | None") or, without one,
+    its default; None when the annotation is not a plain union of simple types (not checked)."""
+    if isinstance(annotation, str) and annotation:
+        out: list[type] = []
+        for part in annotation.split("|"):
+            types = _SIMPLE_TYPES.get(part.strip().strip("'\""))
+            if types is None:
+                return None
+            out.extend(types)
+        return tuple(dict.fromkeys(out))
+    for t in (bool, int, float, str):  # bool first: it is an int to isinstance
+        if isinstance(default, t):
+            return _SIMPLE_TYPES[t.__name__]
+    return None
+
+
+def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
+    """Each stage's option types (its API's keyword parameters and dataclass fields), used to
+    check a config value's type before anything runs."""
+    from .acquire import download_annotations, download_videos, download_youtube
+    from .stages.arrange import ArrangeOptions
+    from .stages.filelist import FileListOptions
+    from .stages.resize import ResizeOptions
+
+    def kw(fn: Callable[..., Any]) -> dict[str, tuple[type, ...] | None]:
+        params = inspect.signature(fn).parameters.items()
+        return {n: _types_of(p.annotation if p.annotation is not p.empty else None, p.default)
+                for n, p in params if p.kind is p.KEYWORD_ONLY}
+
+    def dc(cls: type) -> dict[str, tuple[type, ...] | None]:
+        return {f.name: _types_of(f.type, f.default) for f in fields(cls)}
+
+    control = dc(RunControl)
+    out = {
+        "annotations": kw(download_annotations),
+        "download": {**kw(download_youtube), **kw(download_videos)},
+        "arrange": dc(ArrangeOptions),
+        "resize": {**dc(ResizeOptions), **control},
+        "file-list": dc(FileListOptions),
+    }
+    try:
+        from .stages.verify import VerifyOptions
+
+        out["verify"] = dc(VerifyOptions)
+    except ImportError:  # pragma: no cover - a build without the verify stage
+        out["verify"] = {}
+    try:
+        from .stages.frames import ExtractOptions
+
+        out["extract-frames"] = {**dc(ExtractOptions), **control}
+    except ImportError:  # pragma: no cover - a build without the frames stage
+        out["extract-frames"] = {}
+    return out
+
+
+def _check_value_types(data: Mapping[str, Any], where: str) -> None:
+    """A wrongly typed value (`root = 5`, `workers = "4"`) is a ConfigError naming the section
+    and key, found before any work starts, instead of a TypeError deep inside a stage."""
+    for name, section in data.items():
+        _check_type(where, section, Mapping, f"[{name}]")
+    ds = data.get("dataset", {})
+    for key in ("name", "root"):
+        if key in ds:
+            _check_type(where, ds[key], str, f"[dataset] {key}")
+    for key in ("splits", "stages"):
+        if key in ds:
+            _check_type(where, ds[key], list, f"[dataset] {key}")
+            for v in ds[key]:
+                _check_type(where, v, str, f"[dataset] {key} entries")
+    for key, value in data.get("layout", {}).items():
+        _check_type(where, value, str, f"[layout] {key}")
+    files = data.get("annotations", {}).get("files")
+    if isinstance(files, Mapping):
+        for split, value in files.items():
+            _check_type(where, value, str, f"[annotations] files.{split}")
+    types = _stage_types()
+    runner_types: dict[str, tuple[type, ...] | None] = {}
+    for stage in ("resize", "extract-frames"):
+        runner_types.update({k: v for k, v in types[stage].items() if k in RUNNER_KEYS})
+    tables = [("runner", data.get("runner", {}), runner_types)]
+    tables += [(_section(st), data.get(_section(st), {}), types.get(st, {})) for st in STAGES]
+    for section, table, known in tables:
+        for key, value in table.items():
+            want = (bool,) if key == "skip" else known.get(key)
+            if want is not None:  # unknown keys are reported by parse_config, by name
+                _check_type(where, value, want, f"[{section}] {key}")
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> PrepareConfig:
     where = f"{path}: " if path else ""
+    _check_value_types(data, where)
+    try:
+        return _parse_config(data, path, where)
+    except TypeError as e:  # a type the checks above do not know, met by an option class
+        raise ConfigError(f"{where}a value has the wrong type: {e}") from e
+
+
+def _parse_config(data: Mapping[str, Any], path: Path | None, where: str) -> PrepareConfig:
     known_sections = {"dataset", "layout", "runner"} | {_section(s) for s in STAGES}
     unknown = set(data) - known_sections
     if unknown:

@@ -5,7 +5,8 @@
 - Members are never extracted by their own path. Only regular files are written, by base name,
   into one flat folder; absolute names, names with a ``..`` component, links and devices are
   refused and reported (the rest of the archive goes on); macOS ``._*`` / ``.DS_Store`` /
-  ``__MACOSX`` entries are skipped.
+  ``__MACOSX`` entries are skipped. Two members with the same base name are a conflict: the
+  first is kept and the second refused, naming both.
 - Each file is written as ``<name>.partial`` and renamed, so a killed extraction leaves no
   truncated file under a final name.
 """
@@ -88,6 +89,7 @@ def extract_flat(
     fmt = detect_format(archive)
     dest.mkdir(parents=True, exist_ok=True)
     report = ExtractReport()
+    written: dict[Path, str] = {}  # final path -> the member written there by this archive
     mode = "r|gz" if fmt == "gzip" else "r|"
     try:
         with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode=mode) as tar:
@@ -114,6 +116,11 @@ def extract_flat(
                 if final is None:
                     report.skipped += 1
                     continue
+                if final in written:
+                    # Flattening maps both to one file: keep the first, never let the second
+                    # silently replace it.
+                    report.refused.append((name, f"same file name as {written[final]!r}, kept that one"))
+                    continue
                 src = tar.extractfile(member)
                 if src is None:  # pragma: no cover - isfile() members always have data
                     report.refused.append((name, "no data"))
@@ -129,6 +136,7 @@ def extract_flat(
                 if final.exists():
                     report.overwritten += 1
                 os.replace(tmp, final)
+                written[final] = name
                 report.written += 1
                 report.bytes += member.size
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:

@@ -9,6 +9,8 @@ ROOT layout (ROOT = --root, e.g. data/kinetics400):
 
 A part is done when the ledger says `extracted`; a rerun skips it without any request. A part
 that was downloaded but not extracted is re-verified against its recorded SHA-256 before use.
+A part that fails to extract is forgotten and fetched once more (sized by a fresh HEAD); if that
+copy fails too, the part is reported as failed with what to do, and never recorded as good.
 Parts download in parallel (one connection each, `connections` at a time) and each is
 extracted and (unless `keep_archives`) deleted as soon as it is verified.
 """
@@ -274,6 +276,24 @@ def download_videos(
     # 4. download + verify + extract, `connections` parts at a time
     bar = _Bar(progress, sum(infos[u].size for u in jobs), sum(have.values()), f"{src.name} {split}")  # type: ignore[misc]
 
+    def download(url: str, name: str, archive: Path, size: int | None, etag: str | None) -> tuple[int, str]:
+        """Fetch one part (verified against `size`) and record it as downloaded, not yet good."""
+        res = http.fetch(
+            url, archive, expected_size=size, etag=etag, policy=policy, progress=bar.update, stop=stop,
+        )
+        digest = res.sha256
+        if expected.get(name) and expected[name] != digest:
+            archive.unlink()
+            raise DownloadError(f"{name}: sha256 {digest} does not match the checksum file ({expected[name]})")
+        ledger.update(name, url=url, size=res.size, sha256=digest, etag=etag, downloaded=True)
+        return res.size - res.resumed_from, digest
+
+    def extract(url: str, archive: Path) -> ExtractReport:
+        if stop.is_set():
+            raise http.Aborted(url)
+        target = _replacement_target(out_dir) if url == repl_url else None
+        return extract_flat(archive, out_dir, target=target)
+
     def work(url: str) -> PartOutcome:
         name = file_name(url)
         info = infos[url]
@@ -287,19 +307,34 @@ def download_videos(
                 archive.unlink()
                 digest = None
             if digest is None:
-                res = http.fetch(
-                    url, archive, expected_size=info.size, etag=info.etag, policy=policy,
-                    progress=bar.update, stop=stop,
-                )
-                fetched, digest = res.size - res.resumed_from, res.sha256
-                if expected.get(name) and expected[name] != digest:
-                    archive.unlink()
-                    raise DownloadError(f"{name}: sha256 {digest} does not match the checksum file ({expected[name]})")
-                ledger.update(name, url=url, size=res.size, sha256=digest, etag=info.etag, downloaded=True)
-            if stop.is_set():
-                raise http.Aborted(url)
-            target = _replacement_target(out_dir) if url == repl_url else None
-            report: ExtractReport = extract_flat(archive, out_dir, target=target)
+                fetched, digest = download(url, name, archive, info.size, info.etag)
+            try:
+                report = extract(url, archive)
+            except ArchiveError as first:
+                # A damaged archive (a short body the server announced as complete, a copy gone
+                # bad on disk, a mirror serving a broken file) must not stay recorded as
+                # downloaded: every rerun would reuse it and fail the same way without a
+                # request. Forget it and fetch it once more, sized by a fresh HEAD.
+                ledger.update(name, downloaded=False, damaged_sha256=digest)
+                archive.unlink(missing_ok=True)
+                bar.write(f"{name}: cannot be extracted ({first}); downloading it again")
+                fresh = http.head(url, policy=policy, stop=stop)
+                if fresh.size is None:
+                    raise DownloadError(f"{url}: the server gives no Content-Length; cannot verify the "
+                                        "download") from first
+                again, digest = download(url, name, archive, fresh.size, fresh.etag)
+                fetched += again
+                try:
+                    report = extract(url, archive)
+                except ArchiveError as second:
+                    ledger.update(name, downloaded=False, damaged_sha256=digest)
+                    archive.unlink(missing_ok=True)
+                    raise ArchiveError(
+                        f"{name}: still cannot be extracted after downloading it again ({fresh.size} bytes, "
+                        f"the size the server announces; sha256 {digest}): {second}; the copy on {url} "
+                        "looks damaged: try another mirror (--mirror) or later, then rerun download "
+                        "(the other parts stay done)"
+                    ) from second
             refused = [list(r) for r in report.refused]
             if url == repl_url:
                 ledger.update(REPLACEMENT_KEY, applied=True, replaced=report.written, unmatched=report.skipped,

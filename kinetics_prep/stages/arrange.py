@@ -368,15 +368,25 @@ def arrange_clips(
     items, unannotated, other, dups = plan_arrange(options)
     results: list[ArrangeItemResult] = []
     made: set[Path] = set()
+    created: list[Path] = []  # class folders this run made (the only ones it may remove)
     for item in items:
         folder = item.target.parent
         if item.source is not None and folder not in made and not options.dry_run:
             try:
+                if not folder.exists():
+                    created.append(folder)
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"cannot create {folder}: {e}") from e
             made.add(folder)
         results.append(arrange_one(item, options))
+    for folder in created:
+        # Every clip of the class failed: an empty class folder would read as a class with no
+        # clips (file-list, verify). Its clips are in the report as failed.
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: something was placed
     per: dict[str, Counter] = {}
     for r in results:
         c = per.setdefault(r.clip.split or "", Counter())

@@ -11,7 +11,7 @@ import av.error
 import av.logging
 
 from ..errors import ConfigError, DecodeError
-from ._core import _decode, _frame_rate, _reason, _video_stream, open_video
+from ._core import _decode, _reason, _stated_span, _video_stream, check_not_cut_off, open_video
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class DecodeCheck:
     codec: str
     first_time: float | None  # seconds, None when the frame has no timestamp
     last_time: float | None
-    duration: float | None  # the video stream's duration when the container says it
+    duration: float | None  # seconds: the video stream's duration, else the container's; None if neither
     frames: int | None  # every frame decoded (deep=True), else None
 
 
@@ -43,7 +43,8 @@ def check_decodable(path: str | os.PathLike, *, deep: bool = False) -> DecodeChe
         if first is None:
             raise DecodeError(f"{p}: no decodable video frames")
         tb = stream.time_base
-        duration = float(stream.duration * tb) if (stream.duration and tb) else None
+        span = _stated_span(container, stream)
+        duration = span[1] - span[0] if span is not None else None
         last = first
         count: int | None = None
         if deep:
@@ -67,13 +68,7 @@ def check_decodable(path: str | os.PathLike, *, deep: bool = False) -> DecodeChe
             last = tail
         first_t = float(first.time) if first.time is not None else None
         last_t = float(last.time) if last.time is not None else None
-        if duration is not None and last_t is not None and first_t is not None:
-            fps = float(_frame_rate(stream, default=25))
-            start = float(stream.start_time * tb) if stream.start_time is not None else first_t
-            missing = (start + duration) - (last_t + 1 / fps)
-            if missing > max(1.0, 0.1 * duration):
-                raise DecodeError(f"{p}: frames stop at {last_t:.2f} s but the stream lasts "
-                                  f"{start + duration:.2f} s (cut off?)")
+        check_not_cut_off(p, container, stream, last)
         return DecodeCheck(p, first.width, first.height, stream.codec_context.name, first_t, last_t,
                            duration, count)
 

@@ -22,6 +22,7 @@ from ._core import (
     _output,
     _reason,
     _video_stream,
+    check_not_cut_off,
     open_video,
 )
 from .geometry import output_size
@@ -61,7 +62,9 @@ def reencode(
     """
     s, d = os.fspath(src), os.fspath(dst)
     with open_video(s) as inp:
-        vin = _video_stream(inp, threads)
+        # One decoder thread: same input, same bytes, even for damaged input (see _video_stream).
+        # Decoding runs beside the encoder (prefetch below), so it costs little.
+        vin = _video_stream(inp, threads, exact=True)
         ain = inp.streams.audio[0] if (keep_audio and inp.streams.audio) else None
         packets = inp.demux([vin] + ([ain] if ain is not None else []))
         decoded = _decode_packets(packets, vin, s)
@@ -99,12 +102,16 @@ def reencode(
 
             # Decoding runs in a thread (PyAV releases the GIL) so it overlaps with encoding,
             # as in the ffmpeg command line's threaded pipeline.
+            last = first
             for kind, frame in prefetch(itertools.chain([("video", first)], decoded), 16):
                 if kind == "audio":
                     audio.add(frame)  # type: ignore[union-attr]
                     continue
                 frames_in += 1
+                last = frame
                 encode_video(filt.push(frame))
+            # Before the last frames are flushed into `dst`: a cut-off source is a failed item.
+            check_not_cut_off(s, inp, vin, last)
             encode_video(filt.push(None))
             out.mux(vout.encode(None))
             if audio is not None:

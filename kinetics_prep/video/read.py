@@ -20,6 +20,7 @@ from ._core import (
     _FrameFilter,
     _rotation_from_frame,
     _video_stream,
+    check_not_cut_off,
     open_video,
 )
 from .geometry import output_size
@@ -61,7 +62,11 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
         rotation = _rotation_from_frame(first)
         count: int | None
         if count_frames:
-            count = 1 + sum(1 for _ in frames)
+            count, last = 1, first
+            for last in frames:
+                count += 1
+            # A count from a cut-off file is no count of the clip (preview samples by it).
+            check_not_cut_off(p, container, stream, last)
         else:
             count = stream.frames or None
         rate = _frame_rate(stream)
@@ -122,6 +127,7 @@ def iter_frames(
                 yield _to_array(out, gray, target)
         for out in filt.push(None):
             yield _to_array(out, gray, target)
+        check_not_cut_off(p, container, stream, frame)  # `frame`: the last one decoded
 
 
 # Limited-range 4:2:0, the format of nearly every H.264/VP9 clip: OpenCV converts it directly.
