@@ -199,26 +199,19 @@ def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
     def dc(cls: type) -> dict[str, tuple[type, ...] | None]:
         return {f.name: _types_of(f.type, f.default) for f in fields(cls)}
 
-    control = dc(RunControl)
+    from .stages.frames import ExtractOptions
+    from .stages.verify import VerifyOptions
+
+    control = dc(RunOptions)
     out = {
         "annotations": kw(download_annotations),
         "download": {**kw(download_youtube), **kw(download_videos)},
         "arrange": dc(ArrangeOptions),
         "resize": {**dc(ResizeOptions), **control},
+        "extract-frames": {**dc(ExtractOptions), **control},
         "file-list": dc(FileListOptions),
+        "verify": dc(VerifyOptions),
     }
-    try:
-        from .stages.verify import VerifyOptions
-
-        out["verify"] = dc(VerifyOptions)
-    except ImportError:  # pragma: no cover - a build without the verify stage
-        out["verify"] = {}
-    try:
-        from .stages.frames import ExtractOptions
-
-        out["extract-frames"] = {**dc(ExtractOptions), **control}
-    except ImportError:  # pragma: no cover - a build without the frames stage
-        out["extract-frames"] = {}
     return out
 
 

@@ -1,4 +1,4 @@
-"""Issue #12 defects owned by the reliability branch: each test here failed before its fix."""
+"""Issue #12: cut-off videos, damaged archives, malformed annotations and configs, reproducible resize, prefetch; each test here failed before its fix."""
 
 from __future__ import annotations
 
