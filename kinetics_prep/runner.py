@@ -32,6 +32,7 @@ from typing import Any, Callable, Generic, Mapping, MutableMapping, Sequence, Ty
 
 from tqdm import tqdm
 
+from .concurrency import available_cores
 from .errors import ConfigError
 from .executors import (
     Executor,
@@ -45,7 +46,16 @@ from .executors import (
 )
 from .locks import STATE_DIR, output_lock
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
-from .results import FAILED, OK, SKIPPED, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
+from .results import (
+    FAILED,
+    OK,
+    SKIPPED,
+    DryRunPlan,
+    Item,
+    ItemResult,
+    RunSummary,
+    WorkerContext,
+)
 from .sharding import Shard, parse_shard, resolve_shard, sharded_path
 
 __all__ = [
@@ -60,11 +70,8 @@ O = TypeVar("O")
 
 
 def default_workers() -> int:
-    """The cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """Workers when neither the user nor the stage says: one per core this process may use."""
+    return available_cores()
 
 
 @dataclass(frozen=True)
