@@ -1,8 +1,8 @@
 """The extract-frames stage: RGB JPEG frames and optical flow from ONE decode of each clip.
 
-decode (threaded) -> resize -> write RGB JPEG (thread pool)
-                            \\-> gray -> pairs (i, i+step) -> flow engine (batched) -> quantise
-                                      -> x/y images (thread pool)
+decode (threaded) -> resize the Y, U, V planes -> RGB JPEG from the planes (thread pool)
+                                 \\-> Y as gray -> pairs (i, i+step) -> flow engine (batched)
+                                                -> quantise -> x/y images (thread pool)
 
 Per clip the output is a directory `OUT/class/clip_stem/` written as `clip_stem.partial/` and
 renamed when complete; counts are checked first (RGB = frames decoded, flow = RGB - step per
@@ -17,8 +17,9 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -39,6 +40,7 @@ from ..framedir import (
     task_of,
     write_meta,
 )
+from ..video import images
 from ..layout import (
     check_not_inside,
     is_hidden,
@@ -183,36 +185,45 @@ def is_done(item: Item, job: _Job) -> bool:
 # ------------------------------------------------------------------------------ one clip
 
 class _Writer:
-    """Encodes and writes images on a few threads (OpenCV and file I/O release the GIL), with a
-    bounded number in flight so memory stays flat. With 0 threads it writes inline: when every
-    core already has a worker process, extra threads only contend."""
+    """Encodes and writes images on a few threads (libjpeg-turbo, OpenCV and file I/O release the
+    GIL), in batches of `batch` files per task so the pool's per-task cost is paid once per
+    batch, with a bounded number of batches in flight so memory stays flat. With 0 threads it
+    writes inline: when every core already has a worker process, extra threads only contend."""
 
-    def __init__(self, threads: int = 2, max_pending: int = 64) -> None:
+    def __init__(self, threads: int = 2, max_pending: int = 8, batch: int = 8) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 0 else None
         self.slots = threading.BoundedSemaphore(max_pending)
         self.futures: deque[Future] = deque()
+        self.batch = batch
+        self.pending: list[tuple[Path, Callable[..., bytes], tuple]] = []
 
-    def write(self, path: Path, image: np.ndarray, params: list[int]) -> None:
+    def write(self, path: Path, encode: Callable[..., bytes], *args: Any) -> None:
+        """Write `encode(*args)` (the file's bytes) to `path`."""
         if self.pool is None:
-            self._write(path, image, params)
+            images.write_bytes(path, encode(*args))
             return
+        self.pending.append((path, encode, args))
+        if len(self.pending) >= self.batch:
+            self._submit()
+
+    def _submit(self) -> None:
+        jobs, self.pending = self.pending, []
         self.slots.acquire()
-        fut = self.pool.submit(self._write, path, image, params)
+        fut = self.pool.submit(self._write_all, jobs)
         fut.add_done_callback(lambda _: self.slots.release())
         self.futures.append(fut)
         while self.futures and self.futures[0].done():
             self.futures.popleft().result()  # surface errors early
 
     @staticmethod
-    def _write(path: Path, image: np.ndarray, params: list[int]) -> None:
-        ok, buf = cv2.imencode(path.suffix, image, params)
-        if not ok:
-            raise OSError(f"{path}: image encoding failed")
-        with open(path, "wb") as f:
-            f.write(buf.tobytes())
+    def _write_all(jobs: list[tuple[Path, Callable[..., bytes], tuple]]) -> None:
+        for path, encode, args in jobs:
+            images.write_bytes(path, encode(*args))
 
     def close(self) -> None:
         try:
+            if self.pending and self.pool is not None:
+                self._submit()
             while self.futures:
                 self.futures.popleft().result()
         finally:
@@ -220,18 +231,17 @@ class _Writer:
                 self.pool.shutdown(wait=True)
 
 
-def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[np.ndarray], float]:
-    """The clip's frames (BGR, upright, resized) and its frame rate; decoded `threads` wide, on
-    a thread of its own when this worker has cores to spare."""
+def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[video.Picture], video.Frames | None]:
+    """The clip's frames (upright, resized `Picture`s) and, for a video, its reader, whose `fps`
+    is known once iterating has started: the container is opened once. Decoded `threads` wide,
+    on a thread of its own when this worker has cores to spare."""
     if not options.input_frames:
-        # The rate comes from the container: decoding happens once, in iter_frames.
-        fps = video.frame_rate(item.src)
-        frames = video.iter_frames(item.src, size=options.size, short_edge=options.new_short, threads=threads)
-        return (prefetch(frames, 16) if threads > 1 else frames), fps
-    return _read_frame_dir(item.src, options), 0.0
+        reader = video.iter_pictures(item.src, size=options.size, short_edge=options.new_short, threads=threads)
+        return (prefetch(reader, 16) if threads > 1 else reader), reader
+    return _read_frame_dir(item.src, options), None
 
 
-def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[np.ndarray]:
+def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Picture]:
     names = sorted(e.name for e in os.scandir(path) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS)
                    and e.name.startswith("img_"))
     if not names:
@@ -244,7 +254,14 @@ def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[np.ndarray]
         size = options.size or (video.output_size(w, h, options.new_short) if options.new_short else None)
         if size is not None and size != (w, h):
             img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-        yield img
+        yield video.Picture(bgr=img)
+
+
+def _flow_image_encoder(options: ExtractOptions) -> Callable[[np.ndarray], bytes]:
+    """x/y images: single-channel JPEG by libjpeg-turbo directly, or PNG as before."""
+    if options.flow_format == "jpg":
+        return partial(images.encode_jpeg_gray, quality=options.jpeg_quality)
+    return partial(images.encode_image, ext=".png", params=images.encode_params("png"))
 
 
 def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
@@ -278,10 +295,10 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
 def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
     options, plan = job.options, job.flow
     engine = job.engine if options.wants_flow else None
-    rgb_params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
-    flow_params = rgb_params if options.flow_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    encode_flow = _flow_image_encoder(options)
+    quality = options.jpeg_quality
     step, start = options.step, naming.start
-    frames, fps = _frames(item, options, job.threads)
+    frames, reader = _frames(item, options, job.threads)
 
     writer = _Writer(threads=job.threads - 1 if job.threads > 1 else 0)
     window: deque[np.ndarray] = deque(maxlen=step + 1)
@@ -296,18 +313,18 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         for flow in engine.compute_batch(batch):
             q = flowlib.quantize(flow, options.bound)
             x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
-            writer.write(tmp / x_name, np.ascontiguousarray(q[..., 0]), flow_params)
-            writer.write(tmp / y_name, np.ascontiguousarray(q[..., 1]), flow_params)
+            writer.write(tmp / x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
+            writer.write(tmp / y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
             pairs += 1
         batch.clear()
 
     try:
-        for img in frames:
-            shape = img.shape
+        for picture in frames:
+            shape = picture.shape
             if options.wants_rgb:
-                writer.write(tmp / naming.rgb_name(start + n), img, rgb_params)
+                writer.write(tmp / naming.rgb_name(start + n), images.encode_picture_jpeg, picture, quality)
             if engine is not None:
-                window.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+                window.append(picture.gray)
                 if len(window) == step + 1:
                     batch.append((window[0], window[-1]))
                     if len(batch) >= plan.batch_size:
@@ -323,6 +340,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     expected_pairs = max(0, n - step) if engine is not None else 0
     _check_counts(tmp, naming, n if options.wants_rgb else 0, expected_pairs, item)
     h, w = shape[:2]
+    fps = (reader.fps or 0.0) if reader is not None else 0.0
     meta: dict[str, Any] = {
         "frames": n,
         "flow_pairs": expected_pairs,
