@@ -19,6 +19,10 @@ The public API is the same set of functions the command line calls, in pipeline 
     verify(root, **options)                          -> VerifyResult          # verify
     doctor(out=None)                                 -> DoctorResult          # doctor
     preview(input, output, **options)                -> Path                  # preview
+    pack_frames(src, out, **options)                 -> RunSummary            # pack
+    unpack_frames(src, out, **options)               -> RunSummary            # unpack
+    pack_lmdb(src, db, **options)                    -> LmdbSummary           # pack --to lmdb
+    read_frames(clip, indices, modality="rgb")     -> list[ndarray]         # dirs, zips, LMDB
     run_demo(out)                                    -> int                   # demo
 
 plus RunOptions(workers=, overwrite=, retries=, report=, progress=, executor=, shard=, dry_run=,
@@ -30,51 +34,133 @@ the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
 """
 
-from .acquire import (
-    AnnotationSummary,
-    VideoDownloadSummary,
-    YoutubeSummary,
-    download_annotations,
-    download_videos,
-    download_youtube,
-)
-from .demo import run_demo
-from .errors import (
-    AnnotationError,
-    ConfigError,
-    DecodeError,
-    EncodeError,
-    KineticsPrepError,
-    MissingDependencyError,
-    ProbeError,
-)
-from .kinetics import (
-    Annotations,
-    Clip,
-    LabelMap,
-    class_dir_name,
-    clip_name,
-    list_classes,
-    load_annotations,
-    overlap,
-    read_label_map,
-    select_subset,
-    write_annotations,
-    write_label_map,
-)
-from .layout import link_ssd
-from .machine import DoctorResult, doctor
-from .pipeline import PrepareResult, load_config, prepare
-from .preview_sheet import preview
-from .reports import MergeResult, format_summary, merge_reports
-from .results import ItemResult, RunSummary
-from .runner import RunControl, RunOptions
-from .stages.arrange import arrange_clips, rename_classes
-from .stages.filelist import build_file_lists
-from .stages.frames import ExtractOptions, extract_frames
-from .stages.resize import ResizeOptions, resize_videos
-from .stages.verify import VerifyResult, verify
-from .video import VideoInfo, output_size, probe
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use (PEP 562), so `import kinetics_prep.mmaction` in a training
+# environment installed with --no-deps pulls in neither OpenCV nor PyAV nor numpy, and
+# `import kinetics_prep` stays cheap.
+_LAZY: dict[str, str] = {
+    "AnnotationSummary": ".acquire",
+    "VideoDownloadSummary": ".acquire",
+    "YoutubeSummary": ".acquire",
+    "download_annotations": ".acquire",
+    "download_videos": ".acquire",
+    "download_youtube": ".acquire",
+    "run_demo": ".demo",
+    "AnnotationError": ".errors",
+    "ConfigError": ".errors",
+    "DecodeError": ".errors",
+    "EncodeError": ".errors",
+    "KineticsPrepError": ".errors",
+    "MissingDependencyError": ".errors",
+    "ProbeError": ".errors",
+    "Annotations": ".kinetics",
+    "Clip": ".kinetics",
+    "LabelMap": ".kinetics",
+    "class_dir_name": ".kinetics",
+    "clip_name": ".kinetics",
+    "list_classes": ".kinetics",
+    "load_annotations": ".kinetics",
+    "overlap": ".kinetics",
+    "read_label_map": ".kinetics",
+    "select_subset": ".kinetics",
+    "write_annotations": ".kinetics",
+    "write_label_map": ".kinetics",
+    "link_ssd": ".layout",
+    "DoctorResult": ".machine",
+    "doctor": ".machine",
+    "PrepareResult": ".pipeline",
+    "load_config": ".pipeline",
+    "prepare": ".pipeline",
+    "preview": ".preview_sheet",
+    "MergeResult": ".reports",
+    "format_summary": ".reports",
+    "merge_reports": ".reports",
+    "ItemResult": ".results",
+    "RunSummary": ".results",
+    "RunControl": ".runner",
+    "RunOptions": ".runner",
+    "arrange_clips": ".stages.arrange",
+    "rename_classes": ".stages.arrange",
+    "build_file_lists": ".stages.filelist",
+    "ExtractOptions": ".stages.frames",
+    "extract_frames": ".stages.frames",
+    "ResizeOptions": ".stages.resize",
+    "resize_videos": ".stages.resize",
+    "VerifyResult": ".stages.verify",
+    "verify": ".stages.verify",
+    "VideoInfo": ".video",
+    "output_size": ".video",
+    "probe": ".video",
+    "read_frames": ".readers",
+    "pack_frames": ".stages.pack",
+    "unpack_frames": ".stages.pack",
+    "pack_lmdb": ".stages.pack",
+    "LmdbSummary": ".stages.pack",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from .acquire import (
+        AnnotationSummary,
+        VideoDownloadSummary,
+        YoutubeSummary,
+        download_annotations,
+        download_videos,
+        download_youtube,
+    )
+    from .demo import run_demo
+    from .errors import (
+        AnnotationError,
+        ConfigError,
+        DecodeError,
+        EncodeError,
+        KineticsPrepError,
+        MissingDependencyError,
+        ProbeError,
+    )
+    from .kinetics import (
+        Annotations,
+        Clip,
+        LabelMap,
+        class_dir_name,
+        clip_name,
+        list_classes,
+        load_annotations,
+        overlap,
+        read_label_map,
+        select_subset,
+        write_annotations,
+        write_label_map,
+    )
+    from .layout import link_ssd
+    from .machine import DoctorResult, doctor
+    from .pipeline import PrepareResult, load_config, prepare
+    from .preview_sheet import preview
+    from .reports import MergeResult, format_summary, merge_reports
+    from .results import ItemResult, RunSummary
+    from .runner import RunControl, RunOptions
+    from .stages.arrange import arrange_clips, rename_classes
+    from .stages.filelist import build_file_lists
+    from .stages.frames import ExtractOptions, extract_frames
+    from .stages.resize import ResizeOptions, resize_videos
+    from .stages.verify import VerifyResult, verify
+    from .video import VideoInfo, output_size, probe
+    from .readers import read_frames
+    from .stages.pack import LmdbSummary, pack_frames, pack_lmdb, unpack_frames
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.1.0"
 
@@ -132,4 +218,9 @@ __all__ = [
     "doctor",
     "preview",
     "verify",
+    "read_frames",
+    "pack_frames",
+    "unpack_frames",
+    "pack_lmdb",
+    "LmdbSummary",
 ]
