@@ -226,3 +226,11 @@ pack.pack_lmdb({os.fspath(dirs)!r}, {os.fspath(db)!r})
         n = len([f for f in os.listdir(dirs / clip) if f.startswith("img_")])
         assert all(np.array_equal(x, y) for x, y in zip(read_frames(dirs / clip, range(n)),
                                                           read_frames(clip, range(n), lmdb=db)))
+
+
+def test_preview_reads_a_packed_clip(dirs, tmp_path):
+    from kinetics_prep import preview
+
+    pack_frames(dirs, tmp_path / "zips", progress=False)
+    out = preview(tmp_path / "zips" / f"{CLIPS[0]}.zip", tmp_path / "sheet.png", frames=3)
+    assert out.stat().st_size > 1000
