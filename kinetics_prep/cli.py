@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import KineticsPrepError
+from .errors import ConfigError, KineticsPrepError
 from .framedir import NAMINGS
 from .options import add_arguments, options_from
 
@@ -534,7 +534,8 @@ def _run_extract_frames(a: argparse.Namespace) -> int:
     print(format_summary(summary), file=sys.stderr)
     if summary.dry_run:
         return summary.exit_code
-    print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format), sep="\n  ")
+    print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format, a.pack),
+          sep="\n  ")
     return summary.exit_code
 
 
@@ -742,6 +743,84 @@ def _run_preview(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- pack / unpack
+
+def _add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pack",
+        help="one stored zip per clip (or one LMDB per split) instead of ~900 files per clip",
+        description="Pack every frame directory under SRC (ours, or denseflow/mmaction2 naming) into "
+                    "OUT/class/clip.zip (OUT defaults to SRC), each checked to hold exactly the "
+                    "directory's files before anything is deleted; or, with --to lmdb, write every "
+                    "frame of SRC (directories or zips) into the LMDB OUT under the key mmaction2's "
+                    "RawFrameDecode asks for (class/clip/img_00001.jpg). Rerunning resumes. Prints "
+                    "the mmaction2 config lines.",
+    )
+    p.add_argument("src", metavar="SRC", help="a rawframes root, e.g. data/kinetics400/rawframes_train")
+    p.add_argument("out", metavar="OUT", nargs="?", default=None,
+                   help="zip: output root (default: SRC, in place); lmdb: the database directory (required)")
+    p.add_argument("--to", choices=("zip", "lmdb"), default="zip", help="zip per clip (default) or one LMDB")
+    p.add_argument("--level", type=int, choices=(1, 2), default=2, help="2: SRC/class/clip (default); 1: SRC/clip")
+    p.add_argument("--delete-source", action="store_true",
+                   help="zip: delete each frame directory once its archive is verified")
+    p.add_argument("--key-prefix", default="", metavar="P",
+                   help="lmdb: prefix of every key, to match a RawframeDataset data_prefix=dict(img=P) "
+                        "(default: '', keys relative to SRC)")
+    _add_runner_options(p)
+    p.set_defaults(handler=_run_pack)
+
+
+def _run_pack(a: argparse.Namespace) -> int:
+    from .reports import format_summary
+    from .stages.pack import config_lines, pack_frames, pack_lmdb
+
+    if a.to == "lmdb":
+        if a.out is None:
+            raise ConfigError("pack --to lmdb needs OUT, the database directory")
+        if a.delete_source:
+            raise ConfigError("--delete-source applies to --to zip")
+        res = pack_lmdb(a.src, a.out, key_prefix=a.key_prefix, level=a.level, overwrite=a.overwrite,
+                        progress=a.progress)
+        print(f"{res.db}: {res.written} clip(s) written, {res.skipped} already there, {len(res.failed)} failed; "
+              f"{res.frames} RGB frames, {res.bytes / 1e6:.1f} MB, map size {res.map_size / 2**30:.1f} GiB",
+              file=sys.stderr)
+        for clip, why in res.failed:
+            print(f"  failed: {clip}: {why}", file=sys.stderr)
+        print("mmaction2 config lines for this output:", *config_lines("lmdb", res.db, a.key_prefix), sep="\n  ")
+        return res.exit_code
+    if a.key_prefix:
+        raise ConfigError("--key-prefix applies to --to lmdb")
+    summary = pack_frames(a.src, a.out, level=a.level, delete_source=a.delete_source, **_runner_kwargs(a))
+    print(format_summary(summary), file=sys.stderr)
+    if not summary.dry_run:
+        print("mmaction2 config lines for this output:", *config_lines("zip"), sep="\n  ")
+    return summary.exit_code
+
+
+def _add_unpack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "unpack",
+        help="packed clips (class/clip.zip) back to frame directories",
+        description="Unpack every SRC/class/clip.zip into OUT/class/clip/ (OUT defaults to SRC), each "
+                    "checked to hold exactly the archive's members before anything is deleted.",
+    )
+    p.add_argument("src", metavar="SRC", help="a root of packed clips")
+    p.add_argument("out", metavar="OUT", nargs="?", default=None, help="output root (default: SRC, in place)")
+    p.add_argument("--level", type=int, choices=(1, 2), default=2, help="2: SRC/class/clip.zip (default); 1: SRC/clip.zip")
+    p.add_argument("--delete-source", action="store_true", help="delete each archive once its directory is verified")
+    _add_runner_options(p)
+    p.set_defaults(handler=_run_unpack)
+
+
+def _run_unpack(a: argparse.Namespace) -> int:
+    from .reports import format_summary
+    from .stages.pack import unpack_frames
+
+    summary = unpack_frames(a.src, a.out, level=a.level, delete_source=a.delete_source, **_runner_kwargs(a))
+    print(format_summary(summary), file=sys.stderr)
+    return summary.exit_code
+
+
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -754,7 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In pipeline order, as `--help` lists them.
     for add in (_add_demo, _add_prepare, _add_download_annotations, _add_download, _add_classes, _add_select,
-                _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_link_ssd,
+                _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_pack, _add_unpack, _add_link_ssd,
                 _add_file_list, _add_verify, _add_merge_reports, _add_overlap, _add_preview, _add_doctor):
         add(sub)
     return parser

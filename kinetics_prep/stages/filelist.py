@@ -42,7 +42,8 @@ from ..kinetics import (
 )
 from ..kinetics import class_dir_name as _class_dir_name
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import NAMINGS, FrameCounts, count_frames
+from ..framedir import NAMINGS, FrameCounts
+from ..packed import MMACTION_ZIP_LINES, ZIP_SUFFIX, count_clip
 from ..layout import is_hidden, normalize_extensions
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
@@ -211,6 +212,10 @@ def _scan(root: Path, level: int, exts: frozenset[str], want_videos: bool, want_
                     entries.append(_Entry(stem, rel, cdir, True, e.path))
                 elif want_dirs and is_dir:
                     entries.append(_Entry(name, rel, cdir, False, e.path))
+                elif want_dirs and ext == ZIP_SUFFIX:
+                    # A packed clip: listed under its directory's path, which RawFrameDecode
+                    # asks for (the kinetics_prep backend maps it to the archive).
+                    entries.append(_Entry(stem, rel[: -len(ZIP_SUFFIX)], cdir, False, e.path))
     entries.sort(key=lambda x: x.rel)
     return entries, partial, class_dirs
 
@@ -338,6 +343,9 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
                             "one mmaction2 config cannot read them all (use --naming to pick one)")
         naming = used_namings.most_common(1)[0][0] if used_namings else (opts.naming or "mmaction2")
         config[fmt] = _mmaction2_config(fmt, naming, summary.list_path, opts.root)
+        if fmt != "videos" and any(e.path.endswith(ZIP_SUFFIX) for e in entries):
+            # Packed clips listed: mmaction2 reads them through our backend (two config lines).
+            config[fmt] += "\n" + "\n".join(MMACTION_ZIP_LINES)
     return FileListResult(tuple(summaries), label_source, seed, mismatch, tuple(warnings), config)
 
 
@@ -401,8 +409,8 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
             fc = counts_cache.get(e.path)
             if fc is None:
                 try:
-                    fc = count_frames(e.path, opts.naming)
-                except OSError as err:
+                    fc = count_clip(e.path, opts.naming)
+                except (OSError, InputError) as err:
                     fc = FrameCounts("?", 0, 0, 0, None, f"cannot list: {err}", f"cannot list: {err}")
                 counts_cache[e.path] = fc
             problem = fc.rgb_problem if fmt == "rawframes" else fc.flow_problem

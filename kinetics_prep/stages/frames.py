@@ -51,9 +51,10 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
+from ..packed import ZipClip, is_clip_complete, is_zip, pack_dir, read_clip_meta, zip_members, zip_path
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
-from .frames_options import FLOW_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
+from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
 
 # Frame files read with --input-frames.
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -178,7 +179,10 @@ def _frame_dirs(options: ExtractOptions) -> Iterator[Path]:
 def is_done(item: Item, job: _Job) -> bool:
     # The metadata file is written last inside the partial directory, which is then renamed:
     # a final directory with metadata covering the requested task, whose files on disk agree
-    # with it (one listing: a directory someone partly deleted is redone), is complete.
+    # with it (one listing: a directory someone partly deleted is redone), is complete. A
+    # packed clip likewise (its central directory and metadata member only).
+    if job.options.pack == "zip":
+        return is_clip_complete(zip_path(item.dst), job.options.task)
     return is_complete(item.dst, job.options.task)
 
 
@@ -271,25 +275,42 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
     options = job.options
     job = replace(job, threads=worker.threads, engine=worker.engine)
     naming = get_naming(options.naming)
+    packed = zip_path(item.dst)
     cleanup_scratch(item.dst)  # left by a killed run (the runner's lock says no one else is writing)
+    cleanup_scratch(packed)
     tmp = partial_path(item.dst)
     tmp.mkdir(parents=True)
+    # The old output of either layout: its other modality is carried into the new one.
+    old = packed if options.pack == "zip" and packed.is_file() else (
+        item.dst if item.dst.is_dir() else (packed if packed.is_file() else None))
     try:
         counts, meta_fields = _extract(item, job, tmp, naming)
         meta = _meta(meta_fields)
-        carried = _carry_over(item.dst, tmp, job) if item.dst.exists() else None
+        carried = _carry_over(old, tmp, job) if old is not None else None
         if carried is not None:
             meta = replace(meta, task=task_of(carried.has | modalities(options.task)),
                            frames=meta.frames or carried.frames or 0)
         write_meta(tmp, meta)
-        commit_dir(tmp, item.dst)
+        if options.pack == "zip":
+            # The directory was counted on disk; the archive is checked against it before
+            # its rename, and the old archive is replaced by that rename in one step.
+            pack_dir(tmp, packed)
+            remove_tree(tmp)
+        else:
+            commit_dir(tmp, item.dst)
     except BaseException:
         remove_tree(tmp)
         raise
+    # The other layout's old output is superseded (its files are in the new one, or it was
+    # overwritten): removed only now that the new output is committed.
+    stale = item.dst if options.pack == "zip" else packed
+    if os.path.lexists(stale):
+        remove_tree(stale)
+    output = packed if options.pack == "zip" else item.dst
     note = None
     if options.wants_flow and counts["pairs"] == 0:
         note = f"only {counts['frames']} frame(s): fewer than step+1={options.step + 1}, so no flow"
-    return ItemResult(key=item.key, status=OK, output=str(item.dst), counts=counts, note=note)
+    return ItemResult(key=item.key, status=OK, output=str(output), counts=counts, note=note)
 
 
 def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
@@ -382,10 +403,19 @@ def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
 
 def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
     """`--task flow` on clips that already have RGB (or the reverse): hard-link the other
-    modality's files from the finished directory into the new one, so the result holds both.
-    Nothing leaves the finished directory until the new one has replaced it."""
+    modality's files from the finished directory (or copy them out of the finished archive)
+    into the new one, so the result holds both. Nothing leaves the finished output until the
+    new one has replaced it."""
     options = job.options
-    meta = read_meta(old)
+    meta: FrameDirMeta | None = None
+    if not is_zip(old):
+        meta = read_meta(old)
+    else:
+        try:
+            with ZipClip(old) as clip:
+                meta = read_clip_meta(clip)
+        except (OSError, ValueError, InputError):
+            pass  # an unreadable archive has nothing to carry: it is replaced
     if meta is None or job.overwrite or options.task == "both" or modalities(options.task) >= meta.has:
         return None
     naming = get_naming(meta.naming or options.naming)
@@ -393,6 +423,11 @@ def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
         raise ConfigError(f"{old} uses naming {naming.name!r}; rerun with --naming {naming.name}")
     carried = meta.has - modalities(options.task)
     prefixes = ((naming.rgb_prefix(),) if "rgb" in carried else ()) + (naming.flow_prefixes() if "flow" in carried else ())
+    if is_zip(old):
+        for name, data in zip_members(old, prefixes):
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+        return meta
     for e in os.scandir(old):
         if e.name.startswith(prefixes):
             os.link(e.path, tmp / e.name)  # same file system: a new name for the same data
@@ -472,7 +507,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     pairs = max(0, n - options.step) if options.wants_flow else 0
     rgb = n if options.wants_rgb else 0
     size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
-    return int(size), rgb + 2 * pairs + 1
+    return int(size), 1 if options.pack else rgb + 2 * pairs + 1
 
 
 STAGE: Stage[_Job] = Stage(
@@ -483,7 +518,13 @@ STAGE: Stage[_Job] = Stage(
 )
 
 
-def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg") -> list[str]:
+def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg",
+                 pack: str | None = None) -> list[str]:
     """What to paste into an mmaction2 1.x config to read this stage's output."""
-    return get_naming(naming).config_lines(flow_ext=flow_format if task != "rgb" else None,
-                                           rgb_ext="jpg" if task != "flow" else None)
+    lines = get_naming(naming).config_lines(flow_ext=flow_format if task != "rgb" else None,
+                                            rgb_ext="jpg" if task != "flow" else None)
+    if pack == "zip":
+        from ..packed import MMACTION_ZIP_LINES
+
+        lines += MMACTION_ZIP_LINES
+    return lines

@@ -20,6 +20,7 @@ from ..layout import normalize_extensions
 from ..options import opt
 
 FLOW_FORMATS = ("jpg", "png")
+PACK_FORMATS = (None, "zip")
 _SIZE = "size (default: keep the decoded size)"
 _FLOW = "optical flow"
 _OUT = "output"
@@ -68,6 +69,9 @@ class ExtractOptions:
     jpeg_quality: int = opt(95, metavar="Q", group=_OUT, help="JPEG quality 1-100 (default: %(default)s)")
     ssd: Path | None = opt(None, metavar="DIR", group=_OUT,
                            help="write the frames physically under DIR and make OUT a symlink to it")
+    pack: str | None = opt(None, choices=("zip",), group=_OUT,
+                           help="zip: one stored archive OUT/class/clip.zip per clip instead of a directory "
+                                "(mmaction2 reads it with io_backend='kinetics_prep')")
 
     def __post_init__(self) -> None:
         set_ = partial(object.__setattr__, self)
@@ -102,6 +106,8 @@ class ExtractOptions:
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"--jpeg-quality must be within 1..100, got {self.jpeg_quality}")
         get_naming(self.naming)
+        if self.pack not in PACK_FORMATS:
+            raise ConfigError(f"--pack must be zip (or absent for directories), got {self.pack!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
 
