@@ -225,6 +225,7 @@ class _Writer:
             images.write_bytes(path, encode(*args))
 
     def close(self) -> None:
+        """Write what is pending and wait for every write; the first write error is raised."""
         try:
             if self.pending and self.pool is not None:
                 self._submit()
@@ -233,6 +234,14 @@ class _Writer:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Stop after an error elsewhere: drop what is pending, wait for the writes in flight
+        (they target the partial directory, deleted next) and raise nothing of theirs."""
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.futures.clear()
 
 
 def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[video.Picture], video.Frames | None]:
@@ -353,8 +362,10 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
             n += 1
         if engine is not None:
             flush()
-    finally:
-        writer.close()
+    except BaseException:
+        writer.abort()  # the clip failed: its own error is the one to report, not a write's
+        raise
+    writer.close()
     if n == 0:
         raise DecodeError(f"{item.src}: no decodable frames")
 
