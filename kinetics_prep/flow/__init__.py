@@ -27,6 +27,7 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -111,7 +112,14 @@ def _choose_backend(name: str, backend: str, device: str) -> str:
 
 
 def _triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    # Looks without importing (triton's import is slow); sys.modules first, where a test (or an
+    # earlier failed import) may have put None.
+    if "triton" in sys.modules:
+        return sys.modules["triton"] is not None
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _cuda_available() -> bool:
@@ -164,7 +172,7 @@ def _triton_engine(params: dict[str, Any], device: str, options: dict[str, Any])
     if foreign:
         raise ConfigError(f"{', '.join(foreign)} only apply to backend='torch'")
     knobs = _triton_options(options)
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_importable():
         raise MissingDependencyError(TRITON_HINT)
     torch = _import_torch()
     resolved = _torch_device(torch, device)

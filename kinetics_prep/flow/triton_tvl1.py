@@ -171,24 +171,19 @@ def _median_kernel(state_ptr, out_ptr, status_ptr, H, W, K: tl.constexpr, SIZE: 
 
 
 @triton.jit
-def _load_field(base, f, hw, pix, inside):
-    return tl.load(base + f * hw + pix, mask=inside, other=0.0)
-
-
-@triton.jit
-def _divergence(scratch, slot, loc, px, py, left, up, BW: tl.constexpr, BHW: tl.constexpr):
-    # Backward differences with zeros outside the image (torch_tvl1.divergence).
-    px_left = tl.load(scratch + (2 * slot) * BHW + loc - 1, mask=left, other=0.0)
-    py_up = tl.load(scratch + (2 * slot + 1) * BHW + loc - BW, mask=up, other=0.0)
+def _divergence(s_px, s_py, px, py, left, up, BW: tl.constexpr):
+    # Backward differences with zeros outside the image (torch_tvl1.divergence); the neighbours
+    # come from the scratch copies s_px, s_py of this tile.
+    px_left = tl.load(s_px - 1, mask=left, other=0.0)
+    py_up = tl.load(s_py - BW, mask=up, other=0.0)
     return (px - px_left) + (py - py_up)
 
 
 @triton.jit
-def _dual_update(scratch, slot, loc, u, px, py, right_ok, down_ok, right_in, down_in, taut,
-                 K: tl.constexpr, BW: tl.constexpr, BHW: tl.constexpr):
+def _dual_update(s_u, u, px, py, right_ok, down_ok, right_in, down_in, taut, BW: tl.constexpr):
     # Forward differences of the new u (0 on the last column / row), projected ascent on p.
-    u_right = tl.load(scratch + (2 * K + slot) * BHW + loc + 1, mask=right_in, other=0.0)
-    u_down = tl.load(scratch + (2 * K + slot) * BHW + loc + BW, mask=down_in, other=0.0)
+    u_right = tl.load(s_u + 1, mask=right_in, other=0.0)
+    u_down = tl.load(s_u + BW, mask=down_in, other=0.0)
     ux = tl.where(right_ok, u_right - u, 0.0)
     uy = tl.where(down_ok, u_down - u, 0.0)
     norm = 1.0 + taut * tl.sqrt(ux * ux + uy * uy)
@@ -217,8 +212,18 @@ def _primal_dual_kernel(
     IW: tl.constexpr = BW - 2 * R
     r = tl.arange(0, BH)[:, None]
     c = tl.arange(0, BW)[None, :]
-    loc = r * BW + c
-    scratch = scratch_ptr + pid.to(tl.int64) * (3 * K * BHW)
+    # This program's scratch: one (BH, BW) slot per field that is read shifted. Addresses are
+    # loop invariant: computed once.
+    s_px1 = scratch_ptr + pid.to(tl.int64) * (3 * K * BHW) + (r * BW + c)
+    s_py1 = s_px1 + BHW
+    s_px2 = s_px1 + 2 * BHW
+    s_py2 = s_px1 + 3 * BHW
+    s_u1 = s_px1 + (2 * K) * BHW
+    s_u2 = s_px1 + (2 * K + 1) * BHW
+    if K == 3:
+        s_px3 = s_px1 + 4 * BHW
+        s_py3 = s_px1 + 5 * BHW
+        s_u3 = s_px1 + 8 * BHW
     hw = H * W
     for item in range(pid, n_items, nprog):
         b = item // n_tiles
@@ -242,34 +247,34 @@ def _primal_dual_kernel(
             down_ok = gy < H - 1
             right_in = right_ok & (c < BW - 1)
             down_in = down_ok & (r < BH - 1)
-            src = src_ptr + b.to(tl.int64) * (3 * K) * hw
-            fixed = fixed_ptr + b.to(tl.int64) * 4 * hw
-            i1wx = _load_field(fixed, 0, hw, pix, inside)
-            i1wy = _load_field(fixed, 1, hw, pix, inside)
-            grad = tl.maximum(_load_field(fixed, 2, hw, pix, inside), grad_eps)
-            rho_c = _load_field(fixed, 3, hw, pix, inside)
-            u1 = _load_field(src, 0, hw, pix, inside)
-            u2 = _load_field(src, 1, hw, pix, inside)
-            px1 = _load_field(src, K, hw, pix, inside)
-            px2 = _load_field(src, K + 1, hw, pix, inside)
-            py1 = _load_field(src, 2 * K, hw, pix, inside)
-            py2 = _load_field(src, 2 * K + 1, hw, pix, inside)
+            src = src_ptr + b.to(tl.int64) * (3 * K) * hw + pix
+            fixed = fixed_ptr + b.to(tl.int64) * 4 * hw + pix
+            i1wx = tl.load(fixed, mask=inside, other=0.0)
+            i1wy = tl.load(fixed + hw, mask=inside, other=0.0)
+            grad = tl.maximum(tl.load(fixed + 2 * hw, mask=inside, other=0.0), grad_eps)
+            rho_c = tl.load(fixed + 3 * hw, mask=inside, other=0.0)
+            u1 = tl.load(src, mask=inside, other=0.0)
+            u2 = tl.load(src + hw, mask=inside, other=0.0)
+            px1 = tl.load(src + K * hw, mask=inside, other=0.0)
+            px2 = tl.load(src + (K + 1) * hw, mask=inside, other=0.0)
+            py1 = tl.load(src + (2 * K) * hw, mask=inside, other=0.0)
+            py2 = tl.load(src + (2 * K + 1) * hw, mask=inside, other=0.0)
             if K == 3:
-                u3 = _load_field(src, 2, hw, pix, inside)
-                px3 = _load_field(src, K + 2, hw, pix, inside)
-                py3 = _load_field(src, 2 * K + 2, hw, pix, inside)
+                u3 = tl.load(src + 2 * hw, mask=inside, other=0.0)
+                px3 = tl.load(src + (K + 2) * hw, mask=inside, other=0.0)
+                py3 = tl.load(src + (2 * K + 2) * hw, mask=inside, other=0.0)
             for step in range(steps):
                 # Neighbours of p (up, left) through the scratch: store, barrier, load shifted.
-                tl.store(scratch + 0 * BHW + loc, px1)
-                tl.store(scratch + 1 * BHW + loc, py1)
-                tl.store(scratch + 2 * BHW + loc, px2)
-                tl.store(scratch + 3 * BHW + loc, py2)
+                tl.store(s_px1, px1)
+                tl.store(s_py1, py1)
+                tl.store(s_px2, px2)
+                tl.store(s_py2, py2)
                 if K == 3:
-                    tl.store(scratch + 4 * BHW + loc, px3)
-                    tl.store(scratch + 5 * BHW + loc, py3)
+                    tl.store(s_px3, px3)
+                    tl.store(s_py3, py3)
                 tl.debug_barrier()
-                div1 = _divergence(scratch, 0, loc, px1, py1, left, up, BW, BHW)
-                div2 = _divergence(scratch, 1, loc, px2, py2, left, up, BW, BHW)
+                div1 = _divergence(s_px1, s_py1, px1, py1, left, up, BW)
+                div2 = _divergence(s_px2, s_py2, px2, py2, left, up, BW)
                 # Thresholding: v = u + clip(-rho / |grad|^2, -l_t, l_t) * grad I1w (torch_tvl1).
                 rho = rho_c + i1wx * u1 + i1wy * u2
                 if K == 3:
@@ -284,8 +289,7 @@ def _primal_dual_kernel(
                 u1 = n1
                 u2 = n2
                 if K == 3:
-                    div3 = _divergence(scratch, 2, loc, px3, py3, left, up, BW, BHW)
-                    n3 = (u3 + coef * gamma) + theta * div3
+                    n3 = (u3 + coef * gamma) + theta * _divergence(s_px3, s_py3, px3, py3, left, up, BW)
                     d3 = n3 - u3
                     change = change + d3 * d3
                     u3 = n3
@@ -293,26 +297,26 @@ def _primal_dual_kernel(
                     partial = tl.sum(tl.sum(tl.where(interior, change, 0.0), axis=1), axis=0)
                     tl.atomic_add(change_ptr + b * SLOTS + step, partial)
                 # Neighbours of the new u (right, down), then the dual step.
-                tl.store(scratch + (2 * K) * BHW + loc, u1)
-                tl.store(scratch + (2 * K + 1) * BHW + loc, u2)
+                tl.store(s_u1, u1)
+                tl.store(s_u2, u2)
                 if K == 3:
-                    tl.store(scratch + (2 * K + 2) * BHW + loc, u3)
+                    tl.store(s_u3, u3)
                 tl.debug_barrier()
-                px1, py1 = _dual_update(scratch, 0, loc, u1, px1, py1, right_ok, down_ok, right_in, down_in, taut, K, BW, BHW)
-                px2, py2 = _dual_update(scratch, 1, loc, u2, px2, py2, right_ok, down_ok, right_in, down_in, taut, K, BW, BHW)
+                px1, py1 = _dual_update(s_u1, u1, px1, py1, right_ok, down_ok, right_in, down_in, taut, BW)
+                px2, py2 = _dual_update(s_u2, u2, px2, py2, right_ok, down_ok, right_in, down_in, taut, BW)
                 if K == 3:
-                    px3, py3 = _dual_update(scratch, 2, loc, u3, px3, py3, right_ok, down_ok, right_in, down_in, taut, K, BW, BHW)
-            dst = dst_ptr + b.to(tl.int64) * (3 * K) * hw
-            tl.store(dst + pix, u1, mask=interior)
-            tl.store(dst + hw + pix, u2, mask=interior)
-            tl.store(dst + K * hw + pix, px1, mask=interior)
-            tl.store(dst + (K + 1) * hw + pix, px2, mask=interior)
-            tl.store(dst + (2 * K) * hw + pix, py1, mask=interior)
-            tl.store(dst + (2 * K + 1) * hw + pix, py2, mask=interior)
+                    px3, py3 = _dual_update(s_u3, u3, px3, py3, right_ok, down_ok, right_in, down_in, taut, BW)
+            dst = dst_ptr + b.to(tl.int64) * (3 * K) * hw + pix
+            tl.store(dst, u1, mask=interior)
+            tl.store(dst + hw, u2, mask=interior)
+            tl.store(dst + K * hw, px1, mask=interior)
+            tl.store(dst + (K + 1) * hw, px2, mask=interior)
+            tl.store(dst + (2 * K) * hw, py1, mask=interior)
+            tl.store(dst + (2 * K + 1) * hw, py2, mask=interior)
             if K == 3:
-                tl.store(dst + 2 * hw + pix, u3, mask=interior)
-                tl.store(dst + (K + 2) * hw + pix, px3, mask=interior)
-                tl.store(dst + (2 * K + 2) * hw + pix, py3, mask=interior)
+                tl.store(dst + 2 * hw, u3, mask=interior)
+                tl.store(dst + (K + 2) * hw, px3, mask=interior)
+                tl.store(dst + (2 * K + 2) * hw, py3, mask=interior)
 
 
 @triton.jit
@@ -364,7 +368,9 @@ def default_options(device: torch.device, *, steps_per_launch: int | None = None
         programs = torch.cuda.get_device_properties(device).multi_processor_count * 4
     else:
         programs = 16
-    return TritonOptions(r, (int(bh), int(bw)), 8 if bh * bw >= 4096 else 4, check_every or (5 if on_cuda else 1), programs)
+    # About 8 tile pixels per thread keeps the ~20 live per-pixel values in registers.
+    num_warps = max(4, min(16, (bh * bw) // 256))
+    return TritonOptions(r, (int(bh), int(bw)), num_warps, check_every or (5 if on_cuda else 1), programs)
 
 
 def check_options(options: TritonOptions) -> None:
