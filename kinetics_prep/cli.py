@@ -590,7 +590,7 @@ def _gpu_list(text: str) -> tuple[int, ...]:
 
 
 def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
-    from .flow import TVL1_DEFAULTS
+    from .flow import BACKENDS, TVL1_DEFAULTS
 
     p = sub.add_parser(
         "extract-frames",
@@ -613,8 +613,9 @@ def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--new-height", type=int, default=None, metavar="H", help="exact height (with --new-width)")
     fl = p.add_argument_group("optical flow")
     fl.add_argument("--flow-type", choices=("tvl1", "farneback", "dis"), default="tvl1", help="algorithm (default: tvl1)")
-    fl.add_argument("--flow-backend", choices=("auto", "opencv", "torch"), default="auto",
-                    help="auto (default): the torch TV-L1 on a CUDA GPU when available, else OpenCV on the CPU")
+    fl.add_argument("--flow-backend", choices=BACKENDS, default="auto",
+                    help="auto (default): on a CUDA GPU the triton TV-L1 (fused kernels) when triton is "
+                         "installed, else the torch one; without a GPU OpenCV on the CPU")
     fl.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     fl.add_argument("--gpus", type=_gpu_list, default=None, metavar="0,1,...",
                     help="CUDA devices to use, one worker each (default: all visible)")

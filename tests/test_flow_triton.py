@@ -1,9 +1,9 @@
 """The Triton TV-L1 against the eager torch engine and OpenCV.
 
 Without a CUDA GPU the kernels run in Triton's interpreter (numpy on the CPU): TRITON_INTERPRET=1
-must be set before the kernels are defined, i.e. before kinetics_prep.flow.triton_tvl1 is first
-imported, so this module sets it at import time (pytest imports every test module before it runs
-any test) and puts the previous value back when its tests are done. With a GPU visible the same
+must be set when the kernels are defined, i.e. when kinetics_prep.flow.triton_tvl1 is first
+imported, so this module sets it around that import (pytest imports every test module before it
+runs any test) and again while its own tests run, and nowhere else. With a GPU visible the same
 tests run the compiled kernels on CUDA (benchmarks/gpu_check.sh runs them so).
 
 The interpreter costs ~50-80 ms per primal-dual step whatever the tile size, so frames are small
@@ -25,30 +25,48 @@ from flow_data import MIDDLEBURY, middlebury, textured, translated
 torch = pytest.importorskip("torch")
 
 _ON_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
-_SAVED_INTERPRET = os.environ.get("TRITON_INTERPRET")
-if not _ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
+DEVICE = "cuda" if _ON_GPU else "cpu"
 
-try:
-    import triton  # noqa: F401
-except ImportError:
-    if os.environ.get("CI"):
-        raise  # CI installs triton (Makefile): a missing one there is a broken environment
-    pytest.skip("triton is not installed (pip install triton)", allow_module_level=True)
+
+def _import_kernels():
+    """Import triton and the kernels with TRITON_INTERPRET=1 when there is no GPU, run one tiny
+    kernel (triton finishes some imports on the first call, in the same mode), and put the
+    variable back: it is set only while this module imports and while its tests run (fixture
+    below), never for the other test modules or the processes they start."""
+    saved = os.environ.get("TRITON_INTERPRET")
+    if not _ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton  # noqa: F401
+
+        from kinetics_prep.flow import triton_tvl1
+
+        if triton_tvl1.INTERPRETED == _ON_GPU:
+            pytest.skip(
+                "kinetics_prep.flow.triton_tvl1 was imported before this module in the other Triton mode "
+                f"(interpreter: {triton_tvl1.INTERPRETED}); run this file in its own process",
+                allow_module_level=True,
+            )
+        flags = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+        triton_tvl1._decide_kernel[(1,)](flags, torch.zeros((1, 32), device=DEVICE), flags, flags, 1, 0.0, SLOTS=32)
+        return triton_tvl1
+    except ImportError:
+        if os.environ.get("CI"):
+            raise  # CI installs triton (the [test] extra): a missing one there is a broken environment
+        pytest.skip("triton is not installed (pip install triton)", allow_module_level=True)
+    finally:
+        if saved is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
+TT = _import_kernels()
 
 from kinetics_prep.errors import ConfigError, MissingDependencyError  # noqa: E402
 from kinetics_prep.flow import _median, get_engine  # noqa: E402
 from kinetics_prep.flow import torch_tvl1 as T  # noqa: E402
-from kinetics_prep.flow import triton_tvl1 as TT  # noqa: E402
 from kinetics_prep.flow.metrics import endpoint_error  # noqa: E402
-
-DEVICE = "cuda" if _ON_GPU else "cpu"
-if TT.INTERPRETED == _ON_GPU:
-    pytest.skip(
-        "kinetics_prep.flow.triton_tvl1 was imported before this module in the other Triton mode "
-        f"(interpreter: {TT.INTERPRETED}); run this file in its own process",
-        allow_module_level=True,
-    )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
@@ -59,12 +77,12 @@ SLOW = bool(os.environ.get("KINETICS_PREP_SLOW_TESTS"))
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _restore_interpret_flag():
-    yield
-    if _SAVED_INTERPRET is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = _SAVED_INTERPRET
+def _interpreter_flag():
+    """get_engine allows the triton backend on a CPU only under TRITON_INTERPRET=1."""
+    with pytest.MonkeyPatch.context() as patch:
+        if not _ON_GPU:
+            patch.setenv("TRITON_INTERPRET", "1")
+        yield
 
 
 def _engines(params: dict, **triton_options) -> tuple:

@@ -52,6 +52,10 @@ from .base import check_pair
 # The kernels below were decorated in interpreter mode (numpy on the CPU) or for a GPU: decided
 # by TRITON_INTERPRET when triton first builds them, i.e. when this module is imported.
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+if INTERPRETED and type(tl.sum) is triton.runtime.jit.JITFunction:
+    # triton.language's own helpers (tl.sum, ...) were built for the GPU: mixed modes fail later
+    # with an obscure "Cannot call @triton.jit'd outside of the scope of a kernel".
+    raise ImportError("TRITON_INTERPRET=1 was set after triton was imported: set it before the first `import triton`")
 
 _GRAD_EPS = ref._GRAD_EPS
 _CHANGE_SLOTS = 32  # per-sample per-step change sums of one launch: steps_per_launch <= 32
@@ -90,10 +94,10 @@ def _cubic_row(img, hw, y, x0, H, W, mask, wx0, wx1, wx2, wx3):
     """Horizontal cubic interpolation of one tap row (first pass, as grid_sample does)."""
     row_ok = mask & (y >= 0) & (y < H)
     at = y * W + x0
-    r0 = tl.zeros(x0.shape, tl.float32)
-    r1 = tl.zeros(x0.shape, tl.float32)
-    r2 = tl.zeros(x0.shape, tl.float32)
-    r0, r1, r2 = _tap(img, hw, at, row_ok & (x0 >= 0) & (x0 < W), wx0, r0, r1, r2)
+    ok = row_ok & (x0 >= 0) & (x0 < W)
+    r0 = tl.load(img + at, mask=ok, other=0.0) * wx0
+    r1 = tl.load(img + hw + at, mask=ok, other=0.0) * wx0
+    r2 = tl.load(img + 2 * hw + at, mask=ok, other=0.0) * wx0
     r0, r1, r2 = _tap(img, hw, at + 1, row_ok & (x0 + 1 >= 0) & (x0 + 1 < W), wx1, r0, r1, r2)
     r0, r1, r2 = _tap(img, hw, at + 2, row_ok & (x0 + 2 >= 0) & (x0 + 2 < W), wx2, r0, r1, r2)
     r0, r1, r2 = _tap(img, hw, at + 3, row_ok & (x0 + 3 >= 0) & (x0 + 3 < W), wx3, r0, r1, r2)
@@ -340,7 +344,7 @@ def _decide_kernel(status_ptr, change_ptr, redo_ptr, counts_ptr, n_steps, scaled
     tl.store(redo_ptr + b, tl.where(stops & (ran < n_steps), ran, 0))
     tl.store(status_ptr + b, tl.where(stops, 2, tl.where(running, 1, 0)))
     tl.store(counts_ptr + b, tl.load(counts_ptr + b) + tl.where(running, ran, 0))
-    tl.store(change_ptr + b * SLOTS + j, tl.zeros((SLOTS,), tl.float32))
+    tl.store(change_ptr + b * SLOTS + j, tl.full((SLOTS,), 0.0, tl.float32))
 
 
 # --- engine -----------------------------------------------------------------------------------

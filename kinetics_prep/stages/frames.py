@@ -81,7 +81,7 @@ class ExtractOptions:
     jpeg_quality: int = 95
     naming: str = "mmaction2"
     batch_size: int | None = None  # flow pairs per engine call (None: 8 on CPU, 32 on GPU)
-    gpus: tuple[int, ...] | None = None  # CUDA devices for the torch engine (None: all visible)
+    gpus: tuple[int, ...] | None = None  # CUDA devices for the torch/triton engine (None: all visible)
     ssd: Path | None = None
     workers: int | None = None
     overwrite: bool = False
@@ -164,7 +164,7 @@ def plan_flow(options: ExtractOptions) -> FlowPlan:
     """
     probe = flowlib.get_engine(options.flow_type, backend=options.flow_backend, device=options.device,
                                **options.flow_params)
-    if probe.backend == "torch" and probe.device.startswith("cuda"):
+    if probe.backend in ("torch", "triton") and probe.device.startswith("cuda"):
         if options.gpus is not None:
             gpus = options.gpus
         elif options.device.startswith("cuda:"):
@@ -175,7 +175,7 @@ def plan_flow(options: ExtractOptions) -> FlowPlan:
         batch = options.batch_size or 32
     else:
         if options.gpus:
-            raise ConfigError("--gpus needs the torch backend on CUDA (--flow-backend torch --device cuda)")
+            raise ConfigError("--gpus needs a GPU backend on CUDA (--flow-backend triton or torch, --device cuda)")
         devices = (probe.device,)
         batch = options.batch_size or 8
     return FlowPlan(options.flow_type, probe.backend, devices, dict(probe.params), batch)
@@ -207,7 +207,7 @@ def _engine(options: ExtractOptions, plan: FlowPlan, threads: int):
     device = _WORKER_DEVICE[0] if _WORKER_DEVICE else plan.devices[0]
     key = (plan.name, plan.backend, device, json.dumps(plan.params, sort_keys=True))
     if key not in _ENGINES:
-        if plan.backend == "torch" and device == "cpu":
+        if plan.backend in ("torch", "triton") and device == "cpu":
             import torch
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
