@@ -240,9 +240,10 @@ def test_engine_matches_torch_with_other_parameters(params):
 
 def test_batched_equals_one_by_one():
     frames = [textured(32, 48, seed=s) for s in range(2)]
-    # Different motions stop at different steps: the per-sample stopping rule is exercised.
-    pairs = [(frames[0], translated(frames[0], 1, 0)), (frames[1], translated(frames[1], -2, 1))]
-    engine = get_engine("tvl1", backend="triton", device=DEVICE, scales=1, warps=2, outer_iterations=2)
+    # A still pair stops after 1-2 steps per warping, mid-launch (a redo), while the moving one
+    # runs on: the per-sample stopping rule and the frozen samples' copies are exercised.
+    pairs = [(frames[0], translated(frames[0], 1, 0)), (frames[1], frames[1])]
+    engine = get_engine("tvl1", backend="triton", device=DEVICE, scales=1, warps=2, outer_iterations=1)
     batched = engine.compute_batch(pairs)
     assert engine.stats["sample_steps"] < engine.stats["steps"] * len(pairs)  # one stopped earlier
     for flow, (prev, nxt) in zip(batched, pairs):
@@ -352,3 +353,29 @@ def test_import_kinetics_prep_imports_neither_torch_nor_triton():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": path})
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(_ON_GPU, reason="the CPU run of the stage; gpu_check.sh runs extract-frames on CUDA")
+def test_extract_frames_runs_the_triton_backend_and_records_it(tmp_path):
+    import json
+
+    from kinetics_prep import video
+    from kinetics_prep.flow import quantize
+    from kinetics_prep.stages.frames import extract_frames
+    from kinetics_prep.synthetic import ClipSpec, write_clip
+
+    src = tmp_path / "v" / "c"
+    write_clip(src / "tiny.mkv", ClipSpec(40, 32, frames=4, motion=(1, 0), codec="ffv1"))
+    out = tmp_path / "o"
+    params = {"scales": 1, "warps": 1, "outer_iterations": 1}
+    summary = extract_frames(tmp_path / "v", out, flow_backend="triton", device=DEVICE, batch_size=3,
+                             flow_params=params, flow_format="png", workers=1, progress=False)
+    assert summary.exit_code == 0 and summary.counts == {"frames": 4, "pairs": 3}
+    meta = json.loads((out / "c" / "tiny" / "kinetics_prep.json").read_text())
+    assert (meta["flow"]["backend"], meta["flow"]["device"]) == ("triton", DEVICE)
+    grays = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in video.iter_frames(src / "tiny.mkv")]
+    flows = get_engine("tvl1", backend="triton", device=DEVICE, **params).compute_batch(list(zip(grays, grays[1:])))
+    for i, flow in enumerate(flows):
+        got = np.stack([cv2.imread(str(out / "c" / "tiny" / f"{a}_{i + 1:05d}.png"), cv2.IMREAD_UNCHANGED)
+                        for a in "xy"], -1)
+        assert np.abs(got.astype(int) - quantize(flow, 20)).max() <= 1

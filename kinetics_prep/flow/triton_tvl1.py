@@ -368,10 +368,9 @@ def default_options(device: torch.device, *, steps_per_launch: int | None = None
     on_cuda = device.type == "cuda"
     r = steps_per_launch or (6 if on_cuda else 10)
     bh, bw = tuple(tile) if tile is not None else ((32, 64) if on_cuda else (64, 128))
-    if on_cuda:
-        programs = torch.cuda.get_device_properties(device).multi_processor_count * 4
-    else:
-        programs = 16
+    # Persistent programs: about two per SM (a 32x64 tile program uses ~190 registers per thread,
+    # so one or two fit an SM); the interpreter runs programs one after another anyway.
+    programs = 2 * torch.cuda.get_device_properties(device).multi_processor_count if on_cuda else 16
     # About 8 tile pixels per thread keeps the ~20 live per-pixel values in registers.
     num_warps = max(4, min(16, (bh * bw) // 256))
     return TritonOptions(r, (int(bh), int(bw)), num_warps, check_every or (5 if on_cuda else 1), programs)
@@ -490,8 +489,11 @@ class TritonTVL1:
         n_items = batch * n_tiles
         programs = min(n_items, opts.programs)
         scratch = u.new_empty((programs, 3 * k, bh, bw))
-        # The interpreter's cost is per operation, not per pixel: one big block per sample there.
-        warp_block, median_block = (1024, 256) if u.is_cuda else (8192, 8192)
+        # GPU: blocks sized so the warping (48 taps per pixel) and the median network fit in
+        # registers without spills (ptxas, sm_90: 127 and 96 registers; benchmarks/
+        # triton_compile_check.py). Interpreter: its cost is per operation, not per pixel: one
+        # big block per sample.
+        warp_block, median_block = (512, 256) if u.is_cuda else (8192, 8192)
         warp_grid = (triton.cdiv(hw, warp_block), batch)
         median_grid = (triton.cdiv(hw, median_block), batch)
         scaled_epsilon = p["epsilon"] ** 2 * hw
@@ -510,7 +512,7 @@ class TritonTVL1:
             _warp_kernel[warp_grid](
                 stack, i0, cur, fixed, height, width,
                 2.0 / (width - 1), 2.0 / (height - 1), (width - 1) / 2.0, (height - 1) / 2.0,
-                K=k, BLOCK=warp_block,
+                K=k, BLOCK=warp_block, num_warps=8,
             )
             status.fill_(_STATUS_RUNNING)
             done, launches = 0, 0
