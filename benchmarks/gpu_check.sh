@@ -23,6 +23,8 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 SUMMARY="$OUT/summary.txt"
 START=$(date +%s)
+# The whole run stays under 8 minutes whatever hangs: each step's limit is cut to what is left.
+DEADLINE=$(( START + ${GPU_CHECK_BUDGET_S:-450} ))
 : >"$SUMMARY"
 export PYTHONUNBUFFERED=1
 
@@ -33,8 +35,14 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 step() {
     local name=$1 log=$2 limit=$3
     shift 3
-    local begin rc
+    local begin rc left
     begin=$(date +%s)
+    left=$(( DEADLINE - begin ))
+    if (( left < 15 )); then
+        note "$(printf '%-10s %-9s' "$name" skipped) no time left in the ${GPU_CHECK_BUDGET_S:-450} s budget"
+        return 0
+    fi
+    (( limit > left )) && limit=$left
     echo "===== $name (limit ${limit}s): $*" | tee -a "$log"
     timeout --kill-after=15 "$limit" "$@" >>"$log" 2>&1
     rc=$?
@@ -65,7 +73,7 @@ note "data: ${DATA:-NOT FOUND (run benchmarks/gpu_check_prepare.sh and carry gpu
 SITE=/tmp/kp_site
 export PYTHONPATH="$REPO"
 if compgen -G "$REPO/wheels/*.whl" >/dev/null; then
-    step install "$ENV_LOG" 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    step install "$ENV_LOG" 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target "$SITE" "$REPO"/wheels/*.whl
     if [[ $LAST_RC -eq 0 ]]; then
         export PYTHONPATH="$SITE:$REPO"
@@ -76,7 +84,7 @@ else
     note "install    skipped   no wheels/*.whl: av (extract-frames) may be missing"
 fi
 
-step versions "$ENV_LOG" 60 "$PY" - <<'EOF'
+step versions "$ENV_LOG" 40 "$PY" - <<'EOF'
 import importlib, sys
 print("python", sys.version.split()[0], sys.executable)
 for name in ("torch", "triton", "cv2", "av", "numpy", "multiprocess", "pytest"):
@@ -100,12 +108,12 @@ export KP_SHARED_DATA="$DATA"
 # --- 2. tests on CUDA ------------------------------------------------------------------------------
 # test_flow_triton.py runs the compiled kernels when a GPU is visible; tests/conftest.py reads the
 # data from $KP_SHARED_DATA.
-step tests "$OUT/tests.log" 150 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=10 -s tests/test_flow_triton.py
+step tests "$OUT/tests.log" 170 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=10 -s tests/test_flow_triton.py
 
 # --- 3. benchmark ----------------------------------------------------------------------------------
-BENCH_ARGS=(--json "$OUT/bench.json" --repeats 2 --max-run-s 8 --budget-s 150)
+BENCH_ARGS=(--json "$OUT/bench.json" --repeats 2 --max-run-s 8 --budget-s 110)
 [[ -n "$DATA" ]] && BENCH_ARGS+=(--video "$DATA/videos/mmaction2_demo.mp4" --flow-data "$DATA/flow")
-step bench "$OUT/bench.log" 230 "$PY" benchmarks/bench_gpu_flow.py "${BENCH_ARGS[@]}"
+step bench "$OUT/bench.log" 190 "$PY" benchmarks/bench_gpu_flow.py "${BENCH_ARGS[@]}"
 
 # --- 4. extract-frames on real clips --------------------------------------------------------------
 if [[ "$CUDA" == 1 && -n "$DATA" ]]; then
@@ -115,7 +123,7 @@ if [[ "$CUDA" == 1 && -n "$DATA" ]]; then
         ln -s "$DATA/videos/$clip" "$CLIPS/$clip"
     done
     FRAMES=$(mktemp -d)/frames
-    step extract "$OUT/extract.log" 90 "$PY" -m kinetics_prep extract-frames "$CLIPS" "$FRAMES" --level 1 \
+    step extract "$OUT/extract.log" 80 "$PY" -m kinetics_prep extract-frames "$CLIPS" "$FRAMES" --level 1 \
         --task both --flow-backend triton --device cuda --batch-size 128 --workers 1 --no-progress
     {
         echo "===== output"

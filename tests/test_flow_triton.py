@@ -37,9 +37,7 @@ def _import_kernels():
     if not _ON_GPU:
         os.environ["TRITON_INTERPRET"] = "1"
     try:
-        import triton  # noqa: F401
-
-        from kinetics_prep.flow import triton_tvl1
+        from kinetics_prep.flow import triton_tvl1  # imports triton
 
         if triton_tvl1.INTERPRETED == _ON_GPU:
             pytest.skip(
@@ -50,10 +48,10 @@ def _import_kernels():
         flags = torch.zeros(1, dtype=torch.int32, device=DEVICE)
         triton_tvl1._decide_kernel[(1,)](flags, torch.zeros((1, 32), device=DEVICE), flags, flags, 1, 0.0, SLOTS=32)
         return triton_tvl1
-    except ImportError:
+    except ImportError as e:
         if os.environ.get("CI"):
             raise  # CI installs triton (the [test] extra): a missing one there is a broken environment
-        pytest.skip("triton is not installed (pip install triton)", allow_module_level=True)
+        pytest.skip(f"triton unavailable ({e}); pip install triton", allow_module_level=True)
     finally:
         if saved is None:
             os.environ.pop("TRITON_INTERPRET", None)

@@ -104,7 +104,9 @@ def _cubic_row(img, hw, y, x0, H, W, mask, wx0, wx1, wx2, wx3):
     return r0, r1, r2
 
 
-@triton.jit
+# Sizes and counts are not specialised (Triton would compile a variant per divisibility-by-16 of
+# each pyramid level's size): one compilation per kernel configuration.
+@triton.jit(do_not_specialize=["H", "W"])
 def _warp_kernel(
     stack_ptr, i0_ptr, state_ptr, fixed_ptr, H, W, scale_x, scale_y, half_x, half_y,
     K: tl.constexpr, BLOCK: tl.constexpr,
@@ -151,7 +153,7 @@ def _warp_kernel(
     tl.store(out + 3 * hw + offs, i1w - i1wx * u1 - i1wy * u2 - i0, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["H", "W"])
 def _median_kernel(state_ptr, out_ptr, status_ptr, H, W, K: tl.constexpr, SIZE: tl.constexpr, BLOCK: tl.constexpr):
     """out[b, 0:2] = SIZE x SIZE median of (u1, u2), border replicated; a copy for stopped samples."""
     pid = tl.program_id(0)
@@ -194,7 +196,7 @@ def _dual_update(s_u, u, px, py, right_ok, down_ok, right_in, down_in, taut, BW:
     return (px + taut * ux) / norm, (py + taut * uy) / norm
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["H", "W", "tiles_x", "n_tiles", "n_items", "n_steps"])
 def _primal_dual_kernel(
     src_ptr, dst_ptr, fixed_ptr, status_ptr, redo_ptr, change_ptr, scratch_ptr,
     H, W, tiles_x, n_tiles, n_items, n_steps,
@@ -323,7 +325,7 @@ def _primal_dual_kernel(
                 tl.store(dst + (2 * K + 2) * hw, py3, mask=interior)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_steps"])
 def _decide_kernel(status_ptr, change_ptr, redo_ptr, counts_ptr, n_steps, scaled_epsilon, SLOTS: tl.constexpr):
     """Per sample, after a launch of n_steps: apply the epsilon test to every step's change.
 
