@@ -370,8 +370,9 @@ def default_options(device: torch.device, *, steps_per_launch: int | None = None
     on_cuda = device.type == "cuda"
     r = steps_per_launch or (6 if on_cuda else 10)
     bh, bw = tuple(tile) if tile is not None else ((32, 64) if on_cuda else (64, 128))
-    # Persistent programs: about two per SM (a 32x64 tile program uses ~190 registers per thread,
-    # so one or two fit an SM); the interpreter runs programs one after another anyway.
+    # Persistent programs, two per SM: a 32x64-tile program (8 warps, 192 registers per thread,
+    # ptxas) fills about an SM's registers, the second one queues behind it at no cost; the
+    # scratch stays ~13 MB, well inside the 50-60 MB L2. The interpreter runs programs in turn.
     programs = 2 * torch.cuda.get_device_properties(device).multi_processor_count if on_cuda else 16
     # About 8 tile pixels per thread keeps the ~20 live per-pixel values in registers.
     num_warps = max(4, min(16, (bh * bw) // 256))
@@ -403,6 +404,8 @@ class TritonTVL1:
         self.options = default_options(self._device, steps_per_launch=steps_per_launch, tile=tile, check_every=check_every)
         check_options(self.options)
         self._resize = ref._Resizer(self._device)
+        # Read by benchmarks: batch steps, sample-steps and pixel-steps actually computed (stopped
+        # samples cost nothing), primal-dual launches (redo launches included).
         self.stats = {"steps": 0, "sample_steps": 0, "pixel_steps": 0, "launches": 0}
 
     # --- numpy in, numpy out ----------------------------------------------------------------
