@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The test venv has the [ray] extra (~285 MB; the Ray executor is tested on a local Ray instance)
-# and a CPU torch for the torch TV-L1 tests. torch is pinned so pip takes the CPU wheel this
+# The test venv has the [ray] extra (~285 MB; the Ray executor is tested on a local Ray instance),
+# triton from the [test] extra (~290 MB wheel; its interpreter runs the Triton TV-L1 kernels on the
+# CPU) and a CPU torch for the torch and triton TV-L1 tests. torch is pinned so pip takes the CPU wheel this
 # project's machines carry; an unpinned torch would pull gigabytes of CUDA packages. Elsewhere,
 # point pip at PyTorch's CPU index: make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0

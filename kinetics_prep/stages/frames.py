@@ -89,7 +89,7 @@ def plan_flow(options: ExtractOptions) -> FlowPlan:
         batch = options.batch_size or 32
     else:
         if options.gpus:
-            raise ConfigError("--gpus needs the torch backend on CUDA (--flow-backend torch --device cuda)")
+            raise ConfigError("--gpus needs a GPU backend on CUDA (--flow-backend triton or torch, --device cuda)")
         devices = (device,)
         batch = options.batch_size or 8
     return FlowPlan(options.flow_type, backend, devices, params, batch)
@@ -121,7 +121,7 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
             device = "cuda:0"
         else:
             device = plan.devices[context.slot % len(plan.devices)]
-        if plan.backend == "torch" and device == "cpu":
+        if plan.backend in ("torch", "triton") and device == "cpu":
             import torch
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.

@@ -50,7 +50,8 @@ class ExtractOptions:
     new_height: int | None = opt(None, metavar="H", group=_SIZE, help="exact height (with --new-width)")
     flow_type: str = opt("tvl1", choices=ENGINE_NAMES, group=_FLOW, help="algorithm (default: %(default)s)")
     flow_backend: str = opt("auto", choices=BACKENDS, group=_FLOW,
-                            help="auto (default): the torch TV-L1 on a CUDA GPU when available, else OpenCV on the CPU")
+                            help="auto (default): on a CUDA GPU the triton TV-L1 (fused kernels) when triton is "
+                                 "installed, else the torch one; without a GPU OpenCV on the CPU")
     device: str = opt("auto", group=_FLOW, help="auto (default), cpu, cuda or cuda:N")
     gpus: tuple[int, ...] | None = opt(None, type=parse_gpus, metavar="0,1,...", group=_FLOW,
                                        help="CUDA devices to use, one worker each (default: all visible)")
