@@ -374,7 +374,9 @@ def _looks_like_frame_dir(path: str) -> bool:
 
 
 def _is_file_item(name: str) -> bool:
-    """A file discovery checks: a video or a packed clip."""
+    """A file discovery checks: a video or a packed clip (or the partial of one: unfinished)."""
+    if name.endswith(PARTIAL_SUFFIX):
+        name = name[: -len(PARTIAL_SUFFIX)]
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS or is_zip(name)
 
 
@@ -522,7 +524,10 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
     try:
         clip = ZipClip(path)
     except InputError as e:
-        return [Problem("zip", f"cannot open the archive: {_reason(e, path)}")], {}
+        # zipfile's own words ("File is not a zip file", "Bad magic number for central
+        # directory"); what they mean for a file we wrote is said first.
+        why = str(e.__cause__) if e.__cause__ is not None else str(e)
+        return [Problem("zip", f"cannot open the archive (truncated, or a damaged central directory): {why}")], {}
     with clip:
         names = clip.names()
         # A damaged metadata member is the archive's fault, not a metadata problem.
@@ -532,13 +537,6 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
             return [Problem("zip", f"1 damaged member(s): {e.member} ({e.reason})")], {}
         fc = count_names(names, naming, lambda: parse_meta(meta_bytes) if meta_bytes is not None else None)
         return _check_counted(fc, names, clip, want_frames, want_flow, deep)
-
-
-def _reason(e: Exception, path: Path) -> str:
-    """An error's message without the path it starts with (the item already names it)."""
-    msg = str(e)
-    prefix = f"{path}: "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
 def _check_counted(fc: FrameCounts, listing: list[str], clip: DirClip | ZipClip, want_frames: int | None,
