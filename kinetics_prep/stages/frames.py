@@ -155,8 +155,9 @@ def plan(options: ExtractOptions) -> list[Item]:
     for src in (_frame_dirs(options) if options.input_frames else
                 iter_videos(options.src, options.level, normalize_extensions(options.ext))):
         rel = src.relative_to(options.src)
-        # A video or a packed clip (clip.zip) loses its suffix; a frame directory keeps its name.
-        dst = options.out / (rel.with_suffix("") if not options.input_frames or is_zip(src) else rel)
+        # A video or a packed clip (clip.zip: the only files _frame_dirs yields) loses its
+        # suffix; a frame directory keeps its whole name (dots included).
+        dst = options.out / (rel.with_suffix("") if not options.input_frames or src.is_file() else rel)
         if dst in seen:
             raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}")
         seen[dst] = src
@@ -261,7 +262,7 @@ def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator
 def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Picture]:
     """The RGB frames (img_*) of a frame directory or of a packed clip (`clip.zip`, read in
     place: members are decoded from the archive, nothing is extracted)."""
-    if is_zip(path):
+    if is_zip(path) and path.is_file():  # not a directory someone named x.zip
         with ZipClip(path) as clip:
             names = [n for n in clip.names() if n.lower().endswith(_IMAGE_EXTS) and n.startswith("img_")]
             if not names:
@@ -519,7 +520,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     """Estimated (bytes, files) of one clip's frame directory, from the container's frame count
     and size (no decoding): frames x pixels x bytes per pixel, plus the metadata file."""
     options = job.options
-    if options.input_frames and is_zip(item.src):
+    if options.input_frames and is_zip(item.src) and item.src.is_file():
         # The central directory gives the count; one member's header gives the size.
         try:
             with ZipClip(item.src) as clip:
