@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
@@ -79,6 +80,22 @@ class DirClip:
         pass
 
 
+class DamagedMemberError(InputError):
+    """A member of a packed clip that cannot be read back: a CRC mismatch, a bad local header,
+    data cut short. `member` and `reason` let verify list several in one line."""
+
+    def __init__(self, path: Path, member: str, reason: str) -> None:
+        super().__init__(f"{path}: member {member} is damaged: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+# What zipfile raises for a member whose bytes are wrong (EOFError: stored data running past
+# the end of the file; zlib.error: a deflated member someone else wrote; NotImplementedError:
+# an unsupported compression; RuntimeError: an encrypted member).
+_MEMBER_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
 class ZipClip:
     """A packed clip; the archive stays open until `close` (reads seek, nothing is extracted)."""
 
@@ -86,7 +103,9 @@ class ZipClip:
         self.path = path
         try:
             self._zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            # ValueError/EOFError: a central directory whose entries point outside the file or
+            # hold undecodable names (damage zipfile does not wrap in BadZipFile).
             raise InputError(f"{path}: not a readable zip archive: {e}") from e
 
     def names(self) -> list[str]:
@@ -100,8 +119,8 @@ class ZipClip:
             return self._zf.read(name)
         except KeyError:
             raise FileNotFoundError(f"{self.path}: no member {name}") from None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
-            raise InputError(f"{self.path}: member {name} is damaged: {e}") from e
+        except _MEMBER_ERRORS as e:
+            raise DamagedMemberError(self.path, name, str(e) or type(e).__name__) from e
 
     def close(self) -> None:
         self._zf.close()

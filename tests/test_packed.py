@@ -234,3 +234,40 @@ def test_preview_reads_a_packed_clip(dirs, tmp_path):
     pack_frames(dirs, tmp_path / "zips", progress=False)
     out = preview(tmp_path / "zips" / f"{CLIPS[0]}.zip", tmp_path / "sheet.png", frames=3)
     assert out.stat().st_size > 1000
+
+
+def test_input_frames_reads_packed_rgb_clips(dirs, tmp_path):
+    """--input-frames over SRC/class/clip.zip: the same flow as from the directories, written as
+    directories or packed; the dry run's estimate and resume see the zips too."""
+    zips = tmp_path / "zips"
+    pack_frames(dirs, zips, progress=False)
+    flow = {"task": "flow", "flow_type": "dis", "input_frames": True, "workers": 1, "progress": False}
+    plan = extract_frames(zips, tmp_path / "plan", dry_run=True, **flow)
+    assert sorted(plan.plan.todo) == sorted(f"{c}.zip" for c in CLIPS)
+    from_dirs = extract_frames(dirs, tmp_path / "plan", dry_run=True, **flow).plan
+    assert (plan.plan.est_bytes, plan.plan.est_files) == (from_dirs.est_bytes, from_dirs.est_files) and from_dirs.est_files
+    assert not (tmp_path / "plan").exists()
+
+    want = tmp_path / "from_dirs"
+    assert extract_frames(dirs, want, **flow).ok == 2
+    out = tmp_path / "from_zips"
+    s = extract_frames(zips, out, **flow)
+    assert s.ok == 2 and s.counts["pairs"] == 5 + 3
+    for clip in CLIPS:
+        got, ref = _dir_files(out / clip), _dir_files(want / clip)
+        assert got.keys() == ref.keys() and sum(n.startswith("x_") for n in got) > 0
+        assert all(got[n] == ref[n] for n in ref if n != "kinetics_prep.json")  # same flow images
+        assert not any(n.startswith("img_") for n in got)
+    assert extract_frames(zips, out, **flow).skipped == 2  # resume
+
+    packed = tmp_path / "packed_out"
+    assert main(["extract-frames", os.fspath(zips), os.fspath(packed), "--input-frames", "--task", "flow",
+                 "--flow-type", "dis", "--pack", "zip", "--workers", "1", "--no-progress"]) == 0
+    for clip in CLIPS:
+        assert {n: b for n, b in _zip_files(packed / f"{clip}.zip").items() if n != "kinetics_prep.json"} == \
+            {n: b for n, b in _dir_files(want / clip).items() if n != "kinetics_prep.json"}
+    # a damaged input archive fails its clip with a message naming it; the other clip is done
+    bad = zips / f"{CLIPS[1]}.zip"
+    bad.write_bytes(bad.read_bytes()[:-100])
+    s = extract_frames(zips, tmp_path / "again", **flow)
+    assert (s.ok, s.failed) == (1, 1) and f"{CLIPS[1]}.zip: not a readable zip archive" in s.failures[0].error

@@ -155,7 +155,9 @@ def plan(options: ExtractOptions) -> list[Item]:
     for src in (_frame_dirs(options) if options.input_frames else
                 iter_videos(options.src, options.level, normalize_extensions(options.ext))):
         rel = src.relative_to(options.src)
-        dst = options.out / (rel if options.input_frames else rel.with_suffix(""))
+        # A video or a packed clip (clip.zip: the only files _frame_dirs yields) loses its
+        # suffix; a frame directory keeps its whole name (dots included).
+        dst = options.out / (rel.with_suffix("") if not options.input_frames or src.is_file() else rel)
         if dst in seen:
             raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}")
         seen[dst] = src
@@ -163,17 +165,20 @@ def plan(options: ExtractOptions) -> list[Item]:
     if not items:
         if options.input_frames:
             raise ConfigError(f"no frame directories found under {options.src} at --level {options.level} "
-                              "(--input-frames expects SRC/class/clip/img_*.jpg)")
+                              "(--input-frames expects SRC/class/clip/img_*.jpg or packed SRC/class/clip.zip)")
         raise nothing_found(options.src, options.level, normalize_extensions(options.ext))
     return items
 
 
 def _frame_dirs(options: ExtractOptions) -> Iterator[Path]:
+    """The RGB clips under SRC for --input-frames: frame directories and packed clips (clip.zip)."""
     parents = [options.src] if options.level == 1 else sorted(
         Path(e.path) for e in os.scandir(options.src) if e.is_dir() and not is_hidden(e.name))
     for parent in parents:
+        # `clip.zip.partial` is scratch (is_scratch_name), never an input.
         yield from sorted(Path(e.path) for e in os.scandir(parent)
-                          if e.is_dir() and not is_hidden(e.name) and not is_scratch_name(e.name))
+                          if not is_hidden(e.name) and not is_scratch_name(e.name)
+                          and (e.is_dir() or (is_zip(e.name) and e.is_file())))
 
 
 def is_done(item: Item, job: _Job) -> bool:
@@ -255,6 +260,20 @@ def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator
 
 
 def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Picture]:
+    """The RGB frames (img_*) of a frame directory or of a packed clip (`clip.zip`, read in
+    place: members are decoded from the archive, nothing is extracted)."""
+    if is_zip(path) and path.is_file():  # not a directory someone named x.zip
+        with ZipClip(path) as clip:
+            names = [n for n in clip.names() if n.lower().endswith(_IMAGE_EXTS) and n.startswith("img_")]
+            if not names:
+                raise InputError(f"{path}: no RGB frames (img_*.jpg) in this packed clip")
+            for name in names:
+                data = clip.read(name)  # a damaged member: DamagedMemberError naming archive and member
+                img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise DecodeError(f"{path}: member {name}: cannot decode image")
+                yield _input_picture(img, options)
+        return
     names = sorted(e.name for e in os.scandir(path) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS)
                    and e.name.startswith("img_"))
     if not names:
@@ -263,11 +282,16 @@ def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Pictu
         img = cv2.imread(str(path / name), cv2.IMREAD_COLOR)
         if img is None:
             raise DecodeError(f"{path / name}: cannot decode image")
-        h, w = img.shape[:2]
-        size = options.size or (video.output_size(w, h, options.new_short) if options.new_short else None)
-        if size is not None and size != (w, h):
-            img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-        yield video.Picture(bgr=img)
+        yield _input_picture(img, options)
+
+
+def _input_picture(img: np.ndarray, options: ExtractOptions) -> video.Picture:
+    """One input frame (BGR), resized as the options ask."""
+    h, w = img.shape[:2]
+    size = options.size or (video.output_size(w, h, options.new_short) if options.new_short else None)
+    if size is not None and size != (w, h):
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    return video.Picture(bgr=img)
 
 
 def _flow_image_encoder(options: ExtractOptions) -> Callable[[np.ndarray], bytes]:
@@ -496,7 +520,19 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     """Estimated (bytes, files) of one clip's frame directory, from the container's frame count
     and size (no decoding): frames x pixels x bytes per pixel, plus the metadata file."""
     options = job.options
-    if options.input_frames:
+    if options.input_frames and is_zip(item.src) and item.src.is_file():
+        # The central directory gives the count; one member's header gives the size.
+        try:
+            with ZipClip(item.src) as clip:
+                frames = [n for n in clip.names() if n.startswith("img_")]
+                data = clip.read(frames[0]) if frames else b""
+        except (OSError, InputError):  # a damaged archive: this clip will fail; it takes no space
+            return 0, 0
+        n, w, h = len(frames), 0, 0
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        if img is not None:
+            h, w = img.shape[:2]
+    elif options.input_frames:
         n = sum(1 for e in os.scandir(item.src) if e.name.startswith("img_"))
         w = h = 0
         first = next((Path(e.path) for e in os.scandir(item.src) if e.name.startswith("img_")), None)

@@ -37,12 +37,12 @@ def parse_gpus(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class ExtractOptions:
     src: Path = opt(flag="src", metavar="SRC",
-                    help="videos (SRC/class/clip.ext) or, with --input-frames, RGB frame directories")
+                    help="videos (SRC/class/clip.ext) or, with --input-frames, RGB frame directories or packed clips")
     out: Path = opt(flag="out", metavar="OUT", help="output root, e.g. data/kinetics400/rawframes_train")
     task: str = opt("both", choices=TASKS, help="what to write (default: %(default)s)")
     level: int = opt(2, choices=(1, 2), help="2: SRC/class/clip (default); 1: SRC/clip")
-    input_frames: bool = opt(False, help="SRC holds RGB frame directories (img_*.jpg) instead of videos: "
-                                         "compute flow from them")
+    input_frames: bool = opt(False, help="SRC holds RGB frame directories (img_*.jpg) or packed clips "
+                                         "(class/clip.zip) instead of videos: compute flow from them")
     ext: tuple[str, ...] | None = opt(None, metavar="EXT[,EXT...]", help="only these video extensions")
     new_short: int | None = opt(None, metavar="PX", group=_SIZE,
                                 help="resize the displayed short edge to PX (aspect kept, long edge rounded to even)")
