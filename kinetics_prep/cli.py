@@ -341,45 +341,19 @@ def _add_arrange(sub: argparse._SubParsersAction) -> None:
                     "Reports per split; missing clips go to DST/.kinetics_prep/arrange_missing.csv "
                     "(official columns + reason), stray files to arrange_unannotated.txt.",
     )
-    p.add_argument("src", metavar="SRC", help="flat folder of clips")
-    p.add_argument("dst", metavar="DST", help="split root to fill, e.g. data/kinetics400/videos_train")
-    p.add_argument("--annotations", nargs="+", required=True, metavar="ANNOTATIONS", help=_ANN_HELP)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--symlink", dest="mode", action="store_const", const="symlink",
-                      help="absolute symbolic links to the sources (default)")
-    mode.add_argument("--hardlink", dest="mode", action="store_const", const="hardlink",
-                      help="hard links (same filesystem only)")
-    mode.add_argument("--copy", dest="mode", action="store_const", const="copy", help="copy the files")
-    mode.add_argument("--move", dest="mode", action="store_const", const="move",
-                      help="move the files (DST may then be SRC itself: arrange in place)")
-    p.set_defaults(mode="symlink")
-    p.add_argument("--replacements", default=None, metavar="DIR",
-                   help="folder whose clips replace SRC's (e.g. K400's replacement_for_corrupted_k400)")
-    p.add_argument("--split", choices=("train", "val", "test"), default=None,
-                   help="only clips of this split (default: every clip of the annotations)")
-    p.add_argument("--class-style", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="class directory names: mmaction2 (default: drop '\"', spaces -> '_') or "
-                        "torchvision (also drop ', ( and ))")
-    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
-                   help="only these extensions (default: any video extension)")
-    p.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
-    p.add_argument("--strict", action="store_true", help="exit status 1 when any annotated clip is missing")
-    _add_default_split(p)
+    from .stages.arrange import ArrangeOptions
+
+    add_arguments(p, ArrangeOptions)
     p.set_defaults(handler=_run_arrange)
 
 
 def _run_arrange(a: argparse.Namespace) -> int:
-    from .stages.arrange import arrange_clips
+    from .stages.arrange import ArrangeOptions, arrange_clips
 
-    res = arrange_clips(a.src, a.dst, a.annotations, mode=a.mode, replacements=a.replacements,
-                        split=a.split, class_style=a.class_style, exts=a.ext, dry_run=a.dry_run,
-                        default_split=a.default_split)
+    res = arrange_clips(**options_from(ArrangeOptions, a))
     _warn_duplicates(res.duplicates)
     print("\n".join(res.lines()), file=sys.stderr)
-    t = res.total
-    if t.failed or t.conflicts or (a.strict and t.missing):
-        return 1
-    return 0
+    return res.exit_code
 
 
 def _add_rename_classes(sub: argparse._SubParsersAction) -> None:
@@ -391,17 +365,16 @@ def _add_rename_classes(sub: argparse._SubParsersAction) -> None:
                     "leading '-', backslashes, repeated spaces), '\"' is dropped as mmaction2's list "
                     "builder does, and nothing is renamed if any new name would collide.",
     )
-    p.add_argument("roots", nargs="+", metavar="ROOT", help="folders whose sub-folders are classes (e.g. videos_train)")
-    p.add_argument("--style", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="mmaction2 (default) or torchvision (also drop ', ( and ))")
-    p.add_argument("--dry-run", action="store_true", help="print the renames, change nothing")
+    from .stages.arrange import RenameClassesOptions
+
+    add_arguments(p, RenameClassesOptions)
     p.set_defaults(handler=_run_rename_classes)
 
 
 def _run_rename_classes(a: argparse.Namespace) -> int:
-    from .stages.arrange import rename_classes
+    from .stages.arrange import RenameClassesOptions, rename_classes
 
-    res = rename_classes(a.roots, style=a.style, dry_run=a.dry_run)
+    res = rename_classes(**options_from(RenameClassesOptions, a))
     for old, new in res.renamed:
         print(f"{old} -> {new.name}")
     verb = "would rename" if res.dry_run else "renamed"

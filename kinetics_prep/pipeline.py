@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ConfigError, InputError, KineticsPrepError, MissingDependencyError
+from .kinetics import SPLITS
 from .reports import format_summary
 from .results import RunSummary
 from .runner import RUN_OPTIONS, RunOptions
@@ -36,7 +37,6 @@ else:  # pragma: no cover - Python 3.10
 
 STAGES: tuple[str, ...] = ("annotations", "download", "arrange", "resize", "extract-frames", "file-list", "verify")
 SHARDABLE = frozenset({"resize", "extract-frames"})  # per-clip runner stages
-SPLITS = ("train", "val", "test")
 DEFAULT_LAYOUT: dict[str, str] = {
     "downloads": "videos_raw_{split}",  # flat clips, as CVDF archives unpack (download's output)
     "arranged": "videos_{split}_raw",  # class folders of links to the downloads (arrange's output)
@@ -477,10 +477,9 @@ class _Pipeline:
                 f"arrange {src} -> {dst} (class folders); inputs not there yet"])
         opts = {k: v for k, v in self.cfg.sections["arrange"].items() if k != "skip"}
         res = arrange_clips(src, dst, [ann], split=split, dry_run=self.dry_run, default_split=split, **opts)
-        t = res.total
-        bad = t.failed or t.conflicts
-        status = "planned" if self.dry_run else ("failed" if bad else "done")
-        return StepOutcome("arrange", split, status, 1 if bad and not self.dry_run else 0, res.lines(), res)
+        code = 0 if self.dry_run else res.exit_code
+        status = "planned" if self.dry_run else ("failed" if code else "done")
+        return StepOutcome("arrange", split, status, code, res.lines(), res)
 
     def _runner_stage(self, stage: str, split: str, call: Callable[..., RunSummary], src: Path,
                       out: Path, **extra: Any) -> StepOutcome:
