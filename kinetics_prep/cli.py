@@ -221,17 +221,13 @@ def _run_download(a: argparse.Namespace) -> int:
     )
     print("\n".join(vs.lines()), file=sys.stderr)
     return vs.exit_code
+
+
 # ---------------------------------------------------------------- Kinetics annotations and lists
 # classes, select, arrange, rename-classes, file-list, overlap: thin wrappers over
-# kinetics_prep.kinetics and kinetics_prep.stages.{arrange,filelist}.
-
-_ANN_HELP = "annotation file(s): official Kinetics CSV (columns read by header name) or JSON"
-
-
-def _add_default_split(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--default-split", choices=("train", "val", "test"), default=None,
-                   help="split of rows in files without a 'split' column (default: from the file name, "
-                        "e.g. kinetics_val.csv)")
+# kinetics_prep.subsets and kinetics_prep.stages.{arrange,filelist}; their arguments are
+# generated from the options dataclasses (help texts shared via kinetics.ANNOTATIONS_HELP and
+# kinetics.default_split_opt).
 
 
 def _warn_duplicates(dups: Sequence, limit: int = 5) -> None:
@@ -250,24 +246,16 @@ def _add_classes(sub: argparse._SubParsersAction) -> None:
                     "on stdout). Label ids are the index in the sorted set of TRAIN labels "
                     "(mmaction2's rule); with no train split given, of all labels given.",
     )
-    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS", help=_ANN_HELP)
-    p.add_argument("-o", "--label-map-out", default=None, metavar="PATH",
-                   help="write the label map here: one class name per line, line index = label id "
-                        "(the format of mmaction2's label_map_k400.txt)")
-    p.add_argument("--order", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="label-id order: mmaction2 (default; sort by name without '\"', spaces as '_') "
-                        "or torchvision (also drops ', ( and ) before sorting: a few ids differ)")
-    p.add_argument("--class-style", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="class directory names shown (default: mmaction2)")
-    _add_default_split(p)
+    from .subsets import ClassesOptions
+
+    add_arguments(p, ClassesOptions)
     p.set_defaults(handler=_run_classes)
 
 
 def _run_classes(a: argparse.Namespace) -> int:
-    from .subsets import list_classes
+    from .subsets import ClassesOptions, list_classes
 
-    res = list_classes(a.annotations, order=a.order, class_style=a.class_style,
-                       label_map_out=a.label_map_out, default_split=a.default_split)
+    res = list_classes(**options_from(ClassesOptions, a))
     _warn_duplicates(res.duplicates)
     splits = [s for s in res.splits if s] or list(res.splits)
     print("\t".join(["id", "class_dir", *splits, "label"]))
@@ -295,32 +283,16 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
                     "reproducible. The subset is written with the official CSV header, so every "
                     "other command reads it.",
     )
-    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS", help=_ANN_HELP)
-    p.add_argument("-o", "--out", required=True, metavar="CSV", help="subset CSV to write")
-    p.add_argument("--classes", nargs="+", default=[], metavar="CLASS",
-                   help="classes to keep, as labels (quote names with spaces) or class directory "
-                        "names (default: all)")
-    p.add_argument("--classes-file", default=None, metavar="PATH",
-                   help="file with one class per line (e.g. a label map), added to --classes")
-    p.add_argument("--split", dest="splits", action="append", choices=("train", "val", "test"), default=[],
-                   help="keep only this split (repeatable; default: all)")
-    p.add_argument("--max-samples", type=int, default=None, metavar="N", help="at most N clips per split")
-    p.add_argument("--max-per-class", type=int, default=None, metavar="N",
-                   help="at most N clips per class and split")
-    p.add_argument("--shuffle", action="store_true",
-                   help="choose at random instead of the first clips (see --seed)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed for --shuffle (default: drawn and printed, so the run can be repeated)")
-    _add_default_split(p)
+    from .subsets import SelectOptions
+
+    add_arguments(p, SelectOptions)
     p.set_defaults(handler=_run_select)
 
 
 def _run_select(a: argparse.Namespace) -> int:
-    from .subsets import select_subset
+    from .subsets import SelectOptions, select_subset
 
-    res = select_subset(a.annotations, a.out, classes=tuple(a.classes), classes_file=a.classes_file,
-                        splits=tuple(a.splits), max_samples=a.max_samples, max_per_class=a.max_per_class,
-                        shuffle=a.shuffle, seed=a.seed, default_split=a.default_split)
+    res = select_subset(**options_from(SelectOptions, a))
     _warn_duplicates(res.duplicates)
     counts = ", ".join(f"{s or '?'}: {n}" for s, n in sorted(res.counts.items())) or "none"
     msg = f"wrote {len(res.clips)} clips ({counts}) to {res.out}"
@@ -394,61 +366,23 @@ def _add_file_list(sub: argparse._SubParsersAction) -> None:
                     "are listed; everything else goes to ..._missing.tsv with the reason. The test "
                     "split gets label -1.",
     )
-    p.add_argument("root", metavar="ROOT", help="videos_{split}/ or rawframes_{split}/ of the split")
-    p.add_argument("--format", dest="formats", nargs="+", choices=("videos", "rawframes", "flow"),
-                   default=["rawframes"], help="list format(s) to write (default: rawframes)")
-    p.add_argument("--dataset", default="kinetics400",
-                   help="dataset name in the file names, e.g. kinetics400, kinetics600, kinetics700 "
-                        "(default: kinetics400)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="train",
-                   help="split of ROOT (default: train); test gets label -1")
-    p.add_argument("--annotations", nargs="+", default=[], metavar="ANNOTATIONS",
-                   help=_ANN_HELP + "; labels are matched by clip name (pass the train file too so "
-                        "ids come from the train labels)")
-    p.add_argument("--label-map", default=None, metavar="PATH",
-                   help="label map (one name per line, or 'id name' lines); without annotations, "
-                        "class directories are looked up in it; without either, ids = sorted class "
-                        "directories")
-    p.add_argument("--label-order", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="order of ids computed from annotations (default: mmaction2)")
-    p.add_argument("--level", type=int, choices=(1, 2), default=2,
-                   help="2: ROOT/class/clip (default); 1: ROOT/clip (needs --annotations unless --split test)")
-    p.add_argument("--naming", choices=("mmaction2", "denseflow"), default=None,
-                   help="accept only frame directories with this naming (default: each clip's own, "
-                        "from kinetics_prep.json or its file names)")
-    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
-                   help="video extensions for --format videos (default: any)")
-    p.add_argument("--shuffle", action="store_true", help="shuffle the lines (see --seed)")
-    p.add_argument("--seed", type=int, default=None, help="seed for --shuffle (default: drawn and printed)")
-    p.add_argument("--output-format", choices=("txt", "json"), default="txt",
-                   help="txt (default) or json (list of {frame_dir|filename, total_frames, label: [id]})")
-    p.add_argument("-o", "--out-dir", default=None, metavar="DIR",
-                   help="where the lists go (default: ROOT's parent, e.g. data/kinetics400/)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit status 1 when any annotated clip is not listed")
-    _add_default_split(p)
+    from .stages.filelist import FileListOptions
+
+    add_arguments(p, FileListOptions)
     p.set_defaults(handler=_run_file_list)
 
 
 def _run_file_list(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .stages.filelist import FileListOptions, build_file_lists
 
-    from .stages.filelist import build_file_lists
-
-    # abspath, not resolve(): ROOT may be a symlink to an SSD, and the lists belong beside the link.
-    out_dir = a.out_dir if a.out_dir is not None else Path(os.path.abspath(a.root)).parent
-    res = build_file_lists(a.root, out_dir, formats=tuple(a.formats), dataset=a.dataset, split=a.split,
-                           annotations=tuple(a.annotations), label_map=a.label_map,
-                           label_order=a.label_order, level=a.level, shuffle=a.shuffle, seed=a.seed,
-                           output_format=a.output_format, naming=a.naming, exts=a.ext,
-                           default_split=a.default_split)
+    res = build_file_lists(**options_from(FileListOptions, a))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("\n".join(res.lines()), file=sys.stderr)
     print("mmaction2 config:", file=sys.stderr)
     for fmt, snippet in res.config.items():
         print(f"  {fmt}: {snippet}", file=sys.stderr)
-    return 1 if (a.strict and res.problems) else 0
+    return res.exit_code
 
 
 def _add_overlap(sub: argparse._SubParsersAction) -> None:

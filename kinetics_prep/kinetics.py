@@ -62,9 +62,9 @@ LABEL_ORDERS: tuple[str, ...] = ("mmaction2", "torchvision")
 ANNOTATIONS_HELP = "annotation file(s): official Kinetics CSV (columns read by header name) or JSON"
 
 
-def default_split_opt() -> Any:
+def default_split_opt(rank: int = 0) -> Any:
     """The `default_split` field of the options of every command that reads annotations."""
-    return opt(None, choices=SPLITS,
+    return opt(None, choices=SPLITS, rank=rank,
                help="split of rows in files without a 'split' column (default: from the file name, "
                     "e.g. kinetics_val.csv)")
 

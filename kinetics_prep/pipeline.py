@@ -549,8 +549,9 @@ class _Pipeline:
                                    annotations=self.label_files(split), **opts)
             lines += [f"warning: {w}" for w in res.warnings] + res.lines()
             results.append(res)
-        status = "planned" if self.dry_run else "done"
-        return StepOutcome("file-list", split, status, 0, lines, results)
+        code = max((r.exit_code for r in results), default=0)
+        status = "planned" if self.dry_run else ("failed" if code else "done")
+        return StepOutcome("file-list", split, status, code, lines, results)
 
     def _verify(self, split: str) -> StepOutcome:
         from .stages.filelist import list_file_name
