@@ -13,8 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import ConfigError, KineticsPrepError
-from .framedir import NAMINGS
+from .errors import KineticsPrepError
 from .options import add_arguments, options_from
 
 EXIT_CONFIG = 2
@@ -555,31 +554,16 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                     "writes a JSON report of the problems per item, changes nothing (--fix-lists "
                     "writes new lists beside the originals). Exit status 1 if anything is wrong.",
     )
-    p.add_argument("root", metavar="ROOT", help="rawframes root (ROOT/class/clip/) or videos root (ROOT/class/clip.mp4)")
-    p.add_argument("--lists", nargs="+", default=(), metavar="LIST",
-                   help="mmaction2 lists (txt or json) whose items to check; paths relative to ROOT; "
-                        "the kind (videos/rawframes/flow) comes from the name *_list_{videos,rawframes,flow}.*")
-    p.add_argument("--deep", action="store_true",
-                   help="decode every image and every video frame (default: JPEG/PNG end markers and "
-                        "header size only; first and last video frames)")
-    p.add_argument("--fix-lists", action="store_true",
-                   help="write each list without the broken items as LIST.fixed.txt (or .fixed.json) "
-                        "beside it; nothing is deleted")
-    p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
-                   help="require this frame naming (default: each clip's own, from kinetics_prep.json or its files)")
-    p.add_argument("--report", default=None, metavar="PATH",
-                   help="JSON report (default: ROOT/.kinetics_prep/verify_report.json)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="parallel worker processes (default: number of cores)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    from .stages.verify import VerifyOptions
+
+    add_arguments(p, VerifyOptions)
     p.set_defaults(handler=_run_verify)
 
 
 def _run_verify(a: argparse.Namespace) -> int:
-    from .stages.verify import verify
+    from .stages.verify import VerifyOptions, verify
 
-    res = verify(a.root, lists=tuple(a.lists), deep=a.deep, fix_lists=a.fix_lists, naming=a.naming,
-                 report=a.report, workers=a.workers, progress=a.progress)
+    res = verify(**options_from(VerifyOptions, a))
     print(res.format())
     return res.exit_code
 
@@ -620,29 +604,19 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="a video file or a frame directory (OUT/class/clip/)")
     p.add_argument("-o", "--output", default="preview.png", metavar="PNG",
                    help="output image, .png or .jpg (default: preview.png)")
-    p.add_argument("--frames", type=int, default=8, metavar="N", help="sampled frames (default: 8)")
-    p.add_argument("--flow-type", choices=("tvl1", "farneback", "dis"), default="tvl1",
-                   help="video input: flow engine (OpenCV, CPU; default: tvl1; farneback and dis are much faster)")
-    p.add_argument("--new-short", type=int, default=128, metavar="PX",
-                   help="short edge of the cells; for a video also the size the flow is computed at (default: 128)")
-    p.add_argument("--step", type=int, default=1, metavar="K",
-                   help="video input: flow between frames t and t+K (default: 1)")
-    p.add_argument("--bound", type=float, default=None, metavar="PX",
-                   help="clip bound for the statistics (default: the metadata's, else 20)")
-    p.add_argument("--max-flow", type=float, default=None, metavar="PX",
-                   help="flow length at the colour wheel's rim (default: the largest shown)")
-    p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
-                   help="frame directory naming (default: from kinetics_prep.json or the file names)")
+    from .preview_options import PreviewOptions
+
+    add_arguments(p, PreviewOptions)
     p.set_defaults(handler=_run_preview)
 
 
 def _run_preview(a: argparse.Namespace) -> int:
     from .errors import DecodeError, ProbeError
+    from .preview_options import PreviewOptions
     from .preview_sheet import preview
 
     try:
-        out = preview(a.input, a.output, frames=a.frames, flow_type=a.flow_type, new_short=a.new_short,
-                      step=a.step, bound=a.bound, max_flow=a.max_flow, naming=a.naming)
+        out = preview(a.input, a.output, **options_from(PreviewOptions, a))
     except (ProbeError, DecodeError) as e:  # the input itself is broken: a failed item, not a bad argument
         print(f"kinetics-prep preview: {e}", file=sys.stderr)
         return 1
@@ -663,31 +637,20 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
                     "RawFrameDecode asks for (class/clip/img_00001.jpg). Rerunning resumes. Prints "
                     "the mmaction2 config lines.",
     )
-    p.add_argument("src", metavar="SRC", help="a rawframes root, e.g. data/kinetics400/rawframes_train")
-    p.add_argument("out", metavar="OUT", nargs="?", default=None,
-                   help="zip: output root (default: SRC, in place); lmdb: the database directory (required)")
-    p.add_argument("--to", choices=("zip", "lmdb"), default="zip", help="zip per clip (default) or one LMDB")
-    p.add_argument("--level", type=int, choices=(1, 2), default=2, help="2: SRC/class/clip (default); 1: SRC/clip")
-    p.add_argument("--delete-source", action="store_true",
-                   help="zip: delete each frame directory once its archive is verified")
-    p.add_argument("--key-prefix", default="", metavar="P",
-                   help="lmdb: prefix of every key, to match a RawframeDataset data_prefix=dict(img=P) "
-                        "(default: '', keys relative to SRC)")
+    from .stages.pack_options import PackOptions
+
+    add_arguments(p, PackOptions)
     _add_runner_options(p)
     p.set_defaults(handler=_run_pack)
 
 
 def _run_pack(a: argparse.Namespace) -> int:
     from .reports import format_summary
-    from .stages.pack import config_lines, pack_frames, pack_lmdb
+    from .stages.pack import LmdbSummary, config_lines, pack
+    from .stages.pack_options import PackOptions
 
-    if a.to == "lmdb":
-        if a.out is None:
-            raise ConfigError("pack --to lmdb needs OUT, the database directory")
-        if a.delete_source:
-            raise ConfigError("--delete-source applies to --to zip")
-        res = pack_lmdb(a.src, a.out, key_prefix=a.key_prefix, level=a.level, overwrite=a.overwrite,
-                        progress=a.progress)
+    res = pack(**options_from(PackOptions, a), **_runner_kwargs(a))
+    if isinstance(res, LmdbSummary):
         print(f"{res.db}: {res.written} clip(s) written, {res.skipped} already there, {len(res.failed)} failed; "
               f"{res.frames} RGB frames, {res.bytes / 1e6:.1f} MB, map size {res.map_size / 2**30:.1f} GiB",
               file=sys.stderr)
@@ -695,13 +658,10 @@ def _run_pack(a: argparse.Namespace) -> int:
             print(f"  failed: {clip}: {why}", file=sys.stderr)
         print("mmaction2 config lines for this output:", *config_lines("lmdb", res.db, a.key_prefix), sep="\n  ")
         return res.exit_code
-    if a.key_prefix:
-        raise ConfigError("--key-prefix applies to --to lmdb")
-    summary = pack_frames(a.src, a.out, level=a.level, delete_source=a.delete_source, **_runner_kwargs(a))
-    print(format_summary(summary), file=sys.stderr)
-    if not summary.dry_run:
+    print(format_summary(res), file=sys.stderr)
+    if not res.dry_run:
         print("mmaction2 config lines for this output:", *config_lines("zip"), sep="\n  ")
-    return summary.exit_code
+    return res.exit_code
 
 
 def _add_unpack(sub: argparse._SubParsersAction) -> None:
@@ -711,10 +671,9 @@ def _add_unpack(sub: argparse._SubParsersAction) -> None:
         description="Unpack every SRC/class/clip.zip into OUT/class/clip/ (OUT defaults to SRC), each "
                     "checked to hold exactly the archive's members before anything is deleted.",
     )
-    p.add_argument("src", metavar="SRC", help="a root of packed clips")
-    p.add_argument("out", metavar="OUT", nargs="?", default=None, help="output root (default: SRC, in place)")
-    p.add_argument("--level", type=int, choices=(1, 2), default=2, help="2: SRC/class/clip.zip (default); 1: SRC/clip.zip")
-    p.add_argument("--delete-source", action="store_true", help="delete each archive once its directory is verified")
+    from .stages.pack_options import UnpackOptions
+
+    add_arguments(p, UnpackOptions)
     _add_runner_options(p)
     p.set_defaults(handler=_run_unpack)
 
@@ -722,8 +681,9 @@ def _add_unpack(sub: argparse._SubParsersAction) -> None:
 def _run_unpack(a: argparse.Namespace) -> int:
     from .reports import format_summary
     from .stages.pack import unpack_frames
+    from .stages.pack_options import UnpackOptions
 
-    summary = unpack_frames(a.src, a.out, level=a.level, delete_source=a.delete_source, **_runner_kwargs(a))
+    summary = unpack_frames(**options_from(UnpackOptions, a), **_runner_kwargs(a))
     print(format_summary(summary), file=sys.stderr)
     return summary.exit_code
 
