@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import KineticsPrepError
+from .kinetics import SPLITS
 from .options import add_arguments, options_from
 
 EXIT_CONFIG = 2
@@ -86,7 +87,11 @@ def _run_demo(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- download-annotations
 
-_DATASETS = ("kinetics400", "kinetics600", "kinetics700", "kinetics700_2020")
+def _datasets() -> tuple[str, ...]:
+    # The dataset table itself (a light module: acquire's package imports its parts lazily).
+    from .acquire.urls import DATASETS
+
+    return tuple(DATASETS)
 
 
 def _add_mirror(p: argparse.ArgumentParser) -> None:
@@ -112,7 +117,7 @@ def _add_download_annotations(sub: argparse._SubParsersAction) -> None:
                     "DeepMind for kinetics700) and kinetics_{train,val,test}.json (DeepMind). Files "
                     "already there are kept unless --force.",
     )
-    p.add_argument("--dataset", required=True, choices=_DATASETS)
+    p.add_argument("--dataset", required=True, choices=_datasets())
     p.add_argument("--root", required=True, metavar="ROOT", help="dataset root, e.g. data/kinetics400")
     _add_mirror(p)
     p.add_argument("--force", action="store_true", help="fetch again even if the files exist")
@@ -147,8 +152,8 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", choices=("cvdf", "youtube"), default="cvdf",
                    help="where the videos come from (default: cvdf)")
     g = p.add_argument_group("CVDF archives (--source cvdf)")
-    g.add_argument("--dataset", choices=_DATASETS, help="Kinetics version")
-    g.add_argument("--split", choices=("train", "val", "test"), help="which split")
+    g.add_argument("--dataset", choices=_datasets(), help="Kinetics version")
+    g.add_argument("--split", choices=SPLITS, help="which split")
     g.add_argument("--root", metavar="ROOT", help="dataset root, e.g. data/kinetics400")
     _add_mirror(g)
     g.add_argument("--connections", type=int, default=4, metavar="N",
@@ -508,6 +513,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                     "are the stage's options; see configs/kinetics400.toml). Every stage resumes, so "
                     "rerunning finishes what is left and a finished dataset is only checked.",
     )
+    from .run_options import EXECUTORS
+
     p.add_argument("config", metavar="CONFIG.toml", help="pipeline config (TOML)")
     p.add_argument("--stages", default=None, metavar="A,B,...",
                    help="run only these stages of the pipeline, e.g. resize,extract-frames "
@@ -519,7 +526,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                         "SLURM job array); other stages must then run in a separate job")
     g = p.add_argument_group("runner overrides (win over [runner] and the stage sections)")
     g.add_argument("--workers", type=int, default=None, metavar="N")
-    g.add_argument("--executor", choices=("local", "ray"), default=None)
+    g.add_argument("--executor", choices=EXECUTORS, default=None)
     g.add_argument("--ray-address", default=None, metavar="ADDR")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.set_defaults(handler=_run_prepare)

@@ -106,30 +106,12 @@ class PrepareResult:
 
 
 def _stage_keys() -> dict[str, frozenset[str]]:
-    """The option names each stage accepts in its section (its API minus computed ones)."""
-    from .acquire import download_annotations, download_videos, download_youtube
-    from .stages.arrange import ArrangeOptions
-    from .stages.filelist import FileListOptions
-    from .stages.frames_options import ExtractOptions
-    from .stages.resize_options import ResizeOptions
-    from .stages.verify import VerifyOptions
-
-    def kwonly(fn: Callable[..., Any]) -> set[str]:
-        return {n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
-
-    def dc(cls: type) -> set[str]:
-        return {f.name for f in fields(cls)}
-
-    keys = {
-        "annotations": {"files"} | kwonly(download_annotations),
-        "download": {"source"} | kwonly(download_videos) | kwonly(download_youtube),
-        "arrange": dc(ArrangeOptions),
-        "resize": dc(ResizeOptions) | set(RUN_OPTIONS),
-        "file-list": dc(FileListOptions),
-    }
-    keys["verify"] = dc(VerifyOptions)
-    keys["extract-frames"] = dc(ExtractOptions) | set(RUN_OPTIONS)
-    return {k: frozenset(v - _COMPUTED.get(k, set())) | {"skip"} for k, v in keys.items()}
+    """The option names each stage accepts in its section: its API's options (`_stage_types`)
+    minus the ones the pipeline computes, plus `skip` (and annotations' `files`, download's
+    `source`, which the pipeline reads itself)."""
+    own = {"annotations": {"files"}, "download": {"source"}}
+    return {stage: frozenset(set(types) - _COMPUTED.get(stage, set())) | own.get(stage, set()) | {"skip"}
+            for stage, types in _stage_types().items()}
 
 
 def load_config(path: str | os.PathLike) -> PrepareConfig:
@@ -184,12 +166,14 @@ def _types_of(annotation: Any, default: Any) -> tuple[type, ...] | None:
 
 
 def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
-    """Each stage's option types (its API's keyword parameters and dataclass fields), used to
-    check a config value's type before anything runs."""
+    """Each stage's options and their types (its API's keyword parameters and dataclass fields),
+    used to check a config's keys and value types before anything runs."""
     from .acquire import download_annotations, download_videos, download_youtube
     from .stages.arrange import ArrangeOptions
     from .stages.filelist import FileListOptions
-    from .stages.resize import ResizeOptions
+    from .stages.frames_options import ExtractOptions
+    from .stages.resize_options import ResizeOptions
+    from .stages.verify import VerifyOptions
 
     def kw(fn: Callable[..., Any]) -> dict[str, tuple[type, ...] | None]:
         params = inspect.signature(fn).parameters.items()
@@ -199,11 +183,8 @@ def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
     def dc(cls: type) -> dict[str, tuple[type, ...] | None]:
         return {f.name: _types_of(f.type, f.default) for f in fields(cls)}
 
-    from .stages.frames import ExtractOptions
-    from .stages.verify import VerifyOptions
-
     control = dc(RunOptions)
-    out = {
+    return {
         "annotations": kw(download_annotations),
         "download": {**kw(download_youtube), **kw(download_videos)},
         "arrange": dc(ArrangeOptions),
@@ -212,7 +193,6 @@ def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
         "file-list": dc(FileListOptions),
         "verify": dc(VerifyOptions),
     }
-    return out
 
 
 def _check_value_types(data: Mapping[str, Any], where: str) -> None:
