@@ -25,37 +25,9 @@ from .atomic import write_bytes_atomic
 from .framedir import NAMINGS, FlowInfo, FrameDirMeta
 from .packed import DirClip, ZipClip, count_clip, is_zip, open_clip
 from .options import PathLike, make_options
-
-FLOW_TYPES = ("tvl1", "farneback", "dis")
+from .preview_options import FLOW_TYPES, PreviewOptions  # noqa: F401  (re-exported)
 _OUTPUT_EXTS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 STILL_PX = 0.5  # below this a pixel counts as not moving
-
-
-@dataclass(frozen=True)
-class PreviewOptions:
-    frames: int = 8  # sampled frames (columns)
-    flow_type: str = "tvl1"  # video input: tvl1 | farneback | dis (OpenCV, CPU)
-    new_short: int | None = 128  # short edge the cells (and a video's flow) use; None: as stored
-    bound: float | None = None  # clip bound for the statistics (default: metadata's or 20)
-    step: int = 1  # video input: flow between frame i and i + step
-    naming: str | None = None  # frame directory: force a naming
-    max_flow: float | None = None  # colour wheel rim in px (default: the largest shown)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 1 <= self.frames <= 64:
-            raise ConfigError(f"--frames must be 1..64, got {self.frames!r}")
-        if self.flow_type not in FLOW_TYPES:
-            raise ConfigError(f"--flow-type must be one of {', '.join(FLOW_TYPES)}, got {self.flow_type!r}")
-        if self.new_short is not None and (isinstance(self.new_short, bool) or self.new_short < 16):
-            raise ConfigError(f"--new-short must be >= 16, got {self.new_short!r}")
-        if self.bound is not None and not self.bound > 0:
-            raise ConfigError(f"--bound must be > 0, got {self.bound!r}")
-        if isinstance(self.step, bool) or not isinstance(self.step, int) or self.step < 1:
-            raise ConfigError(f"--step must be an integer >= 1, got {self.step!r}")
-        if self.naming is not None and self.naming not in NAMINGS:
-            raise ConfigError(f"unknown naming {self.naming!r}; choose one of {sorted(NAMINGS)}")
-        if self.max_flow is not None and not self.max_flow > 0:
-            raise ConfigError(f"--max-flow must be > 0, got {self.max_flow!r}")
 
 
 @dataclass

@@ -27,23 +27,7 @@ from ..options import make_options
 from ..packed import ZIP_SUFFIX, ZipClip, check_same, count_clip, is_zip, open_clip, pack_dir, zip_path
 from ..results import OK, Item, ItemResult, RunSummary
 from ..runner import Stage, pop_run_options, run_stage
-
-PACK_TARGETS = ("zip", "lmdb")
-
-
-@dataclass(frozen=True)
-class PackOptions:
-    src: Path
-    out: Path | None = None  # None: beside the sources (in place)
-    level: int = 2
-    delete_source: bool = False  # remove each source only after its packed copy is verified
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "src", Path(self.src))
-        object.__setattr__(self, "out", Path(self.out) if self.out is not None else self.src)
-        if self.level not in (1, 2):
-            raise ConfigError(f"--level must be 1 or 2, got {self.level}")
-
+from .pack_options import PACK_TARGETS, PackOptions, UnpackOptions  # noqa: F401  (re-exported)
 
 def _clips(root: Path, level: int, want_zip: bool) -> Iterator[Path]:
     """Clip directories (or, with want_zip, packed clips) under root, sorted."""
@@ -59,7 +43,7 @@ def _clips(root: Path, level: int, want_zip: bool) -> Iterator[Path]:
                 yield Path(e.path)
 
 
-def _plan(options: PackOptions, want_zip: bool) -> list[Item]:
+def _plan(options: PackOptions | UnpackOptions, want_zip: bool) -> list[Item]:
     if not options.src.is_dir():
         raise ConfigError(f"source directory does not exist: {options.src}")
     if options.out != options.src:
@@ -131,13 +115,27 @@ def pack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **
     Keyword options: level=2, delete_source=False, and the runner's (workers, overwrite, ...)."""
     run = pop_run_options(options)
     opts = make_options(PackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
+    if opts.to != "zip":
+        raise ConfigError("pack_frames writes zips; pack(..., to='lmdb') or pack_lmdb writes an LMDB")
+    return run_stage(PACK_STAGE, opts, run)
+
+
+def pack(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary | LmdbSummary:
+    """`kinetics-prep pack`: keyword options are the fields of PackOptions (to="zip"|"lmdb",
+    level, delete_source, key_prefix) and the runner's. to="zip" is `pack_frames`; to="lmdb" is
+    `pack_lmdb` into the database `out`, which uses only the runner's overwrite and progress."""
+    run = pop_run_options(options)
+    opts = make_options(PackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
+    if opts.to == "lmdb":
+        return pack_lmdb(opts.src, opts.out, key_prefix=opts.key_prefix, level=opts.level,  # type: ignore[arg-type]
+                         overwrite=run.overwrite, progress=run.progress)
     return run_stage(PACK_STAGE, opts, run)
 
 
 # ------------------------------------------------------------------ unpack (zip -> dir)
 
 
-def _unpack_done(item: Item, options: PackOptions) -> bool:
+def _unpack_done(item: Item, options: UnpackOptions) -> bool:
     if not item.dst.is_dir():
         return False
     if item.src.is_file():
@@ -145,7 +143,7 @@ def _unpack_done(item: Item, options: PackOptions) -> bool:
     return True
 
 
-def _unpack_one(item: Item, options: PackOptions, _state: Any = None) -> ItemResult:
+def _unpack_one(item: Item, options: UnpackOptions, _state: Any = None) -> ItemResult:
     cleanup_scratch(item.dst)
     tmp = partial_path(item.dst)
     tmp.mkdir(parents=True)
@@ -167,7 +165,7 @@ def _unpack_one(item: Item, options: PackOptions, _state: Any = None) -> ItemRes
     return _result(item, fc)
 
 
-UNPACK_STAGE: Stage[PackOptions] = Stage(
+UNPACK_STAGE: Stage[UnpackOptions] = Stage(
     name="unpack", plan=lambda o: _plan(o, want_zip=True), is_done=_unpack_done, run_one=_unpack_one,
     out=lambda o: o.out, rate_keys=lambda o: ("frames",))
 
@@ -175,7 +173,7 @@ UNPACK_STAGE: Stage[PackOptions] = Stage(
 def unpack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary:
     """Unpack every `class/clip.zip` under `src` into `out/class/clip/` (default: in place)."""
     run = pop_run_options(options)
-    opts = make_options(PackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
+    opts = make_options(UnpackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
     return run_stage(UNPACK_STAGE, opts, run)
 
 

@@ -35,7 +35,7 @@ from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeErr
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
 from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
 from ..layout import STATE_DIR, VIDEO_EXTENSIONS, is_hidden
-from ..options import PathLike, make_options, path_tuple
+from ..options import PathLike, make_options, opt, path_tuple
 from ..packed import DamagedMemberError, DirClip, ZipClip, is_zip, zip_path
 from ..results import FAILED, OK, Item, ItemResult
 from ..runner import default_workers, run_items
@@ -78,14 +78,23 @@ _SHOWN = 3  # file names quoted per problem
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    root: Path
-    lists: tuple[Path, ...] = ()
-    deep: bool = False  # decode every image / every video frame
-    naming: str | None = None  # force a naming (default: per clip, from metadata or file names)
-    fix_lists: bool = False
-    report: Path | None = None  # default ROOT/.kinetics_prep/verify_report.json
-    workers: int | None = None
-    progress: bool = True
+    root: Path = opt(flag="root", metavar="ROOT",
+                     help="rawframes root (ROOT/class/clip/) or videos root (ROOT/class/clip.mp4)")
+    lists: tuple[Path, ...] = opt((), nargs="+", metavar="LIST",
+                                  help="mmaction2 lists (txt or json) whose items to check; paths relative to "
+                                       "ROOT; the kind (videos/rawframes/flow) comes from the name "
+                                       "*_list_{videos,rawframes,flow}.*")
+    deep: bool = opt(False, help="decode every image and every video frame (default: JPEG/PNG end markers and "
+                                 "header size only; first and last video frames)")
+    fix_lists: bool = opt(False, help="write each list without the broken items as LIST.fixed.txt (or "
+                                      ".fixed.json) beside it; nothing is deleted")
+    naming: str | None = opt(None, choices=sorted(NAMINGS),
+                             help="require this frame naming (default: each clip's own, from kinetics_prep.json "
+                                  "or its files)")
+    report: Path | None = opt(None, metavar="PATH",
+                              help="JSON report (default: ROOT/.kinetics_prep/verify_report.json)")
+    workers: int | None = opt(None, metavar="N", help="parallel worker processes (default: number of cores)")
+    progress: bool = opt(True, flag="--no-progress", help="no progress bar")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
