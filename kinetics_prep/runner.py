@@ -30,8 +30,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 
-from tqdm import tqdm
-
 from .concurrency import available_cores
 from .errors import ConfigError
 from .executors import (
@@ -192,6 +190,8 @@ def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], wor
 
 def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, items: Sequence[Item],
              workers: int, report_path: Path | None, shard: Shard | None) -> RunSummary:
+    from tqdm import tqdm  # here, not at import: `--help` and the API's import stay light
+
     t0 = time.perf_counter()
     if shard is not None and report_path is not None:
         write_keys(report_path.with_suffix(".keys"), items)
