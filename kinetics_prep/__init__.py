@@ -13,7 +13,7 @@ The public API is the same set of functions the command line calls, in pipeline 
     extract_frames(src, out, **options)              -> RunSummary            # extract-frames
     link_ssd(ssd_dir, link_path)                     -> Path                  # link-ssd
     build_file_lists(root, out_dir, **options)       -> FileListResult        # file-list
-    overlap(a, b)                                    -> OverlapResult         # overlap
+    overlap(a, b, out=None)                          -> OverlapResult         # overlap
     prepare(config, **options)                       -> PrepareResult         # prepare
     merge_reports(paths, **options)                  -> MergeResult           # merge-reports
     verify(root, **options)                          -> VerifyResult          # verify
@@ -30,51 +30,50 @@ the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
 """
 
-from .acquire import (
-    AnnotationSummary,
-    VideoDownloadSummary,
-    YoutubeSummary,
-    download_annotations,
-    download_videos,
-    download_youtube,
-)
-from .demo import run_demo
-from .errors import (
-    AnnotationError,
-    ConfigError,
-    DecodeError,
-    EncodeError,
-    KineticsPrepError,
-    MissingDependencyError,
-    ProbeError,
-)
-from .kinetics import (
-    Annotations,
-    Clip,
-    LabelMap,
-    class_dir_name,
-    clip_name,
-    list_classes,
-    load_annotations,
-    overlap,
-    read_label_map,
-    select_subset,
-    write_annotations,
-    write_label_map,
-)
-from .layout import link_ssd
-from .machine import DoctorResult, doctor
-from .pipeline import PrepareResult, load_config, prepare
-from .preview_sheet import preview
-from .reports import MergeResult, format_summary, merge_reports
-from .results import ItemResult, RunSummary
-from .runner import RunControl, RunOptions
-from .stages.arrange import arrange_clips, rename_classes
-from .stages.filelist import build_file_lists
-from .stages.frames import ExtractOptions, extract_frames
-from .stages.resize import ResizeOptions, resize_videos
-from .stages.verify import VerifyResult, verify
-from .video import VideoInfo, output_size, probe
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it. Imported on first use (PEP 562), so that
+# `import kinetics_prep` and `kinetics-prep --help` import no codec, array library or downloader.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("AnnotationSummary", "VideoDownloadSummary", "YoutubeSummary", "download_annotations",
+                     "download_videos", "download_youtube"), ".acquire"),
+    "run_demo": ".demo",
+    **dict.fromkeys(("AnnotationError", "ConfigError", "DecodeError", "EncodeError", "KineticsPrepError",
+                     "MissingDependencyError", "ProbeError"), ".errors"),
+    **dict.fromkeys(("Annotations", "Clip", "LabelMap", "class_dir_name", "clip_name", "load_annotations",
+                     "read_label_map", "write_annotations", "write_label_map"), ".kinetics"),
+    **dict.fromkeys(("list_classes", "overlap", "select_subset"), ".subsets"),
+    "link_ssd": ".layout",
+    **dict.fromkeys(("DoctorResult", "doctor"), ".machine"),
+    **dict.fromkeys(("PrepareResult", "load_config", "prepare"), ".pipeline"),
+    "preview": ".preview_sheet",
+    **dict.fromkeys(("MergeResult", "format_summary", "merge_reports"), ".reports"),
+    **dict.fromkeys(("ItemResult", "RunSummary"), ".results"),
+    **dict.fromkeys(("RunControl", "RunOptions"), ".run_options"),
+    **dict.fromkeys(("arrange_clips", "rename_classes"), ".stages.arrange"),
+    "build_file_lists": ".stages.filelist",
+    "ExtractOptions": ".stages.frames_options",
+    "extract_frames": ".stages.frames",
+    "ResizeOptions": ".stages.resize_options",
+    "resize_videos": ".stages.resize",
+    **dict.fromkeys(("VerifyResult", "verify"), ".stages.verify"),
+    **dict.fromkeys(("VideoInfo", "output_size", "probe"), ".video"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

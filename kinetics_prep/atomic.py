@@ -14,8 +14,6 @@ A disk that fills while writing becomes an OutputError naming the file; the part
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
@@ -113,6 +111,10 @@ _renameat2 = None
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically (Linux renameat2); False where the system or file system
     cannot, so the caller falls back."""
+    # ctypes here, not at the top: every command imports this module, and only a swap needs libc.
+    import ctypes
+    import ctypes.util
+
     global _renameat2
     if _renameat2 is None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)

@@ -13,9 +13,9 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import ConfigError, KineticsPrepError
+from .errors import KineticsPrepError
 from .framedir import NAMINGS
-from .reports import format_summary
+from .options import add_arguments, options_from
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -25,45 +25,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("run control")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="parallel worker processes (default: number of cores)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="redo items whose output already exists (default: skip them, i.e. resume)")
-    g.add_argument("--retries", type=int, default=0, metavar="N",
-                   help="retry a failed item N more times (default: 0)")
-    g.add_argument("--report", default=None, metavar="PATH",
-                   help="JSON-lines report, one line per item (default: OUT/.kinetics_prep/STAGE_report.jsonl)")
-    g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (e.g. in batch jobs)")
-    g.add_argument("--dry-run", action="store_true",
-                   help="plan only: print what would be done (to do, already done, failed last time) "
-                        "and the estimated output size; change nothing")
-    g.add_argument("--shard", default=None, metavar="K/N",
-                   help="do only shard K of N (1 <= K <= N), a stable split by clip name; the report "
-                        "becomes STAGE_report.shard-K-of-N.jsonl (default: from SLURM_ARRAY_TASK_ID / "
-                        "SLURM_ARRAY_TASK_COUNT inside a SLURM job array; 1/1 turns that off)")
-    r = p.add_argument_group("Ray (pip install 'kinetics-prep[ray]')")
-    r.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: worker processes on this machine (default); ray: one Ray task per item")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running Ray cluster: 'auto' or 'ray://HOST:10001' (default: start a "
-                        "local Ray instance with --workers CPUs)")
-    r.add_argument("--ray-max-retries", type=int, default=3, metavar="N",
-                   help="Ray reruns a task whose worker or node died up to N times (default: 3); item "
-                        "errors are retried by --retries")
-    r.add_argument("--ray-num-cpus", type=float, default=None, metavar="X",
-                   help="CPUs one task reserves (default: what the stage needs, 1 for CPU work)")
-    r.add_argument("--ray-num-gpus", type=float, default=None, metavar="X",
-                   help="GPUs one task reserves, e.g. 0.5 to run two per GPU (default: the stage's, "
-                        "1 for GPU work)")
+    from .run_options import RunOptions
+
+    add_arguments(p, RunOptions)
 
 
 def _runner_kwargs(a: argparse.Namespace) -> dict:
-    return {"workers": a.workers, "overwrite": a.overwrite, "retries": a.retries,
-            "report": a.report, "progress": a.progress, "dry_run": a.dry_run, "shard": a.shard,
-            "executor": a.executor, "ray_address": a.ray_address, "ray_max_retries": a.ray_max_retries,
-            "ray_num_cpus": a.ray_num_cpus, "ray_num_gpus": a.ray_num_gpus}
+    from .run_options import RunOptions
+
+    return options_from(RunOptions, a)
 
 
 # ---------------------------------------------------------------- resize
@@ -77,39 +47,19 @@ def _add_resize(sub: argparse._SubParsersAction) -> None:
                     "H.264 with a keyframe at least every --gop frames, timestamps kept, no audio by "
                     "default. Clips already in OUT_DIR are skipped, so rerunning resumes.",
     )
-    p.add_argument("src", metavar="SRC_DIR", help="videos: SRC_DIR/class/clip.ext (--level 2) or SRC_DIR/clip.ext (--level 1)")
-    p.add_argument("out", metavar="OUT_DIR", help="output root; mirrors SRC_DIR (must not be inside it)")
-    p.add_argument("--short-edge", type=int, default=256, metavar="PX", help="displayed short edge in pixels (default: 256)")
-    p.add_argument("--gop", type=int, default=16, metavar="N",
-                   help="keyframe at least every N frames (default: 16); 0 = x264's default (250)")
-    p.add_argument("--dense", dest="gop", action="store_const", const=16,
-                   help="same as --gop 16 (the default): fast random access for training loaders")
-    p.add_argument("--level", type=int, choices=(1, 2), default=2,
-                   help="2: SRC_DIR/class/clip.ext (default); 1: SRC_DIR/clip.ext")
-    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
-                   help="only these extensions, e.g. mp4,webm (default: any video extension)")
-    p.add_argument("--to-mp4", action=argparse.BooleanOptionalAction, default=True,
-                   help="write .mp4 (default); --no-to-mp4 keeps each source's container extension")
-    p.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
-    p.add_argument("--crf", type=float, default=None, help="x264 constant rate factor 0-51 (default: x264's 23)")
-    p.add_argument("--remove-dup", action="store_true",
-                   help="drop frames that repeat the previous one (mpdecimate-style block test); kept frames keep their timestamps")
-    p.add_argument("--no-upscale", action="store_true",
-                   help="leave videos whose short edge is already <= --short-edge at their size")
-    p.add_argument("--keep-audio", action="store_true", help="keep the audio track (default: drop it)")
+    from .stages.resize_options import ResizeOptions
+
+    add_arguments(p, ResizeOptions)
     _add_runner_options(p)
     p.set_defaults(handler=_run_resize)
 
 
 def _run_resize(a: argparse.Namespace) -> int:
-    from .stages.resize import resize_videos
+    from .reports import format_summary
+    from .stages.resize import ResizeOptions, resize_videos
 
-    summary = resize_videos(
-        a.src, a.out,
-        short_edge=a.short_edge, gop=a.gop, level=a.level, ext=a.ext, to_mp4=a.to_mp4,
-        preset=a.preset, crf=a.crf, remove_dup=a.remove_dup, no_upscale=a.no_upscale,
-        keep_audio=a.keep_audio, **_runner_kwargs(a),
-    )
+    summary = resize_videos(a.src, a.out, **options_from(ResizeOptions, a, skip=("src", "out")),
+                            **_runner_kwargs(a))
     print(format_summary(summary), file=sys.stderr)
     return summary.exit_code
 
@@ -256,8 +206,7 @@ def _run_download(a: argparse.Namespace) -> int:
             yt_dlp=a.yt_dlp, extra_args=tuple(a.yt_dlp_args), progress=a.progress,
         )
         print("\n".join(ys.lines()), file=sys.stderr)
-        c = ys.counts
-        return 0 if not (c["throttled"] or c["error"] or c["pending"]) else 1
+        return ys.exit_code
 
     from .acquire import download_videos
 
@@ -271,7 +220,7 @@ def _run_download(a: argparse.Namespace) -> int:
         progress=a.progress,
     )
     print("\n".join(vs.lines()), file=sys.stderr)
-    return 0 if vs.ok else 1
+    return vs.exit_code
 # ---------------------------------------------------------------- Kinetics annotations and lists
 # classes, select, arrange, rename-classes, file-list, overlap: thin wrappers over
 # kinetics_prep.kinetics and kinetics_prep.stages.{arrange,filelist}.
@@ -315,7 +264,7 @@ def _add_classes(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_classes(a: argparse.Namespace) -> int:
-    from .kinetics import list_classes
+    from .subsets import list_classes
 
     res = list_classes(a.annotations, order=a.order, class_style=a.class_style,
                        label_map_out=a.label_map_out, default_split=a.default_split)
@@ -367,18 +316,10 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_select(a: argparse.Namespace) -> int:
-    from .errors import InputError
-    from .kinetics import select_subset
+    from .subsets import select_subset
 
-    classes = list(a.classes)
-    if a.classes_file:
-        try:
-            with open(a.classes_file, encoding="utf-8-sig") as f:
-                classes += [ln.strip() for ln in f if ln.strip()]
-        except OSError as e:
-            raise InputError(f"cannot read {a.classes_file}: {e}") from e
-    res = select_subset(a.annotations, a.out, classes=tuple(classes), splits=tuple(a.splits),
-                        max_samples=a.max_samples, max_per_class=a.max_per_class,
+    res = select_subset(a.annotations, a.out, classes=tuple(a.classes), classes_file=a.classes_file,
+                        splits=tuple(a.splits), max_samples=a.max_samples, max_per_class=a.max_per_class,
                         shuffle=a.shuffle, seed=a.seed, default_split=a.default_split)
     _warn_duplicates(res.duplicates)
     counts = ", ".join(f"{s or '?'}: {n}" for s, n in sorted(res.counts.items())) or "none"
@@ -552,19 +493,11 @@ def _add_overlap(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_overlap(a: argparse.Namespace) -> int:
-    from .errors import OutputError
-    from .kinetics import overlap
+    from .subsets import format_ids, overlap
 
-    res = overlap(a.a, a.b)
-    text = "".join(i + "\n" for i in res.shared_ids)
-    if a.out:
-        try:
-            with open(a.out, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise OutputError(f"cannot write {a.out}: {e}") from e
-    else:
-        sys.stdout.write(text)
+    res = overlap(a.a, a.b, out=a.out or None)
+    if not a.out:
+        sys.stdout.write(format_ids(res.shared_ids))
     print(f"{len(res.shared_ids)} shared youtube ids ({res.a_ids} in A, {res.b_ids} in B); "
           f"{res.a_clips} clips of A and {res.b_clips} of B use them; {res.same_clips} identical clips",
           file=sys.stderr)
@@ -573,26 +506,7 @@ def _run_overlap(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- extract-frames
 
-# --tvl1-* flags -> get_engine parameter names (defaults are OpenCV's, shown in --help).
-_TVL1_FLAGS = {
-    "tau": ("tau", float), "lambda": ("lambda_", float), "theta": ("theta", float),
-    "scales": ("scales", int), "warps": ("warps", int), "epsilon": ("epsilon", float),
-    "inner-iterations": ("inner_iterations", int), "outer-iterations": ("outer_iterations", int),
-    "scale-step": ("scale_step", float), "gamma": ("gamma", float),
-    "median-filtering": ("median_filtering", int),
-}
-
-
-def _gpu_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(g) for g in text.split(",") if g.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--gpus takes comma-separated device numbers, e.g. 0,1 (got {text!r})") from None
-
-
 def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
-    from .flow import TVL1_DEFAULTS
-
     p = sub.add_parser(
         "extract-frames",
         help="RGB JPEG frames and TV-L1 optical flow from one decode (optionally onto an SSD)",
@@ -600,78 +514,23 @@ def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
                     "optical flow (quantised x/y images) into OUT/class/clip_stem/. Clips already "
                     "done are skipped, so rerunning resumes. Prints the mmaction2 config lines.",
     )
-    p.add_argument("src", metavar="SRC", help="videos (SRC/class/clip.ext) or, with --input-frames, RGB frame directories")
-    p.add_argument("out", metavar="OUT", help="output root, e.g. data/kinetics400/rawframes_train")
-    p.add_argument("--task", choices=("rgb", "flow", "both"), default="both", help="what to write (default: both)")
-    p.add_argument("--level", type=int, choices=(1, 2), default=2, help="2: SRC/class/clip (default); 1: SRC/clip")
-    p.add_argument("--input-frames", action="store_true",
-                   help="SRC holds RGB frame directories (img_*.jpg) instead of videos: compute flow from them")
-    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]", help="only these video extensions")
-    size = p.add_argument_group("size (default: keep the decoded size)")
-    size.add_argument("--new-short", type=int, default=None, metavar="PX",
-                      help="resize the displayed short edge to PX (aspect kept, long edge rounded to even)")
-    size.add_argument("--new-width", type=int, default=None, metavar="W", help="exact width (with --new-height)")
-    size.add_argument("--new-height", type=int, default=None, metavar="H", help="exact height (with --new-width)")
-    fl = p.add_argument_group("optical flow")
-    fl.add_argument("--flow-type", choices=("tvl1", "farneback", "dis"), default="tvl1", help="algorithm (default: tvl1)")
-    fl.add_argument("--flow-backend", choices=("auto", "opencv", "torch"), default="auto",
-                    help="auto (default): the torch TV-L1 on a CUDA GPU when available, else OpenCV on the CPU")
-    fl.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    fl.add_argument("--gpus", type=_gpu_list, default=None, metavar="0,1,...",
-                    help="CUDA devices to use, one worker each (default: all visible)")
-    fl.add_argument("--batch-size", type=int, default=None, metavar="N",
-                    help="frame pairs per flow call (default: 32 on GPU, 8 on CPU)")
-    fl.add_argument("--bound", type=float, default=20.0, metavar="PX", help="clip flow to +-bound pixels before quantising (default: 20)")
-    fl.add_argument("--step", type=int, default=1, metavar="K", help="flow between frame i and i+step (default: 1)")
-    fl.add_argument("--flow-format", choices=("jpg", "png"), default="jpg",
-                    help="jpg (default) or png (the same 8-bit values, lossless)")
-    fl.add_argument("--torch-compile", action="store_true",
-                    help="torch TV-L1: torch.compile the inner iteration (faster on GPUs after a warm-up of "
-                         "tens of seconds per frame size; results unchanged)")
-    fl.add_argument("--dis-preset", choices=("ultrafast", "fast", "medium"), default=None, help="DIS preset (default: fast)")
-    for flag, (key, typ) in _TVL1_FLAGS.items():
-        fl.add_argument(f"--tvl1-{flag}", dest=f"tvl1_{key}", type=typ, default=None,
-                        metavar="N" if typ is int else "X",
-                        help=f"TV-L1 {flag.replace('-', ' ')} (OpenCV's default: {TVL1_DEFAULTS[key]})")
-    out = p.add_argument_group("output")
-    out.add_argument("--naming", choices=("mmaction2", "denseflow"), default="mmaction2",
-                     help="mmaction2 (default): img_00001.jpg, x_00001.jpg, y_00001.jpg from 1; "
-                          "denseflow: img_00000.jpg, flow_x_00000.jpg, flow_y_00000.jpg from 0")
-    out.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG quality 1-100 (default: 95)")
-    out.add_argument("--ssd", default=None, metavar="DIR",
-                     help="write the frames physically under DIR and make OUT a symlink to it")
+    from .stages.frames_options import ExtractOptions, FlowTuning
+
+    groups: dict = {}
+    add_arguments(p, ExtractOptions, groups=groups)
+    add_arguments(p, FlowTuning, groups=groups)
     _add_runner_options(p)
     p.set_defaults(handler=_run_extract_frames)
 
 
-def _flow_params(a: argparse.Namespace) -> dict:
-    params = {key: getattr(a, f"tvl1_{key}") for key, _ in _TVL1_FLAGS.values()
-              if getattr(a, f"tvl1_{key}") is not None}
-    if params and a.flow_type != "tvl1":
-        raise ConfigError(f"--tvl1-* options apply to --flow-type tvl1, not {a.flow_type}")
-    if a.torch_compile:
-        if a.flow_backend != "torch":
-            raise ConfigError("--torch-compile needs --flow-backend torch")
-        params["compile"] = True
-    if a.dis_preset is not None:
-        if a.flow_type != "dis":
-            raise ConfigError("--dis-preset applies to --flow-type dis")
-        params["preset"] = a.dis_preset
-    return params
-
-
 def _run_extract_frames(a: argparse.Namespace) -> int:
+    from .reports import format_summary
     from .stages.frames import config_lines, extract_frames
+    from .stages.frames_options import ExtractOptions, FlowTuning
 
-    summary = extract_frames(
-        a.src, a.out,
-        task=a.task, level=a.level, input_frames=a.input_frames, ext=a.ext,
-        new_short=a.new_short, new_width=a.new_width, new_height=a.new_height,
-        flow_type=a.flow_type, flow_backend=a.flow_backend, device=a.device, gpus=a.gpus,
-        batch_size=a.batch_size, bound=a.bound, step=a.step, flow_format=a.flow_format,
-        flow_params=_flow_params(a), naming=a.naming, jpeg_quality=a.jpeg_quality, ssd=a.ssd,
-        **_runner_kwargs(a),
-    )
+    flow_params = FlowTuning(**options_from(FlowTuning, a)).params(a.flow_type, a.flow_backend)
+    summary = extract_frames(a.src, a.out, **options_from(ExtractOptions, a, skip=("src", "out")),
+                             flow_params=flow_params, **_runner_kwargs(a))
     print(format_summary(summary), file=sys.stderr)
     if summary.dry_run:
         return summary.exit_code

@@ -3,11 +3,20 @@ belong to the executors)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a SLURM or cgroup limit counts)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 _END = object()
 

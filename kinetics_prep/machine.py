@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .concurrency import available_cores
 from .kinetics import PathLike
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -276,10 +277,7 @@ def check_torch() -> Check:
 
 
 def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return available_cores()
 
 
 def check_cpu() -> Check:

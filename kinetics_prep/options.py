@@ -1,12 +1,16 @@
 """Option plumbing shared by the public functions: every stage takes either its frozen options
-dataclass or the same fields as keyword arguments, and unknown names are a ConfigError."""
+dataclass or the same fields as keyword arguments, and unknown names are a ConfigError. Fields
+made with `opt(...)` also carry their command-line spelling and help, from which `cli.py`
+generates its arguments (`add_arguments`, `options_from`)."""
 
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import fields
+import re
+from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
-from typing import Any, Sequence, TypeVar, Union
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 from .errors import ConfigError
 
@@ -37,3 +41,131 @@ def make_options(cls: type[_O], given: _O | None = None, /, **kwargs: Any) -> _O
     return cls(**kwargs)
 
 
+
+
+# ------------------------------------------------------------------ the command line, from the fields
+# A field's metadata says how it looks on the command line; `add_arguments` turns the fields of an
+# options dataclass into argparse arguments, so a default, a choice list or a help text is written
+# once, beside the field, and the CLI and the API cannot drift apart. This module imports nothing
+# heavy: option classes are imported to build `--help`.
+
+_NOT_ON_CLI = "not on the command line"
+
+
+def opt(
+    default: Any = MISSING,
+    *,
+    help: str | None = None,
+    choices: Sequence[Any] | None = None,
+    metavar: str | None = None,
+    flag: str | Sequence[str] | None = None,
+    type: Callable[[str], Any] | None = None,
+    group: str | None = None,
+    default_factory: Callable[[], Any] | Any = MISSING,
+    cli: bool = True,
+    also: Mapping[str, Mapping[str, Any]] | None = None,
+    **argparse_kwargs: Any,
+) -> Any:
+    """A dataclass field whose metadata describes its command-line argument.
+
+    flag: the spelling (default `--field-name`); a name without dashes makes a positional
+    argument; a `--no-...` flag on a field that defaults to True stores False. type: how the
+    text is parsed (default: int/float from the annotation, else the text itself). group: the
+    argparse argument group's title. cli=False keeps the field off the command line. Other
+    keyword arguments (nargs, action, dest, required, ...) go to `add_argument` unchanged.
+    """
+    meta = {"help": help, "choices": choices, "metavar": metavar, "flag": flag, "type": type,
+            "group": group, "cli": cli, "also": dict(also or {}), "argparse": argparse_kwargs}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _parse_type(annotation: Any) -> Callable[[str], Any] | None:
+    """int or float from a field's annotation (a string under `from __future__ import annotations`)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    words = set(re.findall(r"[A-Za-z_]+", text)) - {"None", "Optional"}
+    if words == {"int"}:
+        return int
+    if words == {"float"}:
+        return float
+    return None
+
+
+def cli_fields(cls: type) -> list[Field]:
+    """The fields of `cls` that appear on the command line, in declaration order."""
+    return [f for f in fields(cls) if f.metadata.get("cli", True)]  # type: ignore[arg-type]
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: Sequence[str] = (),
+    groups: Mapping[str, Any] | None = None,
+) -> None:
+    """Add one argument per field of the options dataclass `cls` to `parser` (fields named in
+    `skip`, or with cli=False, are left out). Fields with a `group` go into that argument group,
+    created on first use (or taken from `groups`, which is updated)."""
+    made: dict[str, Any] = dict(groups or {})
+    for f in cli_fields(cls):
+        if f.name in skip:
+            continue
+        meta = f.metadata
+        title = meta.get("group")
+        target: Any = parser
+        if title:
+            if title not in made:
+                made[title] = parser.add_argument_group(title)
+            target = made[title]
+        _add_field(target, f)
+        for alias, kwargs in (meta.get("also") or {}).items():
+            target.add_argument(alias, dest=f.name, **kwargs)
+    if isinstance(groups, dict):
+        groups.update(made)
+
+
+def _add_field(target: Any, f: Field) -> None:
+    meta = f.metadata
+    extra = dict(meta.get("argparse") or {})
+    flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+    flags = [flag] if isinstance(flag, str) else list(flag)
+    default = f.default if f.default is not MISSING else (
+        f.default_factory() if f.default_factory is not MISSING else None)  # type: ignore[misc]
+    kw: dict[str, Any] = {}
+    if meta.get("help") is not None:
+        kw["help"] = meta["help"]
+    positional = not flags[0].startswith("-")
+    if positional:
+        # argparse names a positional by its dest; the field's name keeps the Namespace the API's.
+        kw["metavar"] = meta.get("metavar") or flags[0]
+        flags = [f.name]
+    else:
+        kw["dest"] = f.name
+    if not positional and isinstance(default, bool) and "action" not in extra:
+        if default is False:
+            kw["action"] = "store_true"
+        elif flags[0].startswith("--no-"):
+            kw["action"] = "store_false"
+        else:
+            kw["action"] = argparse.BooleanOptionalAction
+            kw["default"] = True
+        target.add_argument(*flags, **kw, **extra)
+        return
+    if not positional:
+        kw["default"] = default
+    parse = meta.get("type") or _parse_type(f.type)
+    if parse is not None and extra.get("action") not in ("store_true", "store_false", "store_const"):
+        kw["type"] = parse
+    if meta.get("choices") is not None:
+        kw["choices"] = tuple(meta["choices"])
+    if meta.get("metavar") is not None and not positional:
+        kw["metavar"] = meta["metavar"]
+    kw.update(extra)
+    target.add_argument(*flags, **kw)
+
+
+def options_from(cls: type, namespace: argparse.Namespace, *, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """The values parsed for the command-line fields of `cls`, as keyword arguments."""
+    return {f.name: getattr(namespace, f.name) for f in cli_fields(cls)
+            if f.name not in skip and hasattr(namespace, f.name)}

@@ -110,8 +110,8 @@ def _stage_keys() -> dict[str, frozenset[str]]:
     from .acquire import download_annotations, download_videos, download_youtube
     from .stages.arrange import ArrangeOptions
     from .stages.filelist import FileListOptions
-    from .stages.frames import ExtractOptions
-    from .stages.resize import ResizeOptions
+    from .stages.frames_options import ExtractOptions
+    from .stages.resize_options import ResizeOptions
     from .stages.verify import VerifyOptions
 
     def kwonly(fn: Callable[..., Any]) -> set[str]:
@@ -343,7 +343,7 @@ def _check_values(cfg: PrepareConfig, where: str) -> None:
 
 def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:
     """Build the stage's option objects (and check its flow engine) from the config."""
-    from .stages.resize import ResizeOptions
+    from .stages.resize_options import ResizeOptions
 
     opts = _runner_options(cfg, stage)
     control_kw = {k: opts.pop(k) for k in RUN_OPTIONS if k in opts}
@@ -351,7 +351,7 @@ def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:
     if stage == "resize":
         ResizeOptions(src=Path("."), out=Path("."), **opts)
     else:
-        from .stages.frames import ExtractOptions
+        from .stages.frames_options import ExtractOptions
 
         opts.pop("ssd", None)
         extract = ExtractOptions(src=Path("."), out=Path("."), **opts)
@@ -461,13 +461,11 @@ class _Pipeline:
             from .acquire import download_youtube
 
             ys = download_youtube(self.annotation_file(split), out, **sec)
-            c = ys.counts
-            bad = bool(c["throttled"] or c["error"] or c["pending"])
-            return StepOutcome("download", split, "failed" if bad else "done", int(bad), ys.lines(), ys)
+            return StepOutcome("download", split, "failed" if ys.exit_code else "done", ys.exit_code, ys.lines(), ys)
         from .acquire import download_videos
 
         vs = download_videos(self.cfg.dataset, split, self.cfg.root, **sec)
-        return StepOutcome("download", split, "done" if vs.ok else "failed", 0 if vs.ok else 1, vs.lines(), vs)
+        return StepOutcome("download", split, "failed" if vs.exit_code else "done", vs.exit_code, vs.lines(), vs)
 
     def _arrange(self, split: str) -> StepOutcome:
         from .stages.arrange import arrange_clips
@@ -504,11 +502,8 @@ class _Pipeline:
                                   self.cfg.folder("videos", split))
 
     def _extract_frames(self, split: str) -> StepOutcome:
-        try:
-            from .stages.frames import extract_frames
-        except ImportError as e:  # pragma: no cover - a build without the frames stage
-            return StepOutcome("extract-frames", split, "unavailable", 0,
-                               [f"stage not available in this installation ({e})"])
+        from .stages.frames import extract_frames
+
         extra: dict[str, Any] = {}
         ssd = self.cfg.sections["extract-frames"].get("ssd")
         if ssd is not None:
@@ -516,13 +511,17 @@ class _Pipeline:
         return self._runner_stage("extract-frames", split, extract_frames, self.frames_source(split),
                                   self.cfg.folder("rawframes", split), **extra)
 
+    def _frame_list_formats(self) -> tuple[str, ...]:
+        """The file-list formats of extract-frames' output: rawframes for RGB, flow for flow."""
+        task = self.cfg.sections["extract-frames"].get("task", "both")
+        return tuple(f for f, t in (("rawframes", "rgb"), ("flow", "flow")) if task in (t, "both"))
+
     def _default_formats(self) -> tuple[str, ...]:
         fmts = []
         if "resize" in self.cfg.pipeline:
             fmts.append("videos")
         if "extract-frames" in self.cfg.pipeline:
-            task = self.cfg.sections["extract-frames"].get("task", "both")
-            fmts += [f for f, t in (("rawframes", "rgb"), ("flow", "flow")) if task in (t, "both")]
+            fmts += self._frame_list_formats()
         return tuple(fmts) or ("videos",)
 
     def _file_list(self, split: str) -> StepOutcome:
@@ -555,12 +554,8 @@ class _Pipeline:
         return StepOutcome("file-list", split, status, 0, lines, results)
 
     def _verify(self, split: str) -> StepOutcome:
-        try:
-            from .stages.verify import verify
-        except ImportError:  # pragma: no cover - a build without the verify stage
-            return StepOutcome("verify", split, "unavailable", 0,
-                               ["stage not available in this installation (kinetics_prep.stages.verify); skipped"])
         from .stages.filelist import list_file_name
+        from .stages.verify import verify
 
         opts = {k: v for k, v in self.cfg.sections["verify"].items() if k != "skip"}
         opts.setdefault("progress", self.overrides.get("progress", self.cfg.runner.get("progress", True)))
@@ -569,9 +564,7 @@ class _Pipeline:
         lists_dir = self._lists_dir(split)
         targets: list[tuple[Path, tuple[str, ...]]] = []
         if "extract-frames" in self.cfg.pipeline:
-            task = self.cfg.sections["extract-frames"].get("task", "both")
-            fmts = tuple(f for f, t in (("rawframes", "rgb"), ("flow", "flow")) if task in (t, "both"))
-            targets.append((self.cfg.folder("rawframes", split), fmts))
+            targets.append((self.cfg.folder("rawframes", split), self._frame_list_formats()))
         if "resize" in self.cfg.pipeline:
             targets.append((self.cfg.folder("videos", split), ("videos",)))
         lines: list[str] = []

@@ -26,13 +26,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from contextlib import ExitStack
-from typing import Any, Callable, ContextManager, Generic, Mapping, MutableMapping, Protocol, Sequence, TypeVar
+from typing import Any, Callable, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from tqdm import tqdm
 
+from .concurrency import available_cores
 from .errors import ConfigError
 from .executors import (
     Executor,
@@ -46,8 +47,17 @@ from .executors import (
 )
 from .locks import STATE_DIR, output_lock
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
+from .run_options import (  # noqa: F401  (re-exported: the runner's options live in a light module)
+    EXECUTORS,
+    RUN_CONTROL_OPTIONS,
+    RUN_OPTIONS,
+    RunControl,
+    RunOptions,
+    pop_run_control,
+    pop_run_options,
+)
 from .results import FAILED, OK, SKIPPED, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
-from .sharding import Shard, parse_shard, resolve_shard, sharded_path
+from .sharding import Shard, resolve_shard, sharded_path
 
 __all__ = [
     "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunOptions", "RunControl",
@@ -55,109 +65,15 @@ __all__ = [
     "default_workers", "WorkerContext", "Services",
 ]
 
-EXECUTORS: tuple[str, ...] = ("local", "ray")
 Estimator = Callable[[Any, Any], tuple[int, int]]  # (item, options) -> (bytes, files)
 O = TypeVar("O")
 
 
 def default_workers() -> int:
-    """The cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """Workers when neither the user nor the stage says: one per core this process may use."""
+    return available_cores()
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """How a stage's items are run, the same for every per-item stage.
-
-    workers: parallel worker processes (None: the stage's default, usually one per core).
-    overwrite: redo items whose output exists (default: skip them, i.e. resume).
-    retries: retry a failed item this many more times.
-    report: the JSON-lines report (None: OUT/.kinetics_prep/STAGE_report.jsonl).
-    progress: show a progress bar.
-    executor: "local" (serial or a process pool, by `workers`) or "ray".
-    ray_address: None starts a local Ray instance; "auto" or "ray://host:port" joins a cluster.
-    shard: "K/N" or a Shard; None: every item (keyword options turn None into the SLURM array
-        task's shard, see `pop_run_options`).
-    dry_run: plan only; nothing is written.
-    ray_max_retries: Ray's retries of a task whose worker/node died (item errors are `retries`).
-    ray_num_cpus / ray_num_gpus: per-task Ray resources, overriding what the stage asks for.
-    """
-
-    workers: int | None = None
-    overwrite: bool = False
-    retries: int = 0
-    report: Path | None = None
-    progress: bool = True
-    executor: str = "local"
-    ray_address: str | None = None
-    shard: Shard | str | None = None
-    dry_run: bool = False
-    ray_max_retries: int = 3
-    ray_num_cpus: float | None = None
-    ray_num_gpus: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
-        if self.retries < 0:
-            raise ConfigError(f"--retries must be >= 0, got {self.retries}")
-        if self.report is not None:
-            object.__setattr__(self, "report", Path(self.report))
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if self.shard is not None:
-            object.__setattr__(self, "shard", parse_shard(self.shard))
-        if self.ray_max_retries < 0:
-            raise ConfigError(f"--ray-max-retries must be >= 0, got {self.ray_max_retries}")
-        for name in ("ray_num_cpus", "ray_num_gpus"):
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
-        if self.executor != "ray":
-            given = [n for n in ("ray_address", "ray_num_cpus", "ray_num_gpus") if getattr(self, n) is not None]
-            if given:
-                raise ConfigError(f"--{given[0].replace('_', '-')} needs --executor ray")
-
-    def ray_resources(self, stage_resources: Mapping[str, float] | None) -> dict[str, float]:
-        res = {"num_cpus": 1, **(stage_resources or {})}
-        if self.ray_num_cpus is not None:
-            res["num_cpus"] = self.ray_num_cpus
-        if self.ray_num_gpus is not None:
-            res["num_gpus"] = self.ray_num_gpus
-        return res
-
-
-# The name this class had before it also carried workers, overwrite, retries, report, progress.
-RunControl = RunOptions
-RUN_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(RunOptions))
-RUN_CONTROL_OPTIONS = RUN_OPTIONS
-
-
-def pop_run_options(options: MutableMapping[str, Any]) -> RunOptions:
-    """Take the runner's keyword options (the fields of RunOptions, or `run=RunOptions(...)` /
-    `control=...`) out of a stage's keyword options and return them; the stage keeps the rest.
-    Without a shard, the SLURM array task's shard applies (SLURM_ARRAY_TASK_ID / _COUNT / ...)."""
-    given = options.pop("run", None)
-    control = options.pop("control", None)
-    if given is None:
-        given = control
-    kwargs = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
-    if given is not None:
-        if not isinstance(given, RunOptions):
-            raise ConfigError(f"run must be a RunOptions, got {type(given).__name__}")
-        run = replace(given, **kwargs) if kwargs else given
-    else:
-        run = RunOptions(**kwargs)
-    if run.shard is None:
-        # Inside a SLURM job array each task does its shard unless told otherwise ("1/1": all).
-        run = replace(run, shard=resolve_shard(None))
-    return run
-
-
-pop_run_control = pop_run_options
 
 
 @dataclass(frozen=True)

@@ -11,24 +11,19 @@ import pytest
 from conftest import require_shared
 
 from kinetics_prep.errors import AnnotationError, ConfigError, InputError
+from kinetics_prep.subsets import ClassesOptions, SelectOptions, list_classes, overlap, select_clips, select_subset
 from kinetics_prep.kinetics import (
     CSV_HEADER,
     TORCHVISION_ORDER_DIFFERENCES,
     Annotations,
-    ClassesOptions,
     Clip,
     LabelMap,
-    SelectOptions,
     class_dir_name,
     clip_name,
     label_map_for,
-    list_classes,
     load_annotations,
-    overlap,
     parse_clip_name,
     read_label_map,
-    select_clips,
-    select_subset,
     sort_labels,
     write_annotations,
     write_label_map,

@@ -69,6 +69,10 @@ class VideoDownloadSummary:
         return not self.failed
 
     @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
     def downloaded_bytes(self) -> int:
         return sum(p.downloaded_bytes for p in self.parts)
 

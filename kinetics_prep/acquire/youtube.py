@@ -102,6 +102,12 @@ class YoutubeSummary:
         out["pending"] = self.pending
         return out
 
+    @property
+    def exit_code(self) -> int:
+        """1 while clips are throttled, failed or not attempted (a rerun may fetch them)."""
+        c = self.counts
+        return 1 if (c["throttled"] or c["error"] or c["pending"]) else 0
+
     def lines(self) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         out = [f"youtube: {self.total} clips -> {self.out_dir}: {counts} ({self.skipped} settled before)"]

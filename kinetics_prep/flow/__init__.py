@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ConfigError, MissingDependencyError
-from .base import DEFAULTS, DIS_PRESETS, TVL1_DEFAULTS, FlowEngine, resolve_params
+from .base import BACKENDS, DIS_PRESETS, ENGINE_NAMES, TVL1_DEFAULTS, FlowEngine, resolve_params
 from .quantize import dequantize, quantize
 
 __all__ = [
@@ -39,8 +39,7 @@ __all__ = [
     "quantize",
 ]
 
-ENGINE_NAMES = tuple(DEFAULTS)
-BACKENDS = ("auto", "opencv", "torch")
+
 TORCH_HINT = "the torch flow backend needs PyTorch: install kinetics-prep[gpu] (pip install torch)"
 
 # Options of the torch engine that tune speed only; kept out of engine.params (the metadata),

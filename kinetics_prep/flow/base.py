@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # OpenCV's cv2.optflow.DualTVL1OpticalFlow_create() defaults, checked against its getters in
 # opencv-contrib 5.0 (tests/test_flow_engines.py re-checks them). `lambda_` is spelt like the
@@ -53,6 +54,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "farneback": FARNEBACK_DEFAULTS,
     "dis": DIS_DEFAULTS,
 }
+ENGINE_NAMES: tuple[str, ...] = tuple(DEFAULTS)
+BACKENDS: tuple[str, ...] = ("auto", "opencv", "torch")
 
 
 @runtime_checkable
@@ -191,6 +194,8 @@ def resolve_params(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_pair(prev_gray: np.ndarray, next_gray: np.ndarray) -> None:
     """Both frames uint8 (H, W) of one size: a colour frame here is a caller's bug."""
+    import numpy as np  # here, not at the top: the defaults above are read by `--help`
+
     for label, image in (("prev_gray", prev_gray), ("next_gray", next_gray)):
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 2:
             raise ValueError(

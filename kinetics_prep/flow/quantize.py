@@ -7,7 +7,10 @@ value v (pixels) -> round(255 * (clip(v, -bound, bound) + bound) / (2 * bound));
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_BOUND = 20.0
 
@@ -20,6 +23,8 @@ def _check_bound(bound: float) -> float:
 
 def quantize(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """Float flow (any shape, usually (H, W, 2)) -> uint8 of the same shape."""
+    import numpy as np  # per call, not at the top: `import kinetics_prep.flow` must stay light for --help
+
     bound = _check_bound(bound)
     # float32 all the way, in denseflow's order 255 * (v - L) / (H - L), so that values that land
     # exactly between two levels round the same way; in place: one temporary per call.
@@ -33,6 +38,8 @@ def quantize(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
 
 def dequantize(q: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """uint8 flow images -> float32 pixels (the centre of each quantisation step)."""
+    import numpy as np  # see quantize
+
     bound = _check_bound(bound)
     if q.dtype != np.uint8:
         raise ValueError(f"dequantize expects uint8, got {q.dtype}")

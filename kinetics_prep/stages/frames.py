@@ -16,8 +16,7 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,84 +51,10 @@ from ..layout import (
 from ..options import make_options
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
+from .frames_options import FLOW_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
 
-TASKS = ("rgb", "flow", "both")
-FLOW_FORMATS = ("jpg", "png")
 # Frame files read with --input-frames.
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    src: Path
-    out: Path
-    task: str = "both"
-    level: int = 2
-    input_frames: bool = False  # SRC holds RGB frame directories instead of videos
-    ext: tuple[str, ...] | None = None
-    new_short: int | None = None
-    new_width: int | None = None
-    new_height: int | None = None
-    flow_type: str = "tvl1"
-    flow_backend: str = "auto"
-    device: str = "auto"
-    flow_params: dict[str, Any] = field(default_factory=dict)  # engine parameters, e.g. tau
-    bound: float = 20.0
-    step: int = 1
-    flow_format: str = "jpg"
-    jpeg_quality: int = 95
-    naming: str = "mmaction2"
-    batch_size: int | None = None  # flow pairs per engine call (None: 8 on CPU, 32 on GPU)
-    gpus: tuple[int, ...] | None = None  # CUDA devices for the torch engine (None: all visible)
-    ssd: Path | None = None
-
-    def __post_init__(self) -> None:
-        set_ = partial(object.__setattr__, self)
-        set_("src", Path(self.src))
-        set_("out", Path(self.out))
-        if self.ssd is not None:
-            set_("ssd", Path(self.ssd))
-        if self.ext is not None:
-            set_("ext", tuple(sorted(normalize_extensions(self.ext))))
-        if self.gpus is not None:
-            set_("gpus", tuple(int(g) for g in self.gpus))
-        set_("flow_params", dict(self.flow_params))
-        if self.task not in TASKS:
-            raise ConfigError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.level not in (1, 2):
-            raise ConfigError(f"--level must be 1 or 2, got {self.level}")
-        exact = (self.new_width, self.new_height)
-        if self.new_short is not None and any(v is not None for v in exact):
-            raise ConfigError("give either --new-short or --new-width/--new-height, not both")
-        if (self.new_width is None) != (self.new_height is None):
-            raise ConfigError("--new-width and --new-height go together")
-        for name in ("new_short", "new_width", "new_height"):
-            v = getattr(self, name)
-            if v is not None and v < 2:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 2, got {v}")
-        if not self.bound > 0:
-            raise ConfigError(f"--bound must be > 0, got {self.bound}")
-        if self.step < 1:
-            raise ConfigError(f"--step must be >= 1, got {self.step}")
-        if self.flow_format not in FLOW_FORMATS:
-            raise ConfigError(f"--flow-format must be jpg or png, got {self.flow_format!r}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"--jpeg-quality must be within 1..100, got {self.jpeg_quality}")
-        get_naming(self.naming)
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-
-    @property
-    def wants_rgb(self) -> bool:
-        return self.task in ("rgb", "both")
-
-    @property
-    def wants_flow(self) -> bool:
-        return self.task in ("flow", "both")
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        return (self.new_width, self.new_height) if self.new_width is not None else None  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------ flow engine
@@ -467,12 +392,9 @@ def _version() -> str:
 def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> RunSummary:
     """Extract RGB frames and/or optical flow for every clip under `src` into `out`.
 
-    Keyword options are the fields of `ExtractOptions` (task="both", level=2, input_frames=False,
-    ext=None, new_short=None, new_width=None, new_height=None, flow_type="tvl1",
-    flow_backend="auto", device="auto", flow_params={}, bound=20, step=1, flow_format="jpg",
-    jpeg_quality=95, naming="mmaction2", batch_size=None, gpus=None, ssd=None) and of
-    `runner.RunOptions` (workers=None: one per core, or one per GPU for GPU flow; overwrite,
-    retries, report, progress, executor, shard, dry_run, Ray settings; or run=RunOptions(...)).
+    Keyword options are the fields of `ExtractOptions` and of `RunOptions` (or run=RunOptions(...));
+    their defaults and meanings are written once, on the fields (`kinetics-prep extract-frames
+    --help`). workers=None means one per core, or one per GPU for GPU flow.
     With `ssd`, frames are written physically under that directory and `out` becomes a symlink
     to it. With Ray, GPU flow runs one task per GPU (`num_gpus=1`; `ray_num_gpus=0.5` puts two
     on each GPU).

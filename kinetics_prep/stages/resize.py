@@ -7,7 +7,6 @@ kept, atomic outputs, resume, a report.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,45 +17,11 @@ from ..layout import check_not_inside, iter_videos, normalize_extensions, nothin
 from ..options import make_options
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import Stage, pop_run_options, run_stage
+from .resize_options import X264_PRESETS, ResizeOptions  # noqa: F401  (re-exported)
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
-                "veryslow", "placebo")
 # Containers that hold H.264 when --no-to-mp4 keeps the source's extension.
 _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi",
                     ".flv": "flv", ".ts": "mpegts", ".3gp": "3gp"}
-
-
-@dataclass(frozen=True)
-class ResizeOptions:
-    src: Path
-    out: Path
-    short_edge: int = 256
-    gop: int = 16  # keyframe at least every `gop` frames; 0 = x264's default (250)
-    level: int = 2  # 1: SRC/clip.ext, 2: SRC/class/clip.ext
-    ext: tuple[str, ...] | None = None  # None: every video extension
-    to_mp4: bool = True
-    preset: str = "veryfast"
-    crf: float | None = None  # None: x264's default (23)
-    remove_dup: bool = False
-    no_upscale: bool = False
-    keep_audio: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "src", Path(self.src))
-        object.__setattr__(self, "out", Path(self.out))
-        if self.ext is not None:
-            object.__setattr__(self, "ext", tuple(sorted(normalize_extensions(self.ext))))
-        if self.short_edge < 2 or self.short_edge % 2:
-            raise ConfigError(f"--short-edge must be an even number >= 2 (H.264 with 4:2:0 chroma needs even "
-                              f"sizes), got {self.short_edge}")
-        if self.gop < 0:
-            raise ConfigError(f"--gop must be >= 0, got {self.gop}")
-        if self.level not in (1, 2):
-            raise ConfigError(f"--level must be 1 or 2, got {self.level}")
-        if self.preset not in X264_PRESETS:
-            raise ConfigError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
-        if self.crf is not None and not 0 <= self.crf <= 51:
-            raise ConfigError(f"--crf must be within 0..51, got {self.crf}")
 
 
 def plan(options: ResizeOptions) -> list[Item]:
@@ -153,12 +118,8 @@ STAGE: Stage[ResizeOptions] = Stage(
 def resize_videos(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> RunSummary:
     """Resize every video under `src` into `out` (same tree, `.mp4`, H.264).
 
-    Keyword options are the fields of `ResizeOptions` (short_edge=256, gop=16, level=2, ext=None,
-    to_mp4=True, preset="veryfast", crf=None, remove_dup=False, no_upscale=False,
-    keep_audio=False) and of `runner.RunOptions` (workers=None, overwrite=False, retries=0,
-    report=None, progress=True, executor="local"|"ray", ray_address=None, shard=None ("K/N";
-    default from a SLURM array), dry_run=False, ray_max_retries=3, ray_num_cpus=None,
-    ray_num_gpus=None; or run=RunOptions(...)).
+    Keyword options are the fields of `ResizeOptions` and of `RunOptions` (or run=RunOptions(...));
+    their defaults and meanings are written once, on the fields (`kinetics-prep resize --help`).
     Returns the run summary; `summary.exit_code` is 0 only when no clip failed.
     """
     run = pop_run_options(options)

@@ -13,6 +13,7 @@ import av
 import av.error
 import av.filter
 
+from ..concurrency import available_cores
 from ..errors import DecodeError, EncodeError, ProbeError
 
 T = TypeVar("T")
@@ -78,7 +79,7 @@ def _video_stream(container: av.container.InputContainer, threads: int = 0, *,
         return stream
     # Without thread_type AUTO, FFmpeg's decoder threading does nothing for H.264 input.
     stream.thread_type = "AUTO"
-    stream.thread_count = threads or (os.cpu_count() or 1)
+    stream.thread_count = threads or available_cores()
     return stream
 
 

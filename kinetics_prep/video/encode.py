@@ -13,7 +13,7 @@ import av
 import av.error
 import numpy as np
 
-from ..concurrency import prefetch
+from ..concurrency import available_cores, prefetch
 from ..errors import DecodeError, EncodeError
 from ._core import (
     _displayed_size,
@@ -148,7 +148,7 @@ def _add_h264_stream(
     # 0 would leave x264 on one thread here; ask for the cores explicitly. Frame threads, as the
     # ffmpeg command line uses: PyAV's default makes x264 cut each frame into slices instead,
     # which is ~1.5x slower and compresses worse.
-    vout.codec_context.thread_count = threads or (os.cpu_count() or 1)
+    vout.codec_context.thread_count = threads or available_cores()
     vout.codec_context.thread_type = "FRAME"
     return vout
 
