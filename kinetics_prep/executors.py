@@ -192,10 +192,15 @@ class PoolExecutor:
 
 def stop_resource_tracker() -> None:
     """The spawn context starts a resource-tracker process for its semaphores; without this it
-    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined."""
+    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined, and
+    waits for every child that inherited it: while one still runs (a flow service, stopped
+    after the workers), its owner stops the tracker later."""
     try:
+        import multiprocess
         from multiprocess import resource_tracker
     except ImportError:  # pragma: no cover
+        return
+    if multiprocess.active_children():
         return
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     stop = getattr(tracker, "_stop", None)

@@ -62,7 +62,7 @@ class ServiceSpec:
 
     factory: builds the engine on a device; None: `flow.get_engine(name, backend, device, **params)`
     (benchmarks and tests give their own, e.g. a zero-cost or a failing engine).
-    threads: torch/OpenCV threads of a service on the CPU (a GPU service needs one).
+    threads: torch/OpenCV threads of a service (0: every core on the CPU, one on a GPU).
     capacity: pairs one worker may have in flight (its arena's slots).
     """
 
@@ -71,10 +71,11 @@ class ServiceSpec:
     devices: tuple[str, ...]
     params: dict[str, Any]
     batch_size: int
-    threads: int = 1
+    threads: int = 0
     capacity: int = 0  # 0: 2 x batch_size
     factory: EngineFactory | None = None
     shm_dir: str = ""  # "" : /dev/shm when it exists, else the temp directory
+    meta_params: dict[str, Any] | None = None  # the engine's resolved parameters, for metadata
 
     @property
     def slots(self) -> int:
@@ -169,11 +170,14 @@ def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats:
     try:
         import cv2
 
-        cv2.setNumThreads(spec.threads)
-        if "torch" in sys.modules or spec.backend == "torch":
+        # On the CPU the service is the one process computing flow: it may use every core.
+        threads = spec.threads or (len(os.sched_getaffinity(0)) if device == "cpu" else 1)
+        # OpenCV on one thread, as in every worker: its threaded DIS gives other bytes.
+        cv2.setNumThreads(1)
+        if spec.backend == "torch":
             import torch
 
-            torch.set_num_threads(spec.threads)
+            torch.set_num_threads(threads)
         engine = _build_engine(spec, device)
     except Exception as e:  # reported to the parent; the supervisor decides on a restart
         _tell(control, f"cannot build the flow engine on {device}: {type(e).__name__}: {e}")
@@ -567,7 +571,8 @@ class FeedSession:
         feed._await_restarts()
         self.service = feed._pick()
         spec = feed.handles.spec
-        self.name, self.backend, self.params = spec.name, spec.backend, dict(spec.params)
+        self.name, self.backend = spec.name, spec.backend
+        self.params = dict(spec.meta_params if spec.meta_params is not None else spec.params)
         self.device = spec.devices[self.service]
         self._tickets: deque[_Ticket] = deque()
         if feed._stat(self.service, _STATE) == _DOWN:

@@ -69,3 +69,27 @@ class FailingTorchFactory:
 
         engine.compute_batch = compute_batch
         return engine
+
+
+@dataclass(frozen=True)
+class SuicidalFactory:
+    """OpenCV DIS that SIGKILLs its own service process on its first batch (once per test)."""
+
+    marker: str
+
+    def __call__(self, device: str) -> Any:
+        import signal
+
+        from kinetics_prep.flow import get_engine
+
+        engine = get_engine("dis", backend="opencv", device="cpu")
+        real = engine.compute_batch
+
+        def compute_batch(pairs):
+            if not os.path.exists(self.marker):
+                Path(self.marker).touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(pairs)
+
+        engine.compute_batch = compute_batch
+        return engine
