@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test venv clean bench plan
+.PHONY: demo test venv clean bench plan mmaction-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The test venv has the [ray] extra (~285 MB; the Ray executor is tested on a local Ray instance)
-# and a CPU torch for the torch TV-L1 tests. torch is pinned so pip takes the CPU wheel this
+# The test venv has the [ray] extra (~285 MB; the Ray executor is tested on a local Ray instance),
+# triton from the [test] extra (~290 MB wheel; its interpreter runs the Triton TV-L1 kernels on the
+# CPU) and a CPU torch for the torch and triton TV-L1 tests. torch is pinned so pip takes the CPU wheel this
 # project's machines carry; an unpinned torch would pull gigabytes of CUDA packages. Elsewhere,
 # point pip at PyTorch's CPU index: make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
@@ -31,7 +32,20 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m kinetics_prep demo --out $(DEMO_OUT)
 
-test: $(VENV)/.installed-test
+# A separate training-side venv for tests/test_mmaction_packed.py: mmaction2 1.x as users install
+# it (mmengine, mmcv-lite<2.2, CPU torch, lmdb); our package reaches it only through PYTHONPATH,
+# as with `pip install --no-deps`. Building it takes ~3 min here (2 cores, local package mirror).
+MMACTION_VENV := .venv-mmaction
+$(MMACTION_VENV)/.installed: Makefile
+	rm -rf $(MMACTION_VENV)
+	$(PYTHON) -m venv $(MMACTION_VENV)
+	$(MMACTION_VENV)/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(MMACTION_VENV)/bin/python -m pip install --quiet "mmaction2==1.2.0" "mmengine>=0.10,<1" "mmcv-lite>=2.0,<2.2" lmdb
+	touch $@
+
+mmaction-venv: $(MMACTION_VENV)/.installed
+
+test: $(VENV)/.installed-test $(MMACTION_VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test
@@ -41,4 +55,4 @@ plan: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/plan.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(MMACTION_VENV) $(DEMO_OUT) .pytest_cache

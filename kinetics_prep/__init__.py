@@ -19,6 +19,10 @@ The public API is the same set of functions the command line calls, in pipeline 
     verify(root, **options)                          -> VerifyResult          # verify
     doctor(out=None)                                 -> DoctorResult          # doctor
     preview(input, output, **options)                -> Path                  # preview
+    pack_frames(src, out, **options)                 -> RunSummary            # pack
+    unpack_frames(src, out, **options)               -> RunSummary            # unpack
+    pack_lmdb(src, db, **options)                    -> LmdbSummary           # pack --to lmdb
+    read_frames(clip, indices, modality="rgb")     -> list[ndarray]         # dirs, zips, LMDB
     run_demo(out)                                    -> int                   # demo
 
 plus RunOptions(workers=, overwrite=, retries=, report=, progress=, executor=, shard=, dry_run=,
@@ -59,6 +63,8 @@ _LAZY: dict[str, str] = {
     "resize_videos": ".stages.resize",
     **dict.fromkeys(("VerifyResult", "verify"), ".stages.verify"),
     **dict.fromkeys(("VideoInfo", "output_size", "probe"), ".video"),
+    "read_frames": ".readers",
+    **dict.fromkeys(("pack_frames", "unpack_frames", "pack_lmdb", "LmdbSummary"), ".stages.pack"),
 }
 
 
@@ -131,4 +137,9 @@ __all__ = [
     "doctor",
     "preview",
     "verify",
+    "read_frames",
+    "pack_frames",
+    "unpack_frames",
+    "pack_lmdb",
+    "LmdbSummary",
 ]

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import KineticsPrepError
-from .framedir import NAMINGS
+from .kinetics import SPLITS
 from .options import add_arguments, options_from
 
 EXIT_CONFIG = 2
@@ -87,7 +87,11 @@ def _run_demo(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- download-annotations
 
-_DATASETS = ("kinetics400", "kinetics600", "kinetics700", "kinetics700_2020")
+def _datasets() -> tuple[str, ...]:
+    # The dataset table itself (a light module: acquire's package imports its parts lazily).
+    from .acquire.urls import DATASETS
+
+    return tuple(DATASETS)
 
 
 def _add_mirror(p: argparse.ArgumentParser) -> None:
@@ -113,7 +117,7 @@ def _add_download_annotations(sub: argparse._SubParsersAction) -> None:
                     "DeepMind for kinetics700) and kinetics_{train,val,test}.json (DeepMind). Files "
                     "already there are kept unless --force.",
     )
-    p.add_argument("--dataset", required=True, choices=_DATASETS)
+    p.add_argument("--dataset", required=True, choices=_datasets())
     p.add_argument("--root", required=True, metavar="ROOT", help="dataset root, e.g. data/kinetics400")
     _add_mirror(p)
     p.add_argument("--force", action="store_true", help="fetch again even if the files exist")
@@ -148,8 +152,8 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", choices=("cvdf", "youtube"), default="cvdf",
                    help="where the videos come from (default: cvdf)")
     g = p.add_argument_group("CVDF archives (--source cvdf)")
-    g.add_argument("--dataset", choices=_DATASETS, help="Kinetics version")
-    g.add_argument("--split", choices=("train", "val", "test"), help="which split")
+    g.add_argument("--dataset", choices=_datasets(), help="Kinetics version")
+    g.add_argument("--split", choices=SPLITS, help="which split")
     g.add_argument("--root", metavar="ROOT", help="dataset root, e.g. data/kinetics400")
     _add_mirror(g)
     g.add_argument("--connections", type=int, default=4, metavar="N",
@@ -221,17 +225,13 @@ def _run_download(a: argparse.Namespace) -> int:
     )
     print("\n".join(vs.lines()), file=sys.stderr)
     return vs.exit_code
+
+
 # ---------------------------------------------------------------- Kinetics annotations and lists
 # classes, select, arrange, rename-classes, file-list, overlap: thin wrappers over
-# kinetics_prep.kinetics and kinetics_prep.stages.{arrange,filelist}.
-
-_ANN_HELP = "annotation file(s): official Kinetics CSV (columns read by header name) or JSON"
-
-
-def _add_default_split(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--default-split", choices=("train", "val", "test"), default=None,
-                   help="split of rows in files without a 'split' column (default: from the file name, "
-                        "e.g. kinetics_val.csv)")
+# kinetics_prep.subsets and kinetics_prep.stages.{arrange,filelist}; their arguments are
+# generated from the options dataclasses (help texts shared via kinetics.ANNOTATIONS_HELP and
+# kinetics.default_split_opt).
 
 
 def _warn_duplicates(dups: Sequence, limit: int = 5) -> None:
@@ -250,24 +250,16 @@ def _add_classes(sub: argparse._SubParsersAction) -> None:
                     "on stdout). Label ids are the index in the sorted set of TRAIN labels "
                     "(mmaction2's rule); with no train split given, of all labels given.",
     )
-    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS", help=_ANN_HELP)
-    p.add_argument("-o", "--label-map-out", default=None, metavar="PATH",
-                   help="write the label map here: one class name per line, line index = label id "
-                        "(the format of mmaction2's label_map_k400.txt)")
-    p.add_argument("--order", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="label-id order: mmaction2 (default; sort by name without '\"', spaces as '_') "
-                        "or torchvision (also drops ', ( and ) before sorting: a few ids differ)")
-    p.add_argument("--class-style", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="class directory names shown (default: mmaction2)")
-    _add_default_split(p)
+    from .subsets import ClassesOptions
+
+    add_arguments(p, ClassesOptions)
     p.set_defaults(handler=_run_classes)
 
 
 def _run_classes(a: argparse.Namespace) -> int:
-    from .subsets import list_classes
+    from .subsets import ClassesOptions, list_classes
 
-    res = list_classes(a.annotations, order=a.order, class_style=a.class_style,
-                       label_map_out=a.label_map_out, default_split=a.default_split)
+    res = list_classes(**options_from(ClassesOptions, a))
     _warn_duplicates(res.duplicates)
     splits = [s for s in res.splits if s] or list(res.splits)
     print("\t".join(["id", "class_dir", *splits, "label"]))
@@ -295,32 +287,16 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
                     "reproducible. The subset is written with the official CSV header, so every "
                     "other command reads it.",
     )
-    p.add_argument("annotations", nargs="+", metavar="ANNOTATIONS", help=_ANN_HELP)
-    p.add_argument("-o", "--out", required=True, metavar="CSV", help="subset CSV to write")
-    p.add_argument("--classes", nargs="+", default=[], metavar="CLASS",
-                   help="classes to keep, as labels (quote names with spaces) or class directory "
-                        "names (default: all)")
-    p.add_argument("--classes-file", default=None, metavar="PATH",
-                   help="file with one class per line (e.g. a label map), added to --classes")
-    p.add_argument("--split", dest="splits", action="append", choices=("train", "val", "test"), default=[],
-                   help="keep only this split (repeatable; default: all)")
-    p.add_argument("--max-samples", type=int, default=None, metavar="N", help="at most N clips per split")
-    p.add_argument("--max-per-class", type=int, default=None, metavar="N",
-                   help="at most N clips per class and split")
-    p.add_argument("--shuffle", action="store_true",
-                   help="choose at random instead of the first clips (see --seed)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed for --shuffle (default: drawn and printed, so the run can be repeated)")
-    _add_default_split(p)
+    from .subsets import SelectOptions
+
+    add_arguments(p, SelectOptions)
     p.set_defaults(handler=_run_select)
 
 
 def _run_select(a: argparse.Namespace) -> int:
-    from .subsets import select_subset
+    from .subsets import SelectOptions, select_subset
 
-    res = select_subset(a.annotations, a.out, classes=tuple(a.classes), classes_file=a.classes_file,
-                        splits=tuple(a.splits), max_samples=a.max_samples, max_per_class=a.max_per_class,
-                        shuffle=a.shuffle, seed=a.seed, default_split=a.default_split)
+    res = select_subset(**options_from(SelectOptions, a))
     _warn_duplicates(res.duplicates)
     counts = ", ".join(f"{s or '?'}: {n}" for s, n in sorted(res.counts.items())) or "none"
     msg = f"wrote {len(res.clips)} clips ({counts}) to {res.out}"
@@ -341,45 +317,19 @@ def _add_arrange(sub: argparse._SubParsersAction) -> None:
                     "Reports per split; missing clips go to DST/.kinetics_prep/arrange_missing.csv "
                     "(official columns + reason), stray files to arrange_unannotated.txt.",
     )
-    p.add_argument("src", metavar="SRC", help="flat folder of clips")
-    p.add_argument("dst", metavar="DST", help="split root to fill, e.g. data/kinetics400/videos_train")
-    p.add_argument("--annotations", nargs="+", required=True, metavar="ANNOTATIONS", help=_ANN_HELP)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--symlink", dest="mode", action="store_const", const="symlink",
-                      help="absolute symbolic links to the sources (default)")
-    mode.add_argument("--hardlink", dest="mode", action="store_const", const="hardlink",
-                      help="hard links (same filesystem only)")
-    mode.add_argument("--copy", dest="mode", action="store_const", const="copy", help="copy the files")
-    mode.add_argument("--move", dest="mode", action="store_const", const="move",
-                      help="move the files (DST may then be SRC itself: arrange in place)")
-    p.set_defaults(mode="symlink")
-    p.add_argument("--replacements", default=None, metavar="DIR",
-                   help="folder whose clips replace SRC's (e.g. K400's replacement_for_corrupted_k400)")
-    p.add_argument("--split", choices=("train", "val", "test"), default=None,
-                   help="only clips of this split (default: every clip of the annotations)")
-    p.add_argument("--class-style", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="class directory names: mmaction2 (default: drop '\"', spaces -> '_') or "
-                        "torchvision (also drop ', ( and ))")
-    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
-                   help="only these extensions (default: any video extension)")
-    p.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
-    p.add_argument("--strict", action="store_true", help="exit status 1 when any annotated clip is missing")
-    _add_default_split(p)
+    from .stages.arrange import ArrangeOptions
+
+    add_arguments(p, ArrangeOptions)
     p.set_defaults(handler=_run_arrange)
 
 
 def _run_arrange(a: argparse.Namespace) -> int:
-    from .stages.arrange import arrange_clips
+    from .stages.arrange import ArrangeOptions, arrange_clips
 
-    res = arrange_clips(a.src, a.dst, a.annotations, mode=a.mode, replacements=a.replacements,
-                        split=a.split, class_style=a.class_style, exts=a.ext, dry_run=a.dry_run,
-                        default_split=a.default_split)
+    res = arrange_clips(**options_from(ArrangeOptions, a))
     _warn_duplicates(res.duplicates)
     print("\n".join(res.lines()), file=sys.stderr)
-    t = res.total
-    if t.failed or t.conflicts or (a.strict and t.missing):
-        return 1
-    return 0
+    return res.exit_code
 
 
 def _add_rename_classes(sub: argparse._SubParsersAction) -> None:
@@ -391,17 +341,16 @@ def _add_rename_classes(sub: argparse._SubParsersAction) -> None:
                     "leading '-', backslashes, repeated spaces), '\"' is dropped as mmaction2's list "
                     "builder does, and nothing is renamed if any new name would collide.",
     )
-    p.add_argument("roots", nargs="+", metavar="ROOT", help="folders whose sub-folders are classes (e.g. videos_train)")
-    p.add_argument("--style", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="mmaction2 (default) or torchvision (also drop ', ( and ))")
-    p.add_argument("--dry-run", action="store_true", help="print the renames, change nothing")
+    from .stages.arrange import RenameClassesOptions
+
+    add_arguments(p, RenameClassesOptions)
     p.set_defaults(handler=_run_rename_classes)
 
 
 def _run_rename_classes(a: argparse.Namespace) -> int:
-    from .stages.arrange import rename_classes
+    from .stages.arrange import RenameClassesOptions, rename_classes
 
-    res = rename_classes(a.roots, style=a.style, dry_run=a.dry_run)
+    res = rename_classes(**options_from(RenameClassesOptions, a))
     for old, new in res.renamed:
         print(f"{old} -> {new.name}")
     verb = "would rename" if res.dry_run else "renamed"
@@ -421,61 +370,23 @@ def _add_file_list(sub: argparse._SubParsersAction) -> None:
                     "are listed; everything else goes to ..._missing.tsv with the reason. The test "
                     "split gets label -1.",
     )
-    p.add_argument("root", metavar="ROOT", help="videos_{split}/ or rawframes_{split}/ of the split")
-    p.add_argument("--format", dest="formats", nargs="+", choices=("videos", "rawframes", "flow"),
-                   default=["rawframes"], help="list format(s) to write (default: rawframes)")
-    p.add_argument("--dataset", default="kinetics400",
-                   help="dataset name in the file names, e.g. kinetics400, kinetics600, kinetics700 "
-                        "(default: kinetics400)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="train",
-                   help="split of ROOT (default: train); test gets label -1")
-    p.add_argument("--annotations", nargs="+", default=[], metavar="ANNOTATIONS",
-                   help=_ANN_HELP + "; labels are matched by clip name (pass the train file too so "
-                        "ids come from the train labels)")
-    p.add_argument("--label-map", default=None, metavar="PATH",
-                   help="label map (one name per line, or 'id name' lines); without annotations, "
-                        "class directories are looked up in it; without either, ids = sorted class "
-                        "directories")
-    p.add_argument("--label-order", choices=("mmaction2", "torchvision"), default="mmaction2",
-                   help="order of ids computed from annotations (default: mmaction2)")
-    p.add_argument("--level", type=int, choices=(1, 2), default=2,
-                   help="2: ROOT/class/clip (default); 1: ROOT/clip (needs --annotations unless --split test)")
-    p.add_argument("--naming", choices=("mmaction2", "denseflow"), default=None,
-                   help="accept only frame directories with this naming (default: each clip's own, "
-                        "from kinetics_prep.json or its file names)")
-    p.add_argument("--ext", default=None, metavar="EXT[,EXT...]",
-                   help="video extensions for --format videos (default: any)")
-    p.add_argument("--shuffle", action="store_true", help="shuffle the lines (see --seed)")
-    p.add_argument("--seed", type=int, default=None, help="seed for --shuffle (default: drawn and printed)")
-    p.add_argument("--output-format", choices=("txt", "json"), default="txt",
-                   help="txt (default) or json (list of {frame_dir|filename, total_frames, label: [id]})")
-    p.add_argument("-o", "--out-dir", default=None, metavar="DIR",
-                   help="where the lists go (default: ROOT's parent, e.g. data/kinetics400/)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit status 1 when any annotated clip is not listed")
-    _add_default_split(p)
+    from .stages.filelist import FileListOptions
+
+    add_arguments(p, FileListOptions)
     p.set_defaults(handler=_run_file_list)
 
 
 def _run_file_list(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .stages.filelist import FileListOptions, build_file_lists
 
-    from .stages.filelist import build_file_lists
-
-    # abspath, not resolve(): ROOT may be a symlink to an SSD, and the lists belong beside the link.
-    out_dir = a.out_dir if a.out_dir is not None else Path(os.path.abspath(a.root)).parent
-    res = build_file_lists(a.root, out_dir, formats=tuple(a.formats), dataset=a.dataset, split=a.split,
-                           annotations=tuple(a.annotations), label_map=a.label_map,
-                           label_order=a.label_order, level=a.level, shuffle=a.shuffle, seed=a.seed,
-                           output_format=a.output_format, naming=a.naming, exts=a.ext,
-                           default_split=a.default_split)
+    res = build_file_lists(**options_from(FileListOptions, a))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("\n".join(res.lines()), file=sys.stderr)
     print("mmaction2 config:", file=sys.stderr)
     for fmt, snippet in res.config.items():
         print(f"  {fmt}: {snippet}", file=sys.stderr)
-    return 1 if (a.strict and res.problems) else 0
+    return res.exit_code
 
 
 def _add_overlap(sub: argparse._SubParsersAction) -> None:
@@ -534,7 +445,8 @@ def _run_extract_frames(a: argparse.Namespace) -> int:
     print(format_summary(summary), file=sys.stderr)
     if summary.dry_run:
         return summary.exit_code
-    print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format), sep="\n  ")
+    print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format, a.pack),
+          sep="\n  ")
     return summary.exit_code
 
 
@@ -601,6 +513,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                     "are the stage's options; see configs/kinetics400.toml). Every stage resumes, so "
                     "rerunning finishes what is left and a finished dataset is only checked.",
     )
+    from .run_options import EXECUTORS
+
     p.add_argument("config", metavar="CONFIG.toml", help="pipeline config (TOML)")
     p.add_argument("--stages", default=None, metavar="A,B,...",
                    help="run only these stages of the pipeline, e.g. resize,extract-frames "
@@ -612,7 +526,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                         "SLURM job array); other stages must then run in a separate job")
     g = p.add_argument_group("runner overrides (win over [runner] and the stage sections)")
     g.add_argument("--workers", type=int, default=None, metavar="N")
-    g.add_argument("--executor", choices=("local", "ray"), default=None)
+    g.add_argument("--executor", choices=EXECUTORS, default=None)
     g.add_argument("--ray-address", default=None, metavar="ADDR")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.set_defaults(handler=_run_prepare)
@@ -647,31 +561,16 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                     "writes a JSON report of the problems per item, changes nothing (--fix-lists "
                     "writes new lists beside the originals). Exit status 1 if anything is wrong.",
     )
-    p.add_argument("root", metavar="ROOT", help="rawframes root (ROOT/class/clip/) or videos root (ROOT/class/clip.mp4)")
-    p.add_argument("--lists", nargs="+", default=(), metavar="LIST",
-                   help="mmaction2 lists (txt or json) whose items to check; paths relative to ROOT; "
-                        "the kind (videos/rawframes/flow) comes from the name *_list_{videos,rawframes,flow}.*")
-    p.add_argument("--deep", action="store_true",
-                   help="decode every image and every video frame (default: JPEG/PNG end markers and "
-                        "header size only; first and last video frames)")
-    p.add_argument("--fix-lists", action="store_true",
-                   help="write each list without the broken items as LIST.fixed.txt (or .fixed.json) "
-                        "beside it; nothing is deleted")
-    p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
-                   help="require this frame naming (default: each clip's own, from kinetics_prep.json or its files)")
-    p.add_argument("--report", default=None, metavar="PATH",
-                   help="JSON report (default: ROOT/.kinetics_prep/verify_report.json)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="parallel worker processes (default: number of cores)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    from .stages.verify import VerifyOptions
+
+    add_arguments(p, VerifyOptions)
     p.set_defaults(handler=_run_verify)
 
 
 def _run_verify(a: argparse.Namespace) -> int:
-    from .stages.verify import verify
+    from .stages.verify import VerifyOptions, verify
 
-    res = verify(a.root, lists=tuple(a.lists), deep=a.deep, fix_lists=a.fix_lists, naming=a.naming,
-                 report=a.report, workers=a.workers, progress=a.progress)
+    res = verify(**options_from(VerifyOptions, a))
     print(res.format())
     return res.exit_code
 
@@ -712,34 +611,88 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="a video file or a frame directory (OUT/class/clip/)")
     p.add_argument("-o", "--output", default="preview.png", metavar="PNG",
                    help="output image, .png or .jpg (default: preview.png)")
-    p.add_argument("--frames", type=int, default=8, metavar="N", help="sampled frames (default: 8)")
-    p.add_argument("--flow-type", choices=("tvl1", "farneback", "dis"), default="tvl1",
-                   help="video input: flow engine (OpenCV, CPU; default: tvl1; farneback and dis are much faster)")
-    p.add_argument("--new-short", type=int, default=128, metavar="PX",
-                   help="short edge of the cells; for a video also the size the flow is computed at (default: 128)")
-    p.add_argument("--step", type=int, default=1, metavar="K",
-                   help="video input: flow between frames t and t+K (default: 1)")
-    p.add_argument("--bound", type=float, default=None, metavar="PX",
-                   help="clip bound for the statistics (default: the metadata's, else 20)")
-    p.add_argument("--max-flow", type=float, default=None, metavar="PX",
-                   help="flow length at the colour wheel's rim (default: the largest shown)")
-    p.add_argument("--naming", choices=sorted(NAMINGS), default=None,
-                   help="frame directory naming (default: from kinetics_prep.json or the file names)")
+    from .preview_options import PreviewOptions
+
+    add_arguments(p, PreviewOptions)
     p.set_defaults(handler=_run_preview)
 
 
 def _run_preview(a: argparse.Namespace) -> int:
     from .errors import DecodeError, ProbeError
+    from .preview_options import PreviewOptions
     from .preview_sheet import preview
 
     try:
-        out = preview(a.input, a.output, frames=a.frames, flow_type=a.flow_type, new_short=a.new_short,
-                      step=a.step, bound=a.bound, max_flow=a.max_flow, naming=a.naming)
+        out = preview(a.input, a.output, **options_from(PreviewOptions, a))
     except (ProbeError, DecodeError) as e:  # the input itself is broken: a failed item, not a bad argument
         print(f"kinetics-prep preview: {e}", file=sys.stderr)
         return 1
     print(out)
     return 0
+
+
+# ---------------------------------------------------------------- pack / unpack
+
+def _add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pack",
+        help="one stored zip per clip (or one LMDB per split) instead of ~900 files per clip",
+        description="Pack every frame directory under SRC (ours, or denseflow/mmaction2 naming) into "
+                    "OUT/class/clip.zip (OUT defaults to SRC), each checked to hold exactly the "
+                    "directory's files before anything is deleted; or, with --to lmdb, write every "
+                    "frame of SRC (directories or zips) into the LMDB OUT under the key mmaction2's "
+                    "RawFrameDecode asks for (class/clip/img_00001.jpg). Rerunning resumes. Prints "
+                    "the mmaction2 config lines.",
+    )
+    from .stages.pack_options import PackOptions
+
+    add_arguments(p, PackOptions)
+    _add_runner_options(p)
+    p.set_defaults(handler=_run_pack)
+
+
+def _run_pack(a: argparse.Namespace) -> int:
+    from .reports import format_summary
+    from .stages.pack import LmdbSummary, config_lines, pack
+    from .stages.pack_options import PackOptions
+
+    res = pack(**options_from(PackOptions, a), **_runner_kwargs(a))
+    if isinstance(res, LmdbSummary):
+        print(f"{res.db}: {res.written} clip(s) written, {res.skipped} already there, {len(res.failed)} failed; "
+              f"{res.frames} RGB frames, {res.bytes / 1e6:.1f} MB, map size {res.map_size / 2**30:.1f} GiB",
+              file=sys.stderr)
+        for clip, why in res.failed:
+            print(f"  failed: {clip}: {why}", file=sys.stderr)
+        print("mmaction2 config lines for this output:", *config_lines("lmdb", res.db, a.key_prefix), sep="\n  ")
+        return res.exit_code
+    print(format_summary(res), file=sys.stderr)
+    if not res.dry_run:
+        print("mmaction2 config lines for this output:", *config_lines("zip"), sep="\n  ")
+    return res.exit_code
+
+
+def _add_unpack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "unpack",
+        help="packed clips (class/clip.zip) back to frame directories",
+        description="Unpack every SRC/class/clip.zip into OUT/class/clip/ (OUT defaults to SRC), each "
+                    "checked to hold exactly the archive's members before anything is deleted.",
+    )
+    from .stages.pack_options import UnpackOptions
+
+    add_arguments(p, UnpackOptions)
+    _add_runner_options(p)
+    p.set_defaults(handler=_run_unpack)
+
+
+def _run_unpack(a: argparse.Namespace) -> int:
+    from .reports import format_summary
+    from .stages.pack import unpack_frames
+    from .stages.pack_options import UnpackOptions
+
+    summary = unpack_frames(**options_from(UnpackOptions, a), **_runner_kwargs(a))
+    print(format_summary(summary), file=sys.stderr)
+    return summary.exit_code
 
 
 # ---------------------------------------------------------------- main
@@ -754,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In pipeline order, as `--help` lists them.
     for add in (_add_demo, _add_prepare, _add_download_annotations, _add_download, _add_classes, _add_select,
-                _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_link_ssd,
+                _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_pack, _add_unpack, _add_link_ssd,
                 _add_file_list, _add_verify, _add_merge_reports, _add_overlap, _add_preview, _add_doctor):
         add(sub)
     return parser

@@ -174,7 +174,7 @@ def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats:
         threads = spec.threads or (len(os.sched_getaffinity(0)) if device == "cpu" else 1)
         # OpenCV on one thread, as in every worker: its threaded DIS gives other bytes.
         cv2.setNumThreads(1)
-        if spec.backend == "torch":
+        if spec.backend in ("torch", "triton"):
             import torch
 
             torch.set_num_threads(threads)

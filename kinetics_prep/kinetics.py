@@ -31,11 +31,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import AnnotationError, ConfigError, InputError, OutputError
 from .layout import write_text_atomic
-from .options import PathLike, make_options, path_tuple  # noqa: F401  (shared option plumbing)
+from .options import PathLike, make_options, opt, path_tuple  # noqa: F401  (shared option plumbing)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Spellings seen in the official files (JSON "subset": "validate", ...) -> canonical split.
@@ -56,6 +56,17 @@ _REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
 
 CLASS_STYLES: tuple[str, ...] = ("mmaction2", "torchvision")
 LABEL_ORDERS: tuple[str, ...] = ("mmaction2", "torchvision")
+
+# Command-line wording shared by every command that reads annotations (classes, select,
+# arrange, file-list), so it is written once.
+ANNOTATIONS_HELP = "annotation file(s): official Kinetics CSV (columns read by header name) or JSON"
+
+
+def default_split_opt(rank: int = 0) -> Any:
+    """The `default_split` field of the options of every command that reads annotations."""
+    return opt(None, choices=SPLITS, rank=rank,
+               help="split of rows in files without a 'split' column (default: from the file name, "
+                    "e.g. kinetics_val.csv)")
 
 # Classes whose label id differs between mmaction2's order (sort by `"`-less, `_`-for-space
 # name) and torchvision's (sort by directory name that also drops `'`, `(`, `)`), computed from

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -85,6 +84,7 @@ def _lock(path: Path, *, shared: bool, root: Path, what: str) -> Iterator[None]:
 
 
 def _record_holder(fd: int) -> None:
+    import socket  # only when a run starts: `--help` stays light
     info = {"pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())}
     data = (json.dumps(info) + "\n").encode()

@@ -273,7 +273,19 @@ def check_torch() -> Check:
     for i in range(torch.cuda.device_count()):
         p = torch.cuda.get_device_properties(i)
         names.append(f"cuda:{i} {p.name} {p.total_memory / 2**30:.0f} GiB")
-    return Check("torch", OK, f"torch {torch.__version__}, CUDA {torch.version.cuda}: " + "; ".join(names))
+    return Check("torch", OK, f"torch {torch.__version__}, CUDA {torch.version.cuda}: " + "; ".join(names)
+                 + "; " + _triton_note())
+
+
+def _triton_note() -> str:
+    """Which GPU TV-L1 `--flow-backend auto` will pick (triton's version without importing it)."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton not installed: auto uses the torch TV-L1 (pip install triton for the fused kernels)"
+    try:
+        version = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return f"triton {version}: auto uses the triton TV-L1"
 
 
 def cpu_cores() -> int:

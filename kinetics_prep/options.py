@@ -64,6 +64,8 @@ def opt(
     default_factory: Callable[[], Any] | Any = MISSING,
     cli: bool = True,
     also: Mapping[str, Mapping[str, Any]] | None = None,
+    switches: Mapping[str, tuple[Any, str]] | None = None,
+    rank: int = 0,
     **argparse_kwargs: Any,
 ) -> Any:
     """A dataclass field whose metadata describes its command-line argument.
@@ -71,11 +73,16 @@ def opt(
     flag: the spelling (default `--field-name`); a name without dashes makes a positional
     argument; a `--no-...` flag on a field that defaults to True stores False. type: how the
     text is parsed (default: int/float from the annotation, else the text itself). group: the
-    argparse argument group's title. cli=False keeps the field off the command line. Other
-    keyword arguments (nargs, action, dest, required, ...) go to `add_argument` unchanged.
+    argparse argument group's title. cli=False keeps the field off the command line.
+    switches: {flag: (value, help)}, mutually exclusive flags that each store their value
+    (`--copy` -> mode="copy") instead of one flag taking a value. rank: where the argument is
+    listed (fields sort by rank, then declaration order), so a field that must come early in the
+    dataclass (a positional constructor argument) can come late in `--help`. Other keyword
+    arguments (nargs, action, dest, required, ...) go to `add_argument` unchanged.
     """
     meta = {"help": help, "choices": choices, "metavar": metavar, "flag": flag, "type": type,
-            "group": group, "cli": cli, "also": dict(also or {}), "argparse": argparse_kwargs}
+            "group": group, "cli": cli, "also": dict(also or {}), "switches": dict(switches or {}),
+            "rank": rank, "argparse": argparse_kwargs}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -93,8 +100,9 @@ def _parse_type(annotation: Any) -> Callable[[str], Any] | None:
 
 
 def cli_fields(cls: type) -> list[Field]:
-    """The fields of `cls` that appear on the command line, in declaration order."""
-    return [f for f in fields(cls) if f.metadata.get("cli", True)]  # type: ignore[arg-type]
+    """The fields of `cls` that appear on the command line, by rank, then declaration order."""
+    shown = [f for f in fields(cls) if f.metadata.get("cli", True)]  # type: ignore[arg-type]
+    return sorted(shown, key=lambda f: f.metadata.get("rank", 0))
 
 
 def add_arguments(
@@ -125,13 +133,29 @@ def add_arguments(
         groups.update(made)
 
 
+def _default(f: Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else None  # type: ignore[misc]
+
+
+def _add_switches(target: Any, f: Field) -> None:
+    group = target.add_mutually_exclusive_group()
+    for flag, (value, text) in f.metadata["switches"].items():
+        group.add_argument(flag, dest=f.name, action="store_const", const=value, default=_default(f), help=text)
+
+
 def _add_field(target: Any, f: Field) -> None:
     meta = f.metadata
+    if meta.get("switches"):
+        _add_switches(target, f)
+        return
     extra = dict(meta.get("argparse") or {})
     flag = meta.get("flag") or "--" + f.name.replace("_", "-")
     flags = [flag] if isinstance(flag, str) else list(flag)
-    default = f.default if f.default is not MISSING else (
-        f.default_factory() if f.default_factory is not MISSING else None)  # type: ignore[misc]
+    default = _default(f)
+    if extra.get("action") == "append" and isinstance(default, tuple):
+        default = list(default)  # argparse appends to (a copy of) the default: a tuple cannot grow
     kw: dict[str, Any] = {}
     if meta.get("help") is not None:
         kw["help"] = meta["help"]

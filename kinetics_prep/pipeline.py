@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ConfigError, InputError, KineticsPrepError, MissingDependencyError
+from .kinetics import SPLITS
 from .reports import format_summary
 from .results import RunSummary
 from .runner import RUN_OPTIONS, RunOptions
@@ -36,7 +37,6 @@ else:  # pragma: no cover - Python 3.10
 
 STAGES: tuple[str, ...] = ("annotations", "download", "arrange", "resize", "extract-frames", "file-list", "verify")
 SHARDABLE = frozenset({"resize", "extract-frames"})  # per-clip runner stages
-SPLITS = ("train", "val", "test")
 DEFAULT_LAYOUT: dict[str, str] = {
     "downloads": "videos_raw_{split}",  # flat clips, as CVDF archives unpack (download's output)
     "arranged": "videos_{split}_raw",  # class folders of links to the downloads (arrange's output)
@@ -106,30 +106,12 @@ class PrepareResult:
 
 
 def _stage_keys() -> dict[str, frozenset[str]]:
-    """The option names each stage accepts in its section (its API minus computed ones)."""
-    from .acquire import download_annotations, download_videos, download_youtube
-    from .stages.arrange import ArrangeOptions
-    from .stages.filelist import FileListOptions
-    from .stages.frames_options import ExtractOptions
-    from .stages.resize_options import ResizeOptions
-    from .stages.verify import VerifyOptions
-
-    def kwonly(fn: Callable[..., Any]) -> set[str]:
-        return {n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
-
-    def dc(cls: type) -> set[str]:
-        return {f.name for f in fields(cls)}
-
-    keys = {
-        "annotations": {"files"} | kwonly(download_annotations),
-        "download": {"source"} | kwonly(download_videos) | kwonly(download_youtube),
-        "arrange": dc(ArrangeOptions),
-        "resize": dc(ResizeOptions) | set(RUN_OPTIONS),
-        "file-list": dc(FileListOptions),
-    }
-    keys["verify"] = dc(VerifyOptions)
-    keys["extract-frames"] = dc(ExtractOptions) | set(RUN_OPTIONS)
-    return {k: frozenset(v - _COMPUTED.get(k, set())) | {"skip"} for k, v in keys.items()}
+    """The option names each stage accepts in its section: its API's options (`_stage_types`)
+    minus the ones the pipeline computes, plus `skip` (and annotations' `files`, download's
+    `source`, which the pipeline reads itself)."""
+    own = {"annotations": {"files"}, "download": {"source"}}
+    return {stage: frozenset(set(types) - _COMPUTED.get(stage, set())) | own.get(stage, set()) | {"skip"}
+            for stage, types in _stage_types().items()}
 
 
 def load_config(path: str | os.PathLike) -> PrepareConfig:
@@ -184,12 +166,14 @@ def _types_of(annotation: Any, default: Any) -> tuple[type, ...] | None:
 
 
 def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
-    """Each stage's option types (its API's keyword parameters and dataclass fields), used to
-    check a config value's type before anything runs."""
+    """Each stage's options and their types (its API's keyword parameters and dataclass fields),
+    used to check a config's keys and value types before anything runs."""
     from .acquire import download_annotations, download_videos, download_youtube
     from .stages.arrange import ArrangeOptions
     from .stages.filelist import FileListOptions
-    from .stages.resize import ResizeOptions
+    from .stages.frames_options import ExtractOptions
+    from .stages.resize_options import ResizeOptions
+    from .stages.verify import VerifyOptions
 
     def kw(fn: Callable[..., Any]) -> dict[str, tuple[type, ...] | None]:
         params = inspect.signature(fn).parameters.items()
@@ -199,11 +183,8 @@ def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
     def dc(cls: type) -> dict[str, tuple[type, ...] | None]:
         return {f.name: _types_of(f.type, f.default) for f in fields(cls)}
 
-    from .stages.frames import ExtractOptions
-    from .stages.verify import VerifyOptions
-
     control = dc(RunOptions)
-    out = {
+    return {
         "annotations": kw(download_annotations),
         "download": {**kw(download_youtube), **kw(download_videos)},
         "arrange": dc(ArrangeOptions),
@@ -212,7 +193,6 @@ def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
         "file-list": dc(FileListOptions),
         "verify": dc(VerifyOptions),
     }
-    return out
 
 
 def _check_value_types(data: Mapping[str, Any], where: str) -> None:
@@ -477,10 +457,9 @@ class _Pipeline:
                 f"arrange {src} -> {dst} (class folders); inputs not there yet"])
         opts = {k: v for k, v in self.cfg.sections["arrange"].items() if k != "skip"}
         res = arrange_clips(src, dst, [ann], split=split, dry_run=self.dry_run, default_split=split, **opts)
-        t = res.total
-        bad = t.failed or t.conflicts
-        status = "planned" if self.dry_run else ("failed" if bad else "done")
-        return StepOutcome("arrange", split, status, 1 if bad and not self.dry_run else 0, res.lines(), res)
+        code = 0 if self.dry_run else res.exit_code
+        status = "planned" if self.dry_run else ("failed" if code else "done")
+        return StepOutcome("arrange", split, status, code, res.lines(), res)
 
     def _runner_stage(self, stage: str, split: str, call: Callable[..., RunSummary], src: Path,
                       out: Path, **extra: Any) -> StepOutcome:
@@ -550,8 +529,9 @@ class _Pipeline:
                                    annotations=self.label_files(split), **opts)
             lines += [f"warning: {w}" for w in res.warnings] + res.lines()
             results.append(res)
-        status = "planned" if self.dry_run else "done"
-        return StepOutcome("file-list", split, status, 0, lines, results)
+        code = max((r.exit_code for r in results), default=0)
+        status = "planned" if self.dry_run else ("failed" if code else "done")
+        return StepOutcome("file-list", split, status, code, lines, results)
 
     def _verify(self, split: str) -> StepOutcome:
         from .stages.filelist import list_file_name

@@ -22,39 +22,12 @@ from .errors import ConfigError, DecodeError, EncodeError, InputError
 from .flow import dequantize, get_engine
 from .flow.quantize import DEFAULT_BOUND
 from .atomic import write_bytes_atomic
-from .framedir import NAMINGS, FlowInfo, FrameDirMeta, count_frames
+from .framedir import NAMINGS, FlowInfo, FrameDirMeta
+from .packed import DirClip, ZipClip, count_clip, is_zip, open_clip
 from .options import PathLike, make_options
-
-FLOW_TYPES = ("tvl1", "farneback", "dis")
+from .preview_options import FLOW_TYPES, PreviewOptions  # noqa: F401  (re-exported)
 _OUTPUT_EXTS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 STILL_PX = 0.5  # below this a pixel counts as not moving
-
-
-@dataclass(frozen=True)
-class PreviewOptions:
-    frames: int = 8  # sampled frames (columns)
-    flow_type: str = "tvl1"  # video input: tvl1 | farneback | dis (OpenCV, CPU)
-    new_short: int | None = 128  # short edge the cells (and a video's flow) use; None: as stored
-    bound: float | None = None  # clip bound for the statistics (default: metadata's or 20)
-    step: int = 1  # video input: flow between frame i and i + step
-    naming: str | None = None  # frame directory: force a naming
-    max_flow: float | None = None  # colour wheel rim in px (default: the largest shown)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 1 <= self.frames <= 64:
-            raise ConfigError(f"--frames must be 1..64, got {self.frames!r}")
-        if self.flow_type not in FLOW_TYPES:
-            raise ConfigError(f"--flow-type must be one of {', '.join(FLOW_TYPES)}, got {self.flow_type!r}")
-        if self.new_short is not None and (isinstance(self.new_short, bool) or self.new_short < 16):
-            raise ConfigError(f"--new-short must be >= 16, got {self.new_short!r}")
-        if self.bound is not None and not self.bound > 0:
-            raise ConfigError(f"--bound must be > 0, got {self.bound!r}")
-        if isinstance(self.step, bool) or not isinstance(self.step, int) or self.step < 1:
-            raise ConfigError(f"--step must be an integer >= 1, got {self.step!r}")
-        if self.naming is not None and self.naming not in NAMINGS:
-            raise ConfigError(f"unknown naming {self.naming!r}; choose one of {sorted(NAMINGS)}")
-        if self.max_flow is not None and not self.max_flow > 0:
-            raise ConfigError(f"--max-flow must be > 0, got {self.max_flow!r}")
 
 
 @dataclass
@@ -153,8 +126,27 @@ def _read(path: str, flags: int) -> np.ndarray | None:
     return images.read_image(path, color=flags == cv2.IMREAD_COLOR)
 
 
+def _read_member(clip: DirClip | ZipClip, name: str, flags: int) -> np.ndarray | None:
+    """A member of a frame directory or packed clip, decoded (None when missing or broken)."""
+    if isinstance(clip, DirClip):
+        return _read(os.path.join(os.fspath(clip.path), name), flags)
+    try:
+        data = clip.read(name)
+    except (FileNotFoundError, InputError):
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
-    fc = count_frames(path, opts.naming)
+    clip = open_clip(path)
+    try:
+        return _from_clip(path, clip, opts)
+    finally:
+        clip.close()
+
+
+def _from_clip(path: Path, clip: DirClip | ZipClip, opts: PreviewOptions) -> Preview:
+    fc = count_clip(path, opts.naming)
     nm = NAMINGS.get(fc.naming)
     if nm is None:
         raise InputError(f"{path}: {fc.rgb_problem}")
@@ -167,18 +159,17 @@ def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
     if fc.frames == 0 and pairs == 0:
         raise InputError(f"{path}: no RGB frames and no flow images under the {nm.name} naming")
     indices = _sample(pairs if pairs else fc.frames, opts.frames)
-    base = os.fspath(path)
     rgb: list[np.ndarray | None] = []
     flows: list[np.ndarray | None] = []
     q_x, q_y = [], []
     for i in indices:
-        rgb.append(_read(os.path.join(base, nm.rgb_name(nm.start + i, rgb_ext)), cv2.IMREAD_COLOR))
+        rgb.append(_read_member(clip, nm.rgb_name(nm.start + i, rgb_ext), cv2.IMREAD_COLOR))
         if not pairs:
             flows.append(None)
             continue
         xn, yn = nm.flow_names(nm.start + i, flow_ext)
-        qx = _read(os.path.join(base, xn), cv2.IMREAD_GRAYSCALE)
-        qy = _read(os.path.join(base, yn), cv2.IMREAD_GRAYSCALE)
+        qx = _read_member(clip, xn, cv2.IMREAD_GRAYSCALE)
+        qy = _read_member(clip, yn, cv2.IMREAD_GRAYSCALE)
         if qx is None or qy is None or qx.shape != qy.shape:
             flows.append(None)
             continue
@@ -200,7 +191,7 @@ def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
     height = meta.height if meta.height is not None else ref.shape[0]
     title = f"{path.parent.name}/{path.name}  ({fc.frames} frames, {pairs} flow pairs, {width}x{height})"
     how = f"{meta.flow.type} ({meta.flow.backend})" if isinstance(meta.flow, FlowInfo) else "unknown engine"
-    subtitle = (f"frame directory, {nm.name} naming; stored flow: {how}, bound {bound:g}, step {step}, "
+    subtitle = (f"{'packed clip' if isinstance(clip, ZipClip) else 'frame directory'}, {nm.name} naming; stored flow: {how}, bound {bound:g}, step {step}, "
                 f"{flow_ext}")
     rgb_labels = [nm.rgb_name(nm.start + i, rgb_ext) for i in indices]
     flow_labels = [f"{nm.flow_names(nm.start + i, flow_ext)[0]}  mean {np.hypot(f[..., 0], f[..., 1]).mean():.2f}px"
@@ -219,7 +210,7 @@ def render_preview(input: PathLike, **options: Any) -> Preview:
     """Render the contact sheet for a video or a frame directory (see `preview`)."""
     opts = make_options(PreviewOptions, **options)
     path = Path(input)
-    if path.is_dir():
+    if path.is_dir() or (is_zip(path) and path.is_file()):
         return _from_frame_dir(path, opts)
     if not path.exists():
         raise InputError(f"no such video or frame directory: {path}")

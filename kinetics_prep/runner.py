@@ -31,8 +31,6 @@ from pathlib import Path
 from contextlib import ExitStack
 from typing import Any, Callable, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
 
-from tqdm import tqdm
-
 from .concurrency import available_cores
 from .errors import ConfigError
 from .executors import (
@@ -206,6 +204,8 @@ def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], wor
 
 def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, items: Sequence[Item],
              workers: int, report_path: Path | None, shard: Shard | None) -> RunSummary:
+    from tqdm import tqdm  # here, not at import: `--help` and the API's import stay light
+
     t0 = time.perf_counter()
     if shard is not None and report_path is not None:
         write_keys(report_path.with_suffix(".keys"), items)

@@ -13,6 +13,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import ConfigError, InputError, OutputError
 from .kinetics import (
+    ANNOTATIONS_HELP,
+    CLASS_STYLES,
+    LABEL_ORDERS,
     SPLITS,
     Annotations,
     Clip,
@@ -21,13 +24,14 @@ from .kinetics import (
     _as_annotations,
     _check_style,
     class_dir_name,
+    default_split_opt,
     label_map_for,
     load_annotations,
     normalize_split,
     write_annotations,
     write_label_map,
 )
-from .options import PathLike, make_options, path_tuple
+from .options import PathLike, make_options, opt, path_tuple
 
 
 # --------------------------------------------------------------------------------------------
@@ -44,11 +48,15 @@ class ClassInfo:
 
 @dataclass(frozen=True)
 class ClassesOptions:
-    annotations: tuple[Path, ...]
-    order: str = "mmaction2"  # label-id order: mmaction2 | torchvision
-    class_style: str = "mmaction2"  # directory naming shown: mmaction2 | torchvision
-    label_map_out: Path | None = None
-    default_split: str | None = None
+    annotations: tuple[Path, ...] = opt(flag="annotations", nargs="+", metavar="ANNOTATIONS", help=ANNOTATIONS_HELP)
+    label_map_out: Path | None = opt(None, flag=("-o", "--label-map-out"), metavar="PATH",
+                                     help="write the label map here: one class name per line, line index = "
+                                          "label id (the format of mmaction2's label_map_k400.txt)")
+    order: str = opt("mmaction2", choices=LABEL_ORDERS,
+                     help="label-id order: mmaction2 (default; sort by name without '\"', spaces as '_') "
+                          "or torchvision (also drops ', ( and ) before sorting: a few ids differ)")
+    class_style: str = opt("mmaction2", choices=CLASS_STYLES, help="class directory names shown (default: mmaction2)")
+    default_split: str | None = default_split_opt()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "annotations", tuple(Path(p) for p in self.annotations))
@@ -174,16 +182,21 @@ def select_clips(
 
 @dataclass(frozen=True)
 class SelectOptions:
-    annotations: tuple[Path, ...]
-    out: Path
-    classes: tuple[str, ...] = ()  # empty: every class
-    splits: tuple[str, ...] = ()  # empty: every split
-    max_samples: int | None = None  # per split
-    max_per_class: int | None = None  # per class and split
-    shuffle: bool = False
-    seed: int | None = None  # with shuffle and no seed, one is drawn and reported
-    default_split: str | None = None
-    classes_file: Path | None = None  # one class per line (e.g. a label map), added to classes
+    annotations: tuple[Path, ...] = opt(flag="annotations", nargs="+", metavar="ANNOTATIONS", help=ANNOTATIONS_HELP)
+    out: Path = opt(flag=("-o", "--out"), required=True, metavar="CSV", help="subset CSV to write")
+    classes: tuple[str, ...] = opt((), nargs="+", metavar="CLASS",  # empty: every class
+                                   help="classes to keep, as labels (quote names with spaces) or class "
+                                        "directory names (default: all)")
+    classes_file: Path | None = opt(None, metavar="PATH",  # added to classes
+                                    help="file with one class per line (e.g. a label map), added to --classes")
+    splits: tuple[str, ...] = opt((), flag="--split", action="append", choices=SPLITS,  # empty: every split
+                                  help="keep only this split (repeatable; default: all)")
+    max_samples: int | None = opt(None, metavar="N", help="at most N clips per split")
+    max_per_class: int | None = opt(None, metavar="N", help="at most N clips per class and split")
+    shuffle: bool = opt(False, help="choose at random instead of the first clips (see --seed)")
+    seed: int | None = opt(None,  # with shuffle and no seed, one is drawn and reported
+                           help="random seed for --shuffle (default: drawn and printed, so the run can be repeated)")
+    default_split: str | None = default_split_opt()
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731

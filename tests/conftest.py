@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout; KP_SHARED_DATA points elsewhere (benchmarks/gpu_check.sh
+# carries a copy to a GPU machine, where ../shared does not exist).
+SHARED_DATA = Path(os.environ.get("KP_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def require_shared(*parts: str) -> Path:

@@ -75,17 +75,22 @@ def test_png_flow_is_exactly_the_quantised_engine_output(lossless_tree, tmp_path
     np.testing.assert_array_equal(got, expected)
 
 
-def test_rgb_and_flow_come_from_one_decode(lossless_tree, tmp_path, monkeypatch):
-    calls = []
-    real = video.iter_frames
+def test_rgb_and_flow_come_from_one_decode_and_one_open(lossless_tree, tmp_path, monkeypatch):
+    # The container is opened once per clip: the frame rate comes from the same open as the frames.
+    import av
 
-    def counting(path, **kw):
-        calls.append(Path(path).name)
-        return real(path, **kw)
+    opens = []
+    real = av.open
 
-    monkeypatch.setattr(video, "iter_frames", counting)
+    def counting(file, *args, **kw):
+        opens.append(Path(file).name)
+        return real(file, *args, **kw)
+
+    monkeypatch.setattr(av, "open", counting)
     extract_frames(lossless_tree, tmp_path / "o", flow_type="dis", workers=1, progress=False)
-    assert sorted(calls) == sorted(["-id_000001_000011.mkv", "--b_000002_000012.mkv"])
+    assert sorted(opens) == sorted(["-id_000001_000011.mkv", "--b_000002_000012.mkv"])
+    meta = json.loads((tmp_path / "o" / "hurling (sport)" / "-id_000001_000011" / "kinetics_prep.json").read_text())
+    assert meta["fps"] == 25.0
 
 
 def test_denseflow_naming_step_and_too_short_clip(tmp_path):

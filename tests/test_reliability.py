@@ -283,3 +283,34 @@ def test_a_pool_run_reaps_every_child_process(src, tmp_path):
     while _children(os.getpid()) and time.time() < deadline:
         time.sleep(0.1)
     assert _children(os.getpid()) == []
+
+
+# ------------------------------------------------------------------ 11: the first error is the one reported
+
+
+def test_a_decode_error_is_not_masked_by_a_failing_write(src, tmp_path, monkeypatch):
+    from kinetics_prep.errors import DecodeError
+    from kinetics_prep.stages import frames as frames_stage
+
+    real_frames = frames_stage._frames
+
+    def frames_then_decode_error(item, options, threads):
+        pictures, reader = real_frames(item, options, threads)
+
+        def gen():
+            for i, p in enumerate(pictures):
+                if i == 5:
+                    raise DecodeError(f"{item.src}: corrupt video data (simulated)")
+                yield p
+        return gen(), reader
+
+    def failing_write(path, data):
+        raise OSError(errno.EIO, "simulated write failure")
+
+    monkeypatch.setattr(frames_stage, "_frames", frames_then_decode_error)
+    monkeypatch.setattr(frames_stage.images, "write_bytes", failing_write)
+    # 2 cores, 1 worker: the worker has a writer thread, and 5 frames wait in its first batch
+    s = extract_frames(src, tmp_path / "out", task="rgb", workers=1, progress=False)
+    assert s.failed == 2
+    assert all(f.error.startswith("DecodeError") and "simulated" in f.error for f in s.failures), s.failures
+    assert not _no_scratch(tmp_path / "out")

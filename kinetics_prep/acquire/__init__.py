@@ -6,10 +6,20 @@ annotations / cvdf / youtube (the three public entry points). Cutting clips out 
 videos is `kinetics_prep.video.trim` (codecs live only in video.py).
 """
 
-from .annotations import AnnotationSummary, download_annotations
-from .cvdf import VideoDownloadSummary, download_videos
-from .urls import DATASETS, SPLITS
-from .youtube import YoutubeSummary, download_youtube
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): `kinetics_prep.acquire.urls` (the dataset table, which the
+# command line's choices come from) must not pull in youtube.py's codecs.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("AnnotationSummary", "download_annotations"), ".annotations"),
+    **dict.fromkeys(("VideoDownloadSummary", "download_videos"), ".cvdf"),
+    **dict.fromkeys(("DATASETS", "SPLITS"), ".urls"),
+    **dict.fromkeys(("YoutubeSummary", "download_youtube"), ".youtube"),
+}
 
 __all__ = [
     "DATASETS",
@@ -21,3 +31,16 @@ __all__ = [
     "download_videos",
     "download_youtube",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from ..errors import ConfigError
-
-SPLITS = ("train", "val", "test")
+from ..kinetics import SPLITS  # noqa: F401  (re-exported: acquire.SPLITS)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,16 @@
 
 Engines and their parameters (defaults in brackets; anything else is a ConfigError):
 
-* ``tvl1`` (backend opencv or torch) -- OpenCV DualTVL1's parameters and defaults:
+* ``tvl1`` (backend opencv, torch or triton) -- OpenCV DualTVL1's parameters and defaults:
   tau [0.25], lambda_ [0.15], theta [0.3], scales [5], warps [5], epsilon [0.01],
   inner_iterations [30], outer_iterations [10], scale_step [0.8], gamma [0.0],
   median_filtering [5; 0/1 = off, 3 or 5], use_initial_flow [False; True is refused].
   Torch backend only, speed knobs that never change results: check_every (steps between
   convergence checks; 1 on CPU, 10 on CUDA), compile (torch.compile the inner step; False).
+  Triton backend only (fused kernels, tvl1 on CUDA; on a CPU only under TRITON_INTERPRET=1, which
+  is how the tests run them), speed knobs that never change results: steps_per_launch (primal-dual
+  steps per launch = tile halo; 6 on CUDA), tile ((height, width) of a program's tile, powers of
+  two), check_every (launches between the host's convergence checks; 5 on CUDA).
 * ``farneback`` (opencv) -- pyr_scale [0.5], levels [3], winsize [15], iterations [3],
   poly_n [5], poly_sigma [1.2], gaussian_window [False].
 * ``dis`` (opencv) -- preset ["fast"; "ultrafast", "fast" or "medium"].
@@ -20,7 +24,10 @@ Engines and their parameters (defaults in brackets; anything else is a ConfigErr
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import re
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -41,37 +48,43 @@ __all__ = [
 
 
 TORCH_HINT = "the torch flow backend needs PyTorch: install kinetics-prep[gpu] (pip install torch)"
+TRITON_HINT = "the triton flow backend needs Triton and PyTorch: install kinetics-prep[gpu] and triton (pip install triton)"
 
-# Options of the torch engine that tune speed only; kept out of engine.params (the metadata),
+# Options of the GPU engines that tune speed only; kept out of engine.params (the metadata),
 # since they cannot change the flow.
 _TORCH_OPTIONS = ("check_every", "compile")
+_TRITON_OPTIONS = ("check_every", "steps_per_launch", "tile")
+_SPEED_OPTIONS = tuple(dict.fromkeys(_TORCH_OPTIONS + _TRITON_OPTIONS))
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto", **params: Any) -> FlowEngine:
     """Build a flow engine; everything is validated before anything heavy is imported or built.
 
-    backend "auto": the torch TV-L1 on CUDA when torch is installed and a GPU is visible (or
-    device names one), otherwise OpenCV on the CPU. device: "auto", "cpu", "cuda" or "cuda:N".
+    backend "auto": on CUDA (a visible GPU, or device names one) the Triton TV-L1 when triton is
+    importable, else the torch TV-L1; otherwise OpenCV on the CPU. device: "auto", "cpu", "cuda"
+    or "cuda:N". The engine's `backend` attribute says which one was built.
     """
     options, resolved = check_engine_args(name, backend, device, params)
 
     backend = _choose_backend(name, backend, device)
     if backend == "opencv":
         if options:
-            raise ConfigError(f"{', '.join(options)} only apply to backend='torch'")
+            raise ConfigError(f"{', '.join(options)} only apply to backend='torch' or 'triton'")
         if device.startswith("cuda"):
-            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch'")
+            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
         from . import opencv
 
         return opencv.make_engine(name, resolved)
+    if backend == "triton":
+        return _triton_engine(resolved, device, options)
     return _torch_engine(resolved, device, options)
 
 
 def check_engine_args(name: str, backend: str, device: str, params: dict[str, Any]
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate get_engine's arguments without building anything (no torch import): returns the
-    torch-only speed options and the resolved engine parameters. ConfigError on any mistake."""
+    GPU engines' speed options and the resolved engine parameters. ConfigError on any mistake."""
     if name not in ENGINE_NAMES:
         raise ConfigError(f"unknown flow engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
     if backend not in BACKENDS:
@@ -79,20 +92,33 @@ def check_engine_args(name: str, backend: str, device: str, params: dict[str, An
     if not isinstance(device, str) or not _DEVICE.match(device):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     params = dict(params)
-    options = {key: params.pop(key) for key in _TORCH_OPTIONS if key in params}
+    options = {key: params.pop(key) for key in _SPEED_OPTIONS if key in params}
     return options, resolve_params(name, params)
 
 
 def _choose_backend(name: str, backend: str, device: str) -> str:
-    if backend == "torch" and name != "tvl1":
-        raise ConfigError(f"backend='torch' implements tvl1 only, not {name!r}")
+    if backend in ("torch", "triton") and name != "tvl1":
+        raise ConfigError(f"backend={backend!r} implements tvl1 only, not {name!r}")
     if backend != "auto":
         return backend
     if name != "tvl1" or device == "cpu":
         return "opencv"
-    if device.startswith("cuda"):
-        return "torch"  # asked for a GPU explicitly: a missing torch must be an error, not CPU
-    return "torch" if _cuda_available() else "opencv"
+    if not device.startswith("cuda") and not _cuda_available():
+        return "opencv"
+    # On a GPU (asked for explicitly, or visible): a missing torch must be an error, not a
+    # silent CPU run; triton is the faster engine, torch the fallback when it is not installed.
+    return "triton" if _triton_importable() else "torch"
+
+
+def _triton_importable() -> bool:
+    # Looks without importing (triton's import is slow); sys.modules first, where a test (or an
+    # earlier failed import) may have put None.
+    if "triton" in sys.modules:
+        return sys.modules["triton"] is not None
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _cuda_available() -> bool:
@@ -111,6 +137,9 @@ def _import_torch() -> ModuleType:
 
 
 def _torch_engine(params: dict[str, Any], device: str, options: dict[str, Any]) -> FlowEngine:
+    foreign = sorted(set(options) - set(_TORCH_OPTIONS))
+    if foreign:
+        raise ConfigError(f"{', '.join(foreign)} only apply to backend='triton'")
     torch = _import_torch()
     check_every = options.get("check_every")
     if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
@@ -146,9 +175,65 @@ def resolve_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "
     backend = _choose_backend(name, backend, device)
     if backend == "opencv":
         if options:
-            raise ConfigError(f"{', '.join(options)} only apply to backend='torch'")
+            raise ConfigError(f"{', '.join(options)} only apply to backend='torch' or 'triton'")
         if device.startswith("cuda"):
-            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch'")
+            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
         return backend, "cpu", resolved
+    if backend == "triton":
+        return backend, _triton_checks(device, options)[0], resolved
     torch = _import_torch()
     return backend, _torch_device(torch, device), resolved
+
+
+def _triton_checks(device: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(resolved device, speed knobs) for the triton backend, or the error saying what is wrong."""
+    foreign = sorted(set(options) - set(_TRITON_OPTIONS))
+    if foreign:
+        raise ConfigError(f"{', '.join(foreign)} only apply to backend='torch'")
+    knobs = _triton_options(options)
+    if not _triton_importable():
+        raise MissingDependencyError(TRITON_HINT)
+    torch = _import_torch()
+    resolved = _torch_device(torch, device)
+    if resolved == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ConfigError(
+            "the triton backend needs a CUDA GPU (device='cuda'); on a CPU it runs only under "
+            "TRITON_INTERPRET=1 (Triton's interpreter, for tests: very slow)"
+        )
+    return resolved, knobs
+
+
+def _triton_engine(params: dict[str, Any], device: str, options: dict[str, Any]) -> FlowEngine:
+    resolved, knobs = _triton_checks(device, options)
+    try:
+        from . import triton_tvl1
+    except ImportError as e:
+        raise MissingDependencyError(f"{TRITON_HINT} ({e})") from e
+    if triton_tvl1.INTERPRETED != (resolved == "cpu"):
+        # Triton fixes interpreter or GPU mode when the kernels are defined (first import).
+        mode = "the interpreter" if triton_tvl1.INTERPRETED else "the GPU"
+        raise ConfigError(
+            f"triton kernels were built for {mode} in this process (TRITON_INTERPRET was "
+            f"{'set' if triton_tvl1.INTERPRETED else 'unset'} at first import); device={resolved!r} needs the other"
+        )
+    try:
+        return triton_tvl1.TritonTVL1(params, resolved, **knobs)
+    except ValueError as e:  # tile / steps_per_launch out of range for each other
+        raise ConfigError(str(e)) from e
+
+
+def _triton_options(options: dict[str, Any]) -> dict[str, Any]:
+    knobs: dict[str, Any] = {}
+    for key in ("check_every", "steps_per_launch"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        knobs[key] = value
+    tile = options.get("tile")
+    if tile is not None:
+        if (not isinstance(tile, (tuple, list)) or len(tile) != 2
+                or not all(isinstance(side, int) and not isinstance(side, bool) for side in tile)):
+            raise ConfigError(f"tile must be (height, width) in pixels, got {tile!r}")
+        tile = tuple(tile)
+    knobs["tile"] = tile
+    return knobs

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "dis": DIS_DEFAULTS,
 }
 ENGINE_NAMES: tuple[str, ...] = tuple(DEFAULTS)
-BACKENDS: tuple[str, ...] = ("auto", "opencv", "torch")
+BACKENDS: tuple[str, ...] = ("auto", "opencv", "torch", "triton")
 
 
 @runtime_checkable

@@ -28,16 +28,20 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, InputError, OutputError
 from ..kinetics import (
+    ANNOTATIONS_HELP,
     CLASS_STYLES,
     CSV_HEADER,
+    SPLITS,
     Clip,
     PathLike,
     class_dir_name,
+    default_split_opt,
     load_annotations,
     make_options,
     normalize_split,
     path_tuple,
 )
+from ..options import opt
 from ..layout import (
     PARTIAL_SUFFIX,
     STATE_DIR,
@@ -53,16 +57,30 @@ _EXT_PREFERENCE = (".mp4", ".mkv", ".webm")
 
 @dataclass(frozen=True)
 class ArrangeOptions:
-    src: Path
-    dst: Path
-    annotations: tuple[Path, ...]
-    mode: str = "symlink"  # symlink | hardlink | copy | move
-    replacements: Path | None = None  # files here win over SRC
-    split: str | None = None  # only clips of this split (None: every clip in the annotations)
-    class_style: str = "mmaction2"  # mmaction2 | torchvision
-    exts: frozenset[str] | str | None = None  # None: every video extension
-    dry_run: bool = False
-    default_split: str | None = None  # for annotation files without a split column
+    src: Path = opt(flag="src", metavar="SRC", help="flat folder of clips")
+    dst: Path = opt(flag="dst", metavar="DST", help="split root to fill, e.g. data/kinetics400/videos_train")
+    annotations: tuple[Path, ...] = opt(nargs="+", required=True, metavar="ANNOTATIONS", help=ANNOTATIONS_HELP)
+    mode: str = opt("symlink", switches={
+        "--symlink": ("symlink", "absolute symbolic links to the sources (default)"),
+        "--hardlink": ("hardlink", "hard links (same filesystem only)"),
+        "--copy": ("copy", "copy the files"),
+        "--move": ("move", "move the files (DST may then be SRC itself: arrange in place)"),
+    })
+    replacements: Path | None = opt(None, metavar="DIR",  # files here win over SRC
+                                    help="folder whose clips replace SRC's (e.g. K400's "
+                                         "replacement_for_corrupted_k400)")
+    split: str | None = opt(None, choices=SPLITS,
+                            help="only clips of this split (default: every clip of the annotations)")
+    class_style: str = opt("mmaction2", choices=CLASS_STYLES,
+                           help="class directory names: mmaction2 (default: drop '\"', spaces -> '_') or "
+                                "torchvision (also drop ', ( and ))")
+    exts: frozenset[str] | str | None = opt(None, flag="--ext", metavar="EXT[,EXT...]",  # None: every video extension
+                                            help="only these extensions (default: any video extension)")
+    dry_run: bool = opt(False, help="report what would be done, change nothing")
+    # Changes nothing but the result's exit_code: missing clips are normal for Kinetics (deleted
+    # YouTube videos), so failing on them is the caller's choice.
+    strict: bool = opt(False, help="exit status 1 when any annotated clip is missing")
+    default_split: str | None = default_split_opt()  # for annotation files without a split column
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -137,6 +155,13 @@ class ArrangeResult:
     report_dir: Path | None  # where the missing/unannotated reports were written
     dry_run: bool = False
     duplicates: tuple = field(default=(), repr=False)
+    strict: bool = False  # ArrangeOptions.strict: missing clips fail too
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a clip failed or conflicts with a file in DST (or, when strict, is missing)."""
+        t = self.total
+        return 1 if t.failed or t.conflicts or (self.strict and t.missing) else 0
 
     @property
     def total(self) -> SplitCounts:
@@ -356,7 +381,7 @@ def arrange_clips(
 
     Keyword options are the fields of ArrangeOptions: mode="symlink"|"hardlink"|"copy"|"move",
     replacements=None, split=None, class_style="mmaction2", exts=None, dry_run=False,
-    default_split=None. An ArrangeOptions may be passed instead of all arguments.
+    strict=False (result.exit_code 1 also for missing clips), default_split=None. An ArrangeOptions may be passed instead of all arguments.
     """
     if isinstance(src, ArrangeOptions):
         options = make_options(ArrangeOptions, src, **options)
@@ -411,7 +436,7 @@ def arrange_clips(
         }
         _write_reports(report_dir, results, unannotated, summary)
     return ArrangeResult(splits, tuple(unannotated), other, tuple(results), report_dir,
-                         options.dry_run, tuple(dups))
+                         options.dry_run, tuple(dups), options.strict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,9 +445,11 @@ def arrange_clips(
 
 @dataclass(frozen=True)
 class RenameClassesOptions:
-    roots: tuple[Path, ...]
-    style: str = "mmaction2"  # mmaction2 | torchvision
-    dry_run: bool = False
+    roots: tuple[Path, ...] = opt(flag="roots", nargs="+", metavar="ROOT",
+                                  help="folders whose sub-folders are classes (e.g. videos_train)")
+    style: str = opt("mmaction2", choices=CLASS_STYLES,
+                     help="mmaction2 (default) or torchvision (also drop ', ( and ))")
+    dry_run: bool = opt(False, help="print the renames, change nothing")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roots", tuple(Path(p) for p in self.roots))

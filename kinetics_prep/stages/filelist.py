@@ -29,7 +29,9 @@ from typing import Any, Mapping
 
 from ..errors import AnnotationError, ConfigError, InputError, OutputError
 from ..kinetics import (
+    ANNOTATIONS_HELP,
     LABEL_ORDERS,
+    SPLITS,
     Clip,
     LabelMap,
     PathLike,
@@ -37,13 +39,16 @@ from ..kinetics import (
     load_annotations,
     make_options,
     normalize_split,
+    default_split_opt,
     path_tuple,
     read_label_map,
 )
 from ..kinetics import class_dir_name as _class_dir_name
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import NAMINGS, FrameCounts, count_frames
+from ..framedir import NAMINGS, FrameCounts
+from ..packed import MMACTION_ZIP_LINES, ZIP_SUFFIX, count_clip
 from ..layout import is_hidden, normalize_extensions
+from ..options import opt
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
 OUTPUT_FORMATS: tuple[str, ...] = ("txt", "json")
@@ -62,26 +67,44 @@ def missing_file_name(dataset: str, split: str, fmt: str) -> str:
 
 @dataclass(frozen=True)
 class FileListOptions:
-    root: Path  # videos or rawframes root of the split
-    out_dir: Path
-    formats: tuple[str, ...] = ("rawframes",)
-    dataset: str = "kinetics400"
-    split: str = "train"
-    annotations: tuple[Path, ...] = ()  # CSV/JSON; labels matched by clip name
-    label_map: Path | None = None  # one name per line; id = line index
-    label_order: str = "mmaction2"  # ids from annotations without a map: mmaction2 | torchvision
-    level: int = 2
-    shuffle: bool = False
-    seed: int | None = None
-    output_format: str = "txt"
-    naming: str | None = None  # require this frame naming (None: per clip, from metadata/files)
-    exts: frozenset[str] | str | None = None  # video extensions for the videos format
-    default_split: str | None = None  # for annotation files without a split column
+    root: Path = opt(flag="root", metavar="ROOT", help="videos_{split}/ or rawframes_{split}/ of the split")
+    # None: ROOT's parent (abspath, not resolve(): ROOT may be a symlink to an SSD, and the lists
+    # belong beside the link). rank=1: listed near the end of --help, where it always was.
+    out_dir: Path | None = opt(None, flag=("-o", "--out-dir"), metavar="DIR", rank=1,
+                               help="where the lists go (default: ROOT's parent, e.g. data/kinetics400/)")
+    formats: tuple[str, ...] = opt(("rawframes",), flag="--format", nargs="+", choices=FORMATS,
+                                   help="list format(s) to write (default: rawframes)")
+    dataset: str = opt("kinetics400", help="dataset name in the file names, e.g. kinetics400, kinetics600, "
+                                           "kinetics700 (default: kinetics400)")
+    split: str = opt("train", choices=SPLITS, help="split of ROOT (default: train); test gets label -1")
+    annotations: tuple[Path, ...] = opt((), nargs="+", metavar="ANNOTATIONS",  # labels matched by clip name
+                                        help=ANNOTATIONS_HELP + "; labels are matched by clip name (pass the "
+                                             "train file too so ids come from the train labels)")
+    label_map: Path | None = opt(None, metavar="PATH",  # one name per line; id = line index
+                                 help="label map (one name per line, or 'id name' lines); without annotations, "
+                                      "class directories are looked up in it; without either, ids = sorted "
+                                      "class directories")
+    label_order: str = opt("mmaction2", choices=LABEL_ORDERS,
+                           help="order of ids computed from annotations (default: mmaction2)")
+    level: int = opt(2, choices=(1, 2),
+                     help="2: ROOT/class/clip (default); 1: ROOT/clip (needs --annotations unless --split test)")
+    naming: str | None = opt(None, choices=tuple(NAMINGS),  # None: per clip, from metadata/files
+                             help="accept only frame directories with this naming (default: each clip's own, "
+                                  "from kinetics_prep.json or its file names)")
+    exts: frozenset[str] | str | None = opt(None, flag="--ext", metavar="EXT[,EXT...]",
+                                            help="video extensions for --format videos (default: any)")
+    shuffle: bool = opt(False, help="shuffle the lines (see --seed)")
+    seed: int | None = opt(None, help="seed for --shuffle (default: drawn and printed)")
+    output_format: str = opt("txt", choices=OUTPUT_FORMATS,
+                             help="txt (default) or json (list of {frame_dir|filename, total_frames, label: [id]})")
+    # Changes nothing but the result's exit_code.
+    strict: bool = opt(False, rank=1, help="exit status 1 when any annotated clip is not listed")
+    default_split: str | None = default_split_opt(rank=1)  # for annotation files without a split column
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("root", Path(self.root))
-        set_("out_dir", Path(self.out_dir))
+        set_("out_dir", Path(self.out_dir) if self.out_dir is not None else Path(os.path.abspath(self.root)).parent)
         fmts = (self.formats,) if isinstance(self.formats, str) else tuple(self.formats)
         if not fmts:
             raise ConfigError("no list format given")
@@ -148,6 +171,11 @@ class FileListResult:
     class_dir_mismatch: int = 0  # items whose class directory disagrees with their annotation
     warnings: tuple[str, ...] = ()
     config: Mapping[str, str] = field(default_factory=dict)  # format -> mmaction2 config snippet
+    strict: bool = False  # FileListOptions.strict: items not listed fail
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.strict and self.problems else 0
 
     def lines(self) -> list[str]:
         """Per format: how many listed, where, and why the others were not, for people."""
@@ -211,6 +239,10 @@ def _scan(root: Path, level: int, exts: frozenset[str], want_videos: bool, want_
                     entries.append(_Entry(stem, rel, cdir, True, e.path))
                 elif want_dirs and is_dir:
                     entries.append(_Entry(name, rel, cdir, False, e.path))
+                elif want_dirs and ext == ZIP_SUFFIX:
+                    # A packed clip: listed under its directory's path, which RawFrameDecode
+                    # asks for (the kinetics_prep backend maps it to the archive).
+                    entries.append(_Entry(stem, rel[: -len(ZIP_SUFFIX)], cdir, False, e.path))
     entries.sort(key=lambda x: x.rel)
     return entries, partial, class_dirs
 
@@ -243,19 +275,18 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
     """Write the requested lists and their missing reports; return counts per format.
 
     `root`: the split's videos or rawframes root (or a FileListOptions); `out_dir`: where the
-    lists go. Keyword options are the fields of FileListOptions: formats=("rawframes",),
+    lists go (default: ROOT's parent). Keyword options are the fields of FileListOptions: formats=("rawframes",),
     dataset="kinetics400", split="train", annotations=(), label_map=None,
     label_order="mmaction2", level=2, shuffle=False, seed=None, output_format="txt",
-    naming=None, exts=None, default_split=None.
+    naming=None, exts=None, strict=False (result.exit_code 1 when an annotated clip is not
+    listed), default_split=None.
     """
     if isinstance(root, FileListOptions):
         opts = make_options(FileListOptions, root, **options)
     else:
-        if out_dir is None:
-            raise ConfigError("file-list needs an output directory")
         if "annotations" in options and options["annotations"] is not None:
             options["annotations"] = path_tuple(options["annotations"])
-        opts = make_options(FileListOptions, root=Path(root), out_dir=Path(out_dir), **options)
+        opts = make_options(FileListOptions, root=Path(root), out_dir=out_dir, **options)
     warnings: list[str] = []
     is_test = opts.split == "test"
 
@@ -338,7 +369,10 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
                             "one mmaction2 config cannot read them all (use --naming to pick one)")
         naming = used_namings.most_common(1)[0][0] if used_namings else (opts.naming or "mmaction2")
         config[fmt] = _mmaction2_config(fmt, naming, summary.list_path, opts.root)
-    return FileListResult(tuple(summaries), label_source, seed, mismatch, tuple(warnings), config)
+        if fmt != "videos" and any(e.path.endswith(ZIP_SUFFIX) for e in entries):
+            # Packed clips listed: mmaction2 reads them through our backend (two config lines).
+            config[fmt] += "\n" + "\n".join(MMACTION_ZIP_LINES)
+    return FileListResult(tuple(summaries), label_source, seed, mismatch, tuple(warnings), config, opts.strict)
 
 
 def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: dict[str, str],
@@ -401,8 +435,8 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
             fc = counts_cache.get(e.path)
             if fc is None:
                 try:
-                    fc = count_frames(e.path, opts.naming)
-                except OSError as err:
+                    fc = count_clip(e.path, opts.naming)
+                except (OSError, InputError) as err:
                     fc = FrameCounts("?", 0, 0, 0, None, f"cannot list: {err}", f"cannot list: {err}")
                 counts_cache[e.path] = fc
             problem = fc.rgb_problem if fmt == "rawframes" else fc.flow_problem

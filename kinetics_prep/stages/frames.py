@@ -1,8 +1,8 @@
 """The extract-frames stage: RGB JPEG frames and optical flow from ONE decode of each clip.
 
-decode (threaded) -> resize -> write RGB JPEG (thread pool)
-                            \\-> gray -> pairs (i, i+step) -> flow engine (batched) -> quantise
-                                      -> x/y images (thread pool)
+decode (threaded) -> resize the Y, U, V planes -> RGB JPEG from the planes (thread pool)
+                                 \\-> Y as gray -> pairs (i, i+step) -> flow engine (batched)
+                                                -> quantise -> x/y images (thread pool)
 
 Per clip the output is a directory `OUT/class/clip_stem/` written as `clip_stem.partial/` and
 renamed when complete; counts are checked first (RGB = frames decoded, flow = RGB - step per
@@ -17,8 +17,9 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -40,6 +41,7 @@ from ..framedir import (
     task_of,
     write_meta,
 )
+from ..video import images
 from ..layout import (
     check_not_inside,
     is_hidden,
@@ -50,9 +52,10 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
+from ..packed import ZipClip, is_clip_complete, is_zip, pack_dir, read_clip_meta, zip_members, zip_path
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
-from .frames_options import FLOW_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
+from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
 
 # Frame files read with --input-frames.
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -91,7 +94,7 @@ def plan_flow(options: ExtractOptions) -> FlowPlan:
         batch = options.batch_size or 32
     else:
         if options.gpus:
-            raise ConfigError("--gpus needs the torch backend on CUDA (--flow-backend torch --device cuda)")
+            raise ConfigError("--gpus needs a GPU backend on CUDA (--flow-backend triton or torch, --device cuda)")
         devices = (device,)
         batch = options.batch_size or 8
     service = devices[0].startswith("cuda") or options.flow_service
@@ -127,7 +130,7 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
             device = "cuda:0"
         else:
             device = plan.devices[context.slot % len(plan.devices)]
-        if plan.backend == "torch" and device == "cpu":
+        if plan.backend in ("torch", "triton") and device == "cpu":
             import torch
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
@@ -174,7 +177,9 @@ def plan(options: ExtractOptions) -> list[Item]:
     for src in (_frame_dirs(options) if options.input_frames else
                 iter_videos(options.src, options.level, normalize_extensions(options.ext))):
         rel = src.relative_to(options.src)
-        dst = options.out / (rel if options.input_frames else rel.with_suffix(""))
+        # A video or a packed clip (clip.zip: the only files _frame_dirs yields) loses its
+        # suffix; a frame directory keeps its whole name (dots included).
+        dst = options.out / (rel.with_suffix("") if not options.input_frames or src.is_file() else rel)
         if dst in seen:
             raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}")
         seen[dst] = src
@@ -182,78 +187,115 @@ def plan(options: ExtractOptions) -> list[Item]:
     if not items:
         if options.input_frames:
             raise ConfigError(f"no frame directories found under {options.src} at --level {options.level} "
-                              "(--input-frames expects SRC/class/clip/img_*.jpg)")
+                              "(--input-frames expects SRC/class/clip/img_*.jpg or packed SRC/class/clip.zip)")
         raise nothing_found(options.src, options.level, normalize_extensions(options.ext))
     return items
 
 
 def _frame_dirs(options: ExtractOptions) -> Iterator[Path]:
+    """The RGB clips under SRC for --input-frames: frame directories and packed clips (clip.zip)."""
     parents = [options.src] if options.level == 1 else sorted(
         Path(e.path) for e in os.scandir(options.src) if e.is_dir() and not is_hidden(e.name))
     for parent in parents:
+        # `clip.zip.partial` is scratch (is_scratch_name), never an input.
         yield from sorted(Path(e.path) for e in os.scandir(parent)
-                          if e.is_dir() and not is_hidden(e.name) and not is_scratch_name(e.name))
+                          if not is_hidden(e.name) and not is_scratch_name(e.name)
+                          and (e.is_dir() or (is_zip(e.name) and e.is_file())))
 
 
 def is_done(item: Item, job: _Job) -> bool:
     # The metadata file is written last inside the partial directory, which is then renamed:
     # a final directory with metadata covering the requested task, whose files on disk agree
-    # with it (one listing: a directory someone partly deleted is redone), is complete.
+    # with it (one listing: a directory someone partly deleted is redone), is complete. A
+    # packed clip likewise (its central directory and metadata member only).
+    if job.options.pack == "zip":
+        return is_clip_complete(zip_path(item.dst), job.options.task)
     return is_complete(item.dst, job.options.task)
 
 
 # ------------------------------------------------------------------------------ one clip
 
 class _Writer:
-    """Encodes and writes images on a few threads (OpenCV and file I/O release the GIL), with a
-    bounded number in flight so memory stays flat. With 0 threads it writes inline: when every
-    core already has a worker process, extra threads only contend."""
+    """Encodes and writes images on a few threads (libjpeg-turbo, OpenCV and file I/O release the
+    GIL), in batches of `batch` files per task so the pool's per-task cost is paid once per
+    batch, with a bounded number of batches in flight so memory stays flat. With 0 threads it
+    writes inline: when every core already has a worker process, extra threads only contend."""
 
-    def __init__(self, threads: int = 2, max_pending: int = 64) -> None:
+    def __init__(self, threads: int = 2, max_pending: int = 8, batch: int = 8) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 0 else None
         self.slots = threading.BoundedSemaphore(max_pending)
         self.futures: deque[Future] = deque()
+        self.batch = batch
+        self.pending: list[tuple[Path, Callable[..., bytes], tuple]] = []
 
-    def write(self, path: Path, image: np.ndarray, params: list[int]) -> None:
+    def write(self, path: Path, encode: Callable[..., bytes], *args: Any) -> None:
+        """Write `encode(*args)` (the file's bytes) to `path`."""
         if self.pool is None:
-            self._write(path, image, params)
+            images.write_bytes(path, encode(*args))
             return
+        self.pending.append((path, encode, args))
+        if len(self.pending) >= self.batch:
+            self._submit()
+
+    def _submit(self) -> None:
+        jobs, self.pending = self.pending, []
         self.slots.acquire()
-        fut = self.pool.submit(self._write, path, image, params)
+        fut = self.pool.submit(self._write_all, jobs)
         fut.add_done_callback(lambda _: self.slots.release())
         self.futures.append(fut)
         while self.futures and self.futures[0].done():
             self.futures.popleft().result()  # surface errors early
 
     @staticmethod
-    def _write(path: Path, image: np.ndarray, params: list[int]) -> None:
-        ok, buf = cv2.imencode(path.suffix, image, params)
-        if not ok:
-            raise OSError(f"{path}: image encoding failed")
-        with open(path, "wb") as f:
-            f.write(buf.tobytes())
+    def _write_all(jobs: list[tuple[Path, Callable[..., bytes], tuple]]) -> None:
+        for path, encode, args in jobs:
+            images.write_bytes(path, encode(*args))
 
     def close(self) -> None:
+        """Write what is pending and wait for every write; the first write error is raised."""
         try:
+            if self.pending and self.pool is not None:
+                self._submit()
             while self.futures:
                 self.futures.popleft().result()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
 
+    def abort(self) -> None:
+        """Stop after an error elsewhere: drop what is pending, wait for the writes in flight
+        (they target the partial directory, deleted next) and raise nothing of theirs."""
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.futures.clear()
 
-def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[np.ndarray], float]:
-    """The clip's frames (BGR, upright, resized) and its frame rate; decoded `threads` wide, on
-    a thread of its own when this worker has cores to spare."""
+
+def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[video.Picture], video.Frames | None]:
+    """The clip's frames (upright, resized `Picture`s) and, for a video, its reader, whose `fps`
+    is known once iterating has started: the container is opened once. Decoded `threads` wide,
+    on a thread of its own when this worker has cores to spare."""
     if not options.input_frames:
-        # The rate comes from the container: decoding happens once, in iter_frames.
-        fps = video.frame_rate(item.src)
-        frames = video.iter_frames(item.src, size=options.size, short_edge=options.new_short, threads=threads)
-        return (prefetch(frames, 16) if threads > 1 else frames), fps
-    return _read_frame_dir(item.src, options), 0.0
+        reader = video.iter_pictures(item.src, size=options.size, short_edge=options.new_short, threads=threads)
+        return (prefetch(reader, 16) if threads > 1 else reader), reader
+    return _read_frame_dir(item.src, options), None
 
 
-def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[np.ndarray]:
+def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Picture]:
+    """The RGB frames (img_*) of a frame directory or of a packed clip (`clip.zip`, read in
+    place: members are decoded from the archive, nothing is extracted)."""
+    if is_zip(path) and path.is_file():  # not a directory someone named x.zip
+        with ZipClip(path) as clip:
+            names = [n for n in clip.names() if n.lower().endswith(_IMAGE_EXTS) and n.startswith("img_")]
+            if not names:
+                raise InputError(f"{path}: no RGB frames (img_*.jpg) in this packed clip")
+            for name in names:
+                data = clip.read(name)  # a damaged member: DamagedMemberError naming archive and member
+                img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise DecodeError(f"{path}: member {name}: cannot decode image")
+                yield _input_picture(img, options)
+        return
     names = sorted(e.name for e in os.scandir(path) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS)
                    and e.name.startswith("img_"))
     if not names:
@@ -262,11 +304,23 @@ def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[np.ndarray]
         img = cv2.imread(str(path / name), cv2.IMREAD_COLOR)
         if img is None:
             raise DecodeError(f"{path / name}: cannot decode image")
-        h, w = img.shape[:2]
-        size = options.size or (video.output_size(w, h, options.new_short) if options.new_short else None)
-        if size is not None and size != (w, h):
-            img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-        yield img
+        yield _input_picture(img, options)
+
+
+def _input_picture(img: np.ndarray, options: ExtractOptions) -> video.Picture:
+    """One input frame (BGR), resized as the options ask."""
+    h, w = img.shape[:2]
+    size = options.size or (video.output_size(w, h, options.new_short) if options.new_short else None)
+    if size is not None and size != (w, h):
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    return video.Picture(bgr=img)
+
+
+def _flow_image_encoder(options: ExtractOptions) -> Callable[[np.ndarray], bytes]:
+    """x/y images: single-channel JPEG by libjpeg-turbo directly, or PNG as before."""
+    if options.flow_format == "jpg":
+        return partial(images.encode_jpeg_gray, quality=options.jpeg_quality)
+    return partial(images.encode_image, ext=".png", params=images.encode_params("png"))
 
 
 def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
@@ -276,35 +330,52 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
     options = job.options
     job = replace(job, threads=worker.threads, engine=worker.engine)
     naming = get_naming(options.naming)
+    packed = zip_path(item.dst)
     cleanup_scratch(item.dst)  # left by a killed run (the runner's lock says no one else is writing)
+    cleanup_scratch(packed)
     tmp = partial_path(item.dst)
     tmp.mkdir(parents=True)
+    # The old output of either layout: its other modality is carried into the new one.
+    old = packed if options.pack == "zip" and packed.is_file() else (
+        item.dst if item.dst.is_dir() else (packed if packed.is_file() else None))
     try:
         counts, meta_fields = _extract(item, job, tmp, naming)
         meta = _meta(meta_fields)
-        carried = _carry_over(item.dst, tmp, job) if item.dst.exists() else None
+        carried = _carry_over(old, tmp, job) if old is not None else None
         if carried is not None:
             meta = replace(meta, task=task_of(carried.has | modalities(options.task)),
                            frames=meta.frames or carried.frames or 0)
         write_meta(tmp, meta)
-        commit_dir(tmp, item.dst)
+        if options.pack == "zip":
+            # The directory was counted on disk; the archive is checked against it before
+            # its rename, and the old archive is replaced by that rename in one step.
+            pack_dir(tmp, packed)
+            remove_tree(tmp)
+        else:
+            commit_dir(tmp, item.dst)
     except BaseException:
         remove_tree(tmp)
         raise
+    # The other layout's old output is superseded (its files are in the new one, or it was
+    # overwritten): removed only now that the new output is committed.
+    stale = item.dst if options.pack == "zip" else packed
+    if os.path.lexists(stale):
+        remove_tree(stale)
+    output = packed if options.pack == "zip" else item.dst
     note = None
     if options.wants_flow and counts["pairs"] == 0:
         note = f"only {counts['frames']} frame(s): fewer than step+1={options.step + 1}, so no flow"
-    return ItemResult(key=item.key, status=OK, output=str(item.dst), counts=counts, note=note)
+    return ItemResult(key=item.key, status=OK, output=str(output), counts=counts, note=note)
 
 
 def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
     options, plan = job.options, job.flow
     # One clip's stream of pairs in, flows out in order (this worker's engine or a service).
     engine = job.engine.session(str(item.src)) if options.wants_flow else None
-    rgb_params = [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality]
-    flow_params = rgb_params if options.flow_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    encode_flow = _flow_image_encoder(options)
+    quality = options.jpeg_quality
     step, start = options.step, naming.start
-    frames, fps = _frames(item, options, job.threads)
+    frames, reader = _frames(item, options, job.threads)
 
     writer = _Writer(threads=job.threads - 1 if job.threads > 1 else 0)
     window: deque[np.ndarray] = deque(maxlen=step + 1)
@@ -316,8 +387,8 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         nonlocal pairs
         q = flowlib.quantize(flow, options.bound)
         x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
-        writer.write(tmp / x_name, np.ascontiguousarray(q[..., 0]), flow_params)
-        writer.write(tmp / y_name, np.ascontiguousarray(q[..., 1]), flow_params)
+        writer.write(tmp / x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
+        writer.write(tmp / y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
         pairs += 1
 
     def flush() -> None:
@@ -328,12 +399,12 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         batch.clear()
 
     try:
-        for img in frames:
-            shape = img.shape
+        for picture in frames:
+            shape = picture.shape
             if options.wants_rgb:
-                writer.write(tmp / naming.rgb_name(start + n), img, rgb_params)
+                writer.write(tmp / naming.rgb_name(start + n), images.encode_picture_jpeg, picture, quality)
             if engine is not None:
-                window.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+                window.append(picture.gray)
                 if len(window) == step + 1:
                     batch.append((window[0], window[-1]))
                     if len(batch) >= plan.batch_size:
@@ -343,18 +414,20 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
             flush()
             for flow in engine.drain():  # the flows still in flight
                 write_flow(flow)
+    except BaseException:
+        writer.abort()  # the clip failed: its own error is the one to report, not a write's
+        raise
     finally:
-        try:
-            writer.close()
-        finally:
-            if engine is not None:
-                engine.__exit__(None, None, None)
+        if engine is not None:
+            engine.__exit__(None, None, None)  # a clip left mid-way abandons what is in flight
+    writer.close()
     if n == 0:
         raise DecodeError(f"{item.src}: no decodable frames")
 
     expected_pairs = max(0, n - step) if engine is not None else 0
     _check_counts(tmp, naming, n if options.wants_rgb else 0, expected_pairs, item)
     h, w = shape[:2]
+    fps = (reader.fps or 0.0) if reader is not None else 0.0
     meta: dict[str, Any] = {
         "frames": n,
         "flow_pairs": expected_pairs,
@@ -396,10 +469,19 @@ def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
 
 def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
     """`--task flow` on clips that already have RGB (or the reverse): hard-link the other
-    modality's files from the finished directory into the new one, so the result holds both.
-    Nothing leaves the finished directory until the new one has replaced it."""
+    modality's files from the finished directory (or copy them out of the finished archive)
+    into the new one, so the result holds both. Nothing leaves the finished output until the
+    new one has replaced it."""
     options = job.options
-    meta = read_meta(old)
+    meta: FrameDirMeta | None = None
+    if not is_zip(old):
+        meta = read_meta(old)
+    else:
+        try:
+            with ZipClip(old) as clip:
+                meta = read_clip_meta(clip)
+        except (OSError, ValueError, InputError):
+            pass  # an unreadable archive has nothing to carry: it is replaced
     if meta is None or job.overwrite or options.task == "both" or modalities(options.task) >= meta.has:
         return None
     naming = get_naming(meta.naming or options.naming)
@@ -407,6 +489,11 @@ def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
         raise ConfigError(f"{old} uses naming {naming.name!r}; rerun with --naming {naming.name}")
     carried = meta.has - modalities(options.task)
     prefixes = ((naming.rgb_prefix(),) if "rgb" in carried else ()) + (naming.flow_prefixes() if "flow" in carried else ())
+    if is_zip(old):
+        for name, data in zip_members(old, prefixes):
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+        return meta
     for e in os.scandir(old):
         if e.name.startswith(prefixes):
             os.link(e.path, tmp / e.name)  # same file system: a new name for the same data
@@ -466,7 +553,19 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     """Estimated (bytes, files) of one clip's frame directory, from the container's frame count
     and size (no decoding): frames x pixels x bytes per pixel, plus the metadata file."""
     options = job.options
-    if options.input_frames:
+    if options.input_frames and is_zip(item.src) and item.src.is_file():
+        # The central directory gives the count; one member's header gives the size.
+        try:
+            with ZipClip(item.src) as clip:
+                frames = [n for n in clip.names() if n.startswith("img_")]
+                data = clip.read(frames[0]) if frames else b""
+        except (OSError, InputError):  # a damaged archive: this clip will fail; it takes no space
+            return 0, 0
+        n, w, h = len(frames), 0, 0
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        if img is not None:
+            h, w = img.shape[:2]
+    elif options.input_frames:
         n = sum(1 for e in os.scandir(item.src) if e.name.startswith("img_"))
         w = h = 0
         first = next((Path(e.path) for e in os.scandir(item.src) if e.name.startswith("img_")), None)
@@ -488,7 +587,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     pairs = max(0, n - options.step) if options.wants_flow else 0
     rgb = n if options.wants_rgb else 0
     size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
-    return int(size), rgb + 2 * pairs + 1
+    return int(size), 1 if options.pack else rgb + 2 * pairs + 1
 
 
 STAGE: Stage[_Job] = Stage(
@@ -499,7 +598,13 @@ STAGE: Stage[_Job] = Stage(
 )
 
 
-def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg") -> list[str]:
+def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg",
+                 pack: str | None = None) -> list[str]:
     """What to paste into an mmaction2 1.x config to read this stage's output."""
-    return get_naming(naming).config_lines(flow_ext=flow_format if task != "rgb" else None,
-                                           rgb_ext="jpg" if task != "flow" else None)
+    lines = get_naming(naming).config_lines(flow_ext=flow_format if task != "rgb" else None,
+                                            rgb_ext="jpg" if task != "flow" else None)
+    if pack == "zip":
+        from ..packed import MMACTION_ZIP_LINES
+
+        lines += MMACTION_ZIP_LINES
+    return lines

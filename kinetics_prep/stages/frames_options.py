@@ -20,6 +20,7 @@ from ..layout import normalize_extensions
 from ..options import opt
 
 FLOW_FORMATS = ("jpg", "png")
+PACK_FORMATS = (None, "zip")
 _SIZE = "size (default: keep the decoded size)"
 _FLOW = "optical flow"
 _OUT = "output"
@@ -36,12 +37,12 @@ def parse_gpus(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class ExtractOptions:
     src: Path = opt(flag="src", metavar="SRC",
-                    help="videos (SRC/class/clip.ext) or, with --input-frames, RGB frame directories")
+                    help="videos (SRC/class/clip.ext) or, with --input-frames, RGB frame directories or packed clips")
     out: Path = opt(flag="out", metavar="OUT", help="output root, e.g. data/kinetics400/rawframes_train")
     task: str = opt("both", choices=TASKS, help="what to write (default: %(default)s)")
     level: int = opt(2, choices=(1, 2), help="2: SRC/class/clip (default); 1: SRC/clip")
-    input_frames: bool = opt(False, help="SRC holds RGB frame directories (img_*.jpg) instead of videos: "
-                                         "compute flow from them")
+    input_frames: bool = opt(False, help="SRC holds RGB frame directories (img_*.jpg) or packed clips "
+                                         "(class/clip.zip) instead of videos: compute flow from them")
     ext: tuple[str, ...] | None = opt(None, metavar="EXT[,EXT...]", help="only these video extensions")
     new_short: int | None = opt(None, metavar="PX", group=_SIZE,
                                 help="resize the displayed short edge to PX (aspect kept, long edge rounded to even)")
@@ -49,7 +50,8 @@ class ExtractOptions:
     new_height: int | None = opt(None, metavar="H", group=_SIZE, help="exact height (with --new-width)")
     flow_type: str = opt("tvl1", choices=ENGINE_NAMES, group=_FLOW, help="algorithm (default: %(default)s)")
     flow_backend: str = opt("auto", choices=BACKENDS, group=_FLOW,
-                            help="auto (default): the torch TV-L1 on a CUDA GPU when available, else OpenCV on the CPU")
+                            help="auto (default): on a CUDA GPU the triton TV-L1 (fused kernels) when triton is "
+                                 "installed, else the torch one; without a GPU OpenCV on the CPU")
     device: str = opt("auto", group=_FLOW, help="auto (default), cpu, cuda or cuda:N")
     gpus: tuple[int, ...] | None = opt(None, type=parse_gpus, metavar="0,1,...", group=_FLOW,
                                        help="CUDA devices to use, one worker each (default: all visible)")
@@ -71,6 +73,9 @@ class ExtractOptions:
     jpeg_quality: int = opt(95, metavar="Q", group=_OUT, help="JPEG quality 1-100 (default: %(default)s)")
     ssd: Path | None = opt(None, metavar="DIR", group=_OUT,
                            help="write the frames physically under DIR and make OUT a symlink to it")
+    pack: str | None = opt(None, choices=("zip",), group=_OUT,
+                           help="zip: one stored archive OUT/class/clip.zip per clip instead of a directory "
+                                "(mmaction2 reads it with io_backend='kinetics_prep')")
 
     def __post_init__(self) -> None:
         set_ = partial(object.__setattr__, self)
@@ -105,6 +110,8 @@ class ExtractOptions:
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"--jpeg-quality must be within 1..100, got {self.jpeg_quality}")
         get_naming(self.naming)
+        if self.pack not in PACK_FORMATS:
+            raise ConfigError(f"--pack must be zip (or absent for directories), got {self.pack!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
 

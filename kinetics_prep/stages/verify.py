@@ -1,7 +1,9 @@
 """`verify`: is a prepared split really ready for training?
 
 Items come from mmaction2 lists (``--lists``) or, without lists, from what is under ROOT (frame
-directories ``ROOT/class/clip/`` or ``ROOT/clip/``, videos ``ROOT/class/clip.mp4``). Per item:
+directories ``ROOT/class/clip/`` or ``ROOT/clip/``, packed clips ``ROOT/class/clip.zip``, videos
+``ROOT/class/clip.mp4``). A list's ``class/clip`` is the packed ``class/clip.zip`` when only that
+exists (as file-list writes packed clips). Per item:
 
 * frame directory: it exists (symlinks resolve); RGB and flow files are numbered contiguously
   under the clip's naming (``kinetics_prep.json``, else detected; counted by
@@ -9,6 +11,9 @@ directories ``ROOT/class/clip/`` or ``ROOT/clip/``, videos ``ROOT/class/clip.mp4
   agree and equal ``frames - step``; every image is readable: a fast check by default (JPEG
   SOI/EOI markers or PNG signature/IEND, then a header parse of the size with PIL), a full
   decode with ``deep``; every image has the clip's size.
+* packed clip: the same checks over the archive's member names and bytes (read in place, never
+  extracted); an archive that cannot be opened (truncated, bad central directory) or a member
+  failing its CRC is a ``zip`` problem.
 * video: it exists, opens, and its first and last frames decode (``deep``: every frame).
 
 Nothing is ever modified. The result says what is wrong per item; `--fix-lists` writes copies of
@@ -28,9 +33,10 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, count_frames
+from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
 from ..layout import STATE_DIR, VIDEO_EXTENSIONS, is_hidden
-from ..options import PathLike, make_options, path_tuple
+from ..options import PathLike, make_options, opt, path_tuple
+from ..packed import DamagedMemberError, DirClip, ZipClip, is_zip, zip_path
 from ..results import FAILED, OK, Item, ItemResult
 from ..runner import default_workers, run_items
 
@@ -52,6 +58,8 @@ CHECKS = {
     "list_count": "the list's count differs from the files on disk",
     "image": "an image that cannot be read or decoded",
     "image_size": "an image whose size differs from the clip's",
+    "zip": "a packed clip (.zip) that cannot be read: not a zip, truncated, a bad central directory, "
+           "a member failing its CRC",
     "video": "a video that cannot be opened or decoded",
     "list_format": "a list line that cannot be parsed",
     "error": "an unexpected error while checking",
@@ -70,14 +78,23 @@ _SHOWN = 3  # file names quoted per problem
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    root: Path
-    lists: tuple[Path, ...] = ()
-    deep: bool = False  # decode every image / every video frame
-    naming: str | None = None  # force a naming (default: per clip, from metadata or file names)
-    fix_lists: bool = False
-    report: Path | None = None  # default ROOT/.kinetics_prep/verify_report.json
-    workers: int | None = None
-    progress: bool = True
+    root: Path = opt(flag="root", metavar="ROOT",
+                     help="rawframes root (ROOT/class/clip/) or videos root (ROOT/class/clip.mp4)")
+    lists: tuple[Path, ...] = opt((), nargs="+", metavar="LIST",
+                                  help="mmaction2 lists (txt or json) whose items to check; paths relative to "
+                                       "ROOT; the kind (videos/rawframes/flow) comes from the name "
+                                       "*_list_{videos,rawframes,flow}.*")
+    deep: bool = opt(False, help="decode every image and every video frame (default: JPEG/PNG end markers and "
+                                 "header size only; first and last video frames)")
+    fix_lists: bool = opt(False, help="write each list without the broken items as LIST.fixed.txt (or "
+                                      ".fixed.json) beside it; nothing is deleted")
+    naming: str | None = opt(None, choices=sorted(NAMINGS),
+                             help="require this frame naming (default: each clip's own, from kinetics_prep.json "
+                                  "or its files)")
+    report: Path | None = opt(None, metavar="PATH",
+                              help="JSON report (default: ROOT/.kinetics_prep/verify_report.json)")
+    workers: int | None = opt(None, metavar="N", help="parallel worker processes (default: number of cores)")
+    progress: bool = opt(True, flag="--no-progress", help="no progress bar")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -365,9 +382,16 @@ def _looks_like_frame_dir(path: str) -> bool:
     return False
 
 
+def _is_file_item(name: str) -> bool:
+    """A file discovery checks: a video or a packed clip (or the partial of one: unfinished)."""
+    if name.endswith(PARTIAL_SUFFIX):
+        name = name[: -len(PARTIAL_SUFFIX)]
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS or is_zip(name)
+
+
 def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
-    """Frame directories and videos under ROOT (level 1 or 2, told apart by content);
-    ``.partial`` leftovers are items too (they fail as unfinished)."""
+    """Frame directories, packed clips (``clip.zip``) and videos under ROOT (level 1 or 2, told
+    apart by content); ``.partial`` leftovers are items too (they fail as unfinished)."""
     items: list[VerifyItem] = []
 
     def add(path: str, rel: str, is_dir: bool | None) -> None:
@@ -376,6 +400,9 @@ def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
             items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="partial"))
         elif is_dir is False and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
             items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="video"))
+        elif is_dir is False and is_zip(name):
+            # A packed clip: its key keeps `.zip`, so a clip present in both layouts is two items.
+            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="frames"))
         elif is_dir or is_dir is None:  # None: a dangling symlink, reported by the check
             items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="frames"))
 
@@ -385,7 +412,7 @@ def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
         if entry.is_file():
             return False
         if entry.is_symlink():  # dangling
-            return False if os.path.splitext(entry.name)[1].lower() in VIDEO_EXTENSIONS else None
+            return False if _is_file_item(entry.name) else None
         return False
 
     with os.scandir(root) as it:
@@ -397,11 +424,13 @@ def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
                 children = sorted((c for c in it2 if not is_hidden(c.name)), key=lambda c: c.name)
             for c in children:
                 add(c.path, f"{e.name}/{c.name}", kind_of(c))
-        elif k is not False or os.path.splitext(e.name)[1].lower() in VIDEO_EXTENSIONS:
+        elif k is not False or _is_file_item(e.name):
             add(e.path, e.name, k)
     sources: dict[str, list[str]] = {}
     for it_ in items:
         name = {"video": "discovered videos", "partial": "unfinished (.partial)"}.get(it_.kind, "discovered frame dirs")
+        if it_.kind == "frames" and is_zip(it_.key):
+            name = "discovered packed clips"
         sources.setdefault(name, []).append(it_.key)
     return items, sources
 
@@ -410,22 +439,16 @@ def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
 # Checking one item
 
 
-def check_image(path: str, deep: bool = False) -> tuple[str | None, tuple[int, int] | None]:
-    """(problem or None, (width, height) or None) for one JPEG/PNG file.
+def check_image_bytes(data: bytes, deep: bool = False) -> tuple[str | None, tuple[int, int] | None]:
+    """(problem or None, (width, height) or None) for one JPEG/PNG image's bytes: a file's or a
+    packed clip's member's alike.
 
-    Fast: the file's start and end markers (JPEG SOI/EOI, PNG signature/IEND) and a header
-    parse of the size with PIL. Deep: a strict full decode (`video.check_image_data`), which
-    also catches damage inside the compressed data that OpenCV and PIL decode without a word.
+    Fast: the start and end markers (JPEG SOI/EOI, PNG signature/IEND) and a header parse of
+    the size with PIL. Deep: a strict full decode (`video.check_image_data`), which also
+    catches damage inside the compressed data that OpenCV and PIL decode without a word.
     """
     from PIL import Image
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return ("dangling symlink" if os.path.islink(path) else "vanished"), None
-    except OSError as e:
-        return f"unreadable ({e.strerror or e})", None
     if not data:
         return "empty file", None
     if data.startswith(_JPEG_SOI):
@@ -453,6 +476,18 @@ def check_image(path: str, deep: bool = False) -> tuple[str | None, tuple[int, i
         return f"bad header ({e})", None
 
 
+def check_image(path: str, deep: bool = False) -> tuple[str | None, tuple[int, int] | None]:
+    """`check_image_bytes` for one file (a missing or unreadable file is a problem too)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return ("dangling symlink" if os.path.islink(path) else "vanished"), None
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})", None
+    return check_image_bytes(data, deep)
+
+
 def _dir_problem(path: Path) -> Problem | None:
     p = os.fspath(path)
     if os.path.islink(p) and not os.path.exists(p):
@@ -465,22 +500,58 @@ def _dir_problem(path: Path) -> Problem | None:
 def _summarise(kind: str, bad: list[tuple[str, str]]) -> Problem:
     shown = ", ".join(f"{n} ({why})" for n, why in bad[:_SHOWN])
     more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-    what = "unreadable image(s)" if kind == "image" else "image(s) of another size"
+    what = {"image": "unreadable image(s)", "zip": "damaged member(s)"}.get(kind, "image(s) of another size")
     return Problem(kind, f"{len(bad)} {what}: {shown}{more}")
+
+
+def _clip_path(path: Path) -> Path:
+    """The clip a list names: `class/clip` itself, or `class/clip.zip` when only the packed form
+    exists (file-list writes packed clips under their directory's path)."""
+    if not os.path.lexists(path) and os.path.isfile(zip_path(path)):
+        return zip_path(path)
+    return path
 
 
 def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: int | None = None,
                     deep: bool = False, naming: str | None = None) -> tuple[list[Problem], dict[str, int]]:
-    """Every check of one frame directory; (problems, counts)."""
+    """Every check of one clip: a frame directory or a packed clip (`clip.zip`, or `clip` when
+    only the zip exists); (problems, counts). A zip is checked exactly like a directory, through
+    its member names and bytes, and a damaged archive is a `zip` problem."""
+    path = _clip_path(path)
     gone = _dir_problem(path)
     if gone is not None:
         return [gone], {}
-    if not os.path.isdir(path):
-        return [Problem("not_a_directory", "a file where a frame directory should be")], {}
+    packed = is_zip(path) and os.path.isfile(path)
+    if not packed and not os.path.isdir(path):
+        return [Problem("not_a_directory", "a file where a frame directory or packed clip (.zip) should be")], {}
+    if not packed:
+        try:
+            fc = count_frames(path, naming)
+        except OSError as e:
+            return [Problem("missing", f"cannot list the directory ({e.strerror or e})")], {}
+        return _check_counted(fc, os.listdir(path), DirClip(path), want_frames, want_flow, deep)
     try:
-        fc = count_frames(path, naming)
-    except OSError as e:
-        return [Problem("missing", f"cannot list the directory ({e.strerror or e})")], {}
+        clip = ZipClip(path)
+    except InputError as e:
+        # zipfile's own words ("File is not a zip file", "Bad magic number for central
+        # directory"); what they mean for a file we wrote is said first.
+        why = str(e.__cause__) if e.__cause__ is not None else str(e)
+        return [Problem("zip", f"cannot open the archive (truncated, or a damaged central directory): {why}")], {}
+    with clip:
+        names = clip.names()
+        # A damaged metadata member is the archive's fault, not a metadata problem.
+        try:
+            meta_bytes = clip.read(FRAME_META_FILE) if FRAME_META_FILE in names else None
+        except DamagedMemberError as e:
+            return [Problem("zip", f"1 damaged member(s): {e.member} ({e.reason})")], {}
+        fc = count_names(names, naming, lambda: parse_meta(meta_bytes) if meta_bytes is not None else None)
+        return _check_counted(fc, names, clip, want_frames, want_flow, deep)
+
+
+def _check_counted(fc: FrameCounts, listing: list[str], clip: DirClip | ZipClip, want_frames: int | None,
+                   want_flow: int | None, deep: bool) -> tuple[list[Problem], dict[str, int]]:
+    """The checks after counting, shared by both layouts: counts against the metadata, the lists
+    and each other, then every image (read through `clip`) readable and of one size."""
     meta = fc.meta
     nm = NAMINGS.get(fc.naming)
     if nm is None or (fc.rgb_kind is CountProblem.METADATA and fc.flow_kind is CountProblem.METADATA):
@@ -514,19 +585,30 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
 
     # every image: readable, one size
     prefixes = ([nm.rgb_prefix()] if expect_rgb else []) + (list(nm.flow_prefixes()) if expect_flow else [])
-    names = sorted(n for n in os.listdir(path) if n.startswith(tuple(prefixes)) and not is_hidden(n))
+    names = sorted(n for n in listing if n.startswith(tuple(prefixes)) and not is_hidden(n))
     want_size = None
     if meta is not None and isinstance(meta.width, int) and isinstance(meta.height, int):
         want_size = (meta.width, meta.height)
     unreadable: list[tuple[str, str]] = []
+    damaged: list[tuple[str, str]] = []
     sizes: dict[str, tuple[int, int]] = {}
-    base = os.fspath(path)
+    base = os.fspath(clip.path)
     for n in names:
-        why, size = check_image(os.path.join(base, n), deep)
+        if isinstance(clip, ZipClip):
+            try:
+                # zipfile checks the member's CRC-32 on a full read: both modes catch flipped bytes.
+                why, size = check_image_bytes(clip.read(n), deep)
+            except DamagedMemberError as e:
+                damaged.append((n, e.reason))
+                continue
+        else:
+            why, size = check_image(os.path.join(base, n), deep)
         if why:
             unreadable.append((n, why))
         else:
             sizes[n] = size  # type: ignore[assignment]
+    if damaged:
+        problems.append(_summarise("zip", damaged))
     if unreadable:
         problems.append(_summarise("image", unreadable))
     if sizes:

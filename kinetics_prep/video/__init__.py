@@ -2,11 +2,12 @@
 split by job:
 
 - `read`: `probe` -> VideoInfo (displayed size, fps, codec, frame count), `frame_rate`,
-  `iter_frames` (upright, resized frames from one decode), `keyframe_indices`;
+  `iter_frames` (upright, resized BGR/gray frames from one decode, with the clip's fps),
+  `iter_pictures` (the same as `Picture`s: full-range YUV 4:2:0 planes for JPEG), `keyframe_indices`;
 - `encode`: `reencode` (the resize stage's H.264 with dense keyframes), `write_frames`;
 - `trim`: cut a [start, end) segment (YouTube acquisition);
 - `check`: `check_decodable` (verify, doctor), `check_image_data` (strict JPEG/PNG decode);
-- `images`: JPEG/PNG encode and decode of frame files;
+- `images`: JPEG/PNG encode and decode of frame files (planar YUV and gray JPEG via libjpeg-turbo);
 - `geometry`: `output_size`, the resize rule.
 
 Every codec failure is re-raised as a typed error naming the file.
@@ -17,9 +18,12 @@ from .check import DecodeCheck, check_decodable, check_image_data
 from .encode import EncodeResult, has_h264_encoder, reencode, write_frames
 from .geometry import output_size
 from .read import (
+    Frames,
+    Picture,
     VideoInfo,
-    frame_rate,
+        frame_rate,
     iter_frames,
+    iter_pictures,
     keyframe_indices,
     library_versions,
     probe,
@@ -27,7 +31,8 @@ from .read import (
 from .trim import TRIM_MODES, TrimResult, trim
 
 __all__ = [
-    "DecodeCheck", "EncodeResult", "TRIM_MODES", "TrimResult", "VideoInfo", "check_decodable",
-    "check_image_data", "frame_rate", "has_h264_encoder", "iter_frames", "keyframe_indices",
+    "DecodeCheck", "EncodeResult", "Frames", "TRIM_MODES", "TrimResult", "VideoInfo", "Picture",
+    "check_decodable", "check_image_data", "frame_rate", "has_h264_encoder", "iter_frames",
+    "iter_pictures", "keyframe_indices",
     "library_versions", "open_video", "output_size", "probe", "reencode", "trim", "write_frames",
 ]

@@ -1,5 +1,9 @@
 """Still images in and out, in one place: JPEG/PNG encoding of frames and flow, decoding of
-frame files, and a header-only size/format check. (Strict decoding lives in `check`.)"""
+frame files, and a header-only size/format check. (Strict decoding lives in `check`.)
+
+Frames and flow are encoded by libjpeg-turbo through simplejpeg (manylinux wheels, nothing to
+install on the system): its planar entry point takes the decoder's YUV 4:2:0 planes as they are,
+where `cv2.imencode` would convert BGR back to YCbCr and subsample the chroma again."""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from ..errors import DecodeError, EncodeError
+from .read import Picture
 
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
@@ -35,6 +41,46 @@ def encode_image(image: np.ndarray, ext: str, params: list[int] | None = None) -
     if not ok:
         raise EncodeError(f"cannot encode a {image.shape} image as {ext}")
     return buf.tobytes()
+
+
+def encode_jpeg_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, quality: int = 95) -> bytes:
+    """A colour JPEG (4:2:0) straight from full-range Y, Cb, Cr planes: Y (h, w) and chroma
+    (h/2, w/2), uint8, h and w even (see `video.Picture`). No colour conversion, no resampling:
+    the planes are what the file stores. Same quantisation tables and DCT as `cv2.imencode`."""
+    try:
+        return simplejpeg.encode_jpeg_yuv_planes(y, cb, cr, quality)
+    except (ValueError, TypeError) as e:
+        raise EncodeError(f"cannot encode planes {y.shape}/{cb.shape}/{cr.shape} as JPEG ({e})") from e
+
+
+def encode_jpeg_gray(image: np.ndarray, quality: int = 95) -> bytes:
+    """A single-channel (grayscale) JPEG of a 2-D uint8 image: flow x/y images, or Y alone."""
+    if image.ndim != 2:
+        raise EncodeError(f"a grayscale JPEG needs a 2-D image, got shape {image.shape}")
+    try:
+        return simplejpeg.encode_jpeg_yuv_planes(image, None, None, quality)
+    except (ValueError, TypeError) as e:
+        raise EncodeError(f"cannot encode a {image.shape} image as a grayscale JPEG ({e})") from e
+
+
+def encode_picture_jpeg(picture: Picture, quality: int = 95) -> bytes:
+    """A frame's JPEG: from its planes when it has them, else from its BGR image as `cv2.imencode`
+    always did (the rare frames that are not 8-bit 4:2:0 at an even size)."""
+    if picture.planes is not None:
+        return encode_jpeg_planes(*picture.planes, quality)
+    return encode_image(picture.bgr, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a whole file with plain system calls: no Python file object per frame (the caller
+    owns atomicity: frames go into a partial directory)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, params: list[int] | None = None) -> None:

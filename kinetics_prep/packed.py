@@ -1,0 +1,255 @@
+"""Packed clips: one stored (uncompressed) zip per clip instead of a directory of ~900 files.
+
+A packed clip `OUT/class/clip.zip` holds exactly the files its frame directory would hold (same
+names, the metadata file included), so everything that reads a directory reads it through the
+same member names: `open_clip` gives one small reader interface over a directory or a zip,
+`count_clip` / `is_clip_complete` count either with `framedir.count_names` (zip: the central
+directory only, no member is read but the metadata).
+
+Writing: `write_zip(final, members)` takes (name, bytes) pairs -- the frame writer can feed it
+directly -- writes `<final>.partial` and renames it into place (atomic.commit_file).
+
+Pure file logic, no codecs: stdlib zipfile only.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
+
+from .atomic import commit_file, partial_path, remove_tree
+from .errors import InputError, OutputError
+from .framedir import META_FILE, FrameCounts, FrameDirMeta, count_names, modalities, parse_meta
+
+ZIP_SUFFIX = ".zip"
+# The config change that lets mmaction2 1.x read packed clips (kinetics_prep.mmaction).
+MMACTION_ZIP_LINES = [
+    "custom_imports = dict(imports=['kinetics_prep.mmaction'], allow_failed_imports=False)",
+    "dict(type='RawFrameDecode', io_backend='kinetics_prep')  # in every pipeline, replacing RawFrameDecode",
+]
+
+
+def zip_path(clip: str | os.PathLike) -> Path:
+    """`OUT/class/clip` -> `OUT/class/clip.zip` (the packed form of that frame directory)."""
+    p = Path(clip)
+    return p.with_name(p.name + ZIP_SUFFIX)
+
+
+def is_zip(path: str | os.PathLike) -> bool:
+    return os.fspath(path).endswith(ZIP_SUFFIX)
+
+
+def clip_name(path: str | os.PathLike) -> str:
+    """The clip's name: a directory's name, a zip's without `.zip`."""
+    name = Path(path).name
+    return name[: -len(ZIP_SUFFIX)] if name.endswith(ZIP_SUFFIX) else name
+
+
+# ------------------------------------------------------------------ reading
+
+
+class ClipReader(Protocol):
+    """What readers of a clip need, whatever its layout."""
+
+    path: Path
+
+    def names(self) -> list[str]: ...  # sorted member names
+
+    def read(self, name: str) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class DirClip:
+    """A frame directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def names(self) -> list[str]:
+        return sorted(e.name for e in os.scandir(self.path) if e.is_file())
+
+    def read(self, name: str) -> bytes:
+        with open(self.path / name, "rb") as f:
+            return f.read()
+
+    def close(self) -> None:
+        pass
+
+
+class DamagedMemberError(InputError):
+    """A member of a packed clip that cannot be read back: a CRC mismatch, a bad local header,
+    data cut short. `member` and `reason` let verify list several in one line."""
+
+    def __init__(self, path: Path, member: str, reason: str) -> None:
+        super().__init__(f"{path}: member {member} is damaged: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+# What zipfile raises for a member whose bytes are wrong (EOFError: stored data running past
+# the end of the file; zlib.error: a deflated member someone else wrote; NotImplementedError:
+# an unsupported compression; RuntimeError: an encrypted member).
+_MEMBER_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
+class ZipClip:
+    """A packed clip; the archive stays open until `close` (reads seek, nothing is extracted)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            # ValueError/EOFError: a central directory whose entries point outside the file or
+            # hold undecodable names (damage zipfile does not wrap in BadZipFile).
+            raise InputError(f"{path}: not a readable zip archive: {e}") from e
+
+    def names(self) -> list[str]:
+        return sorted(self._zf.namelist())
+
+    def sizes(self) -> dict[str, int]:
+        return {i.filename: i.file_size for i in self._zf.infolist()}
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self._zf.read(name)
+        except KeyError:
+            raise FileNotFoundError(f"{self.path}: no member {name}") from None
+        except _MEMBER_ERRORS as e:
+            raise DamagedMemberError(self.path, name, str(e) or type(e).__name__) from e
+
+    def close(self) -> None:
+        self._zf.close()
+
+    def __enter__(self) -> ZipClip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resolve_clip(path: str | os.PathLike) -> Path:
+    """The clip as it is on disk: `path` itself, or `path.zip` when only the packed form exists
+    (so `OUT/class/clip` names a clip in either layout)."""
+    p = Path(path)
+    if not os.path.exists(p) and os.path.isfile(zip_path(p)):
+        return zip_path(p)
+    return p
+
+
+def open_clip(path: str | os.PathLike) -> DirClip | ZipClip:
+    """A reader for a frame directory or a packed clip (`clip`, `clip.zip`)."""
+    p = resolve_clip(path)
+    if is_zip(p) and p.is_file():
+        return ZipClip(p)
+    if p.is_dir():
+        return DirClip(p)
+    raise InputError(f"{p}: neither a frame directory nor a packed clip (.zip)")
+
+
+def read_clip_meta(clip: DirClip | ZipClip) -> FrameDirMeta | None:
+    """The clip's metadata (None when it has none); ValueError/OSError when unreadable."""
+    try:
+        data = clip.read(META_FILE)
+    except FileNotFoundError:
+        return None
+    return parse_meta(data)
+
+
+def count_clip(path: str | os.PathLike, naming: str | None = None) -> FrameCounts:
+    """`framedir.count_frames` for a directory or a packed clip (a zip: its central directory
+    and the metadata member only). OSError/InputError when it cannot be opened."""
+    clip = open_clip(path)
+    try:
+        names = clip.names()
+        return count_names(names, naming, lambda: read_clip_meta(clip) if META_FILE in names else None)
+    finally:
+        clip.close()
+
+
+def is_clip_complete(path: str | os.PathLike, task: str) -> bool:
+    """`framedir.is_complete` for either layout: metadata covering `task` and members agreeing."""
+    try:
+        fc = count_clip(path)
+    except (OSError, InputError):
+        return False
+    if fc.meta is None or not modalities(task) <= fc.meta.has:
+        return False
+    return fc.complete(task)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def write_zip(final: Path, members: Iterable[tuple[str, bytes]],
+              check: Callable[[Path], None] | None = None) -> Path:
+    """Write a stored (uncompressed: JPEGs do not shrink, and members stay directly seekable)
+    zip of `members` as `<final>.partial`, fsync it, run `check(partial)` (it raises when the
+    archive is wrong), and rename it to `final`. Any error removes the partial; an OSError
+    becomes OutputError naming the archive."""
+    tmp = partial_path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as raw:
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, data in members:
+                    # A fixed date: the same frames give the same bytes (rsync, checksums).
+                    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_STORED
+                    info.external_attr = 0o644 << 16
+                    zf.writestr(info, data)
+            raw.flush()
+            os.fsync(raw.fileno())  # the rename must not land before the data after a power loss
+        if check is not None:
+            check(tmp)
+        commit_file(tmp, final)
+    except BaseException as e:
+        remove_tree(tmp)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {final}: {e.strerror or e}") from e
+        raise
+    return final
+
+
+def dir_members(frame_dir: Path, names: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of a directory's files, sorted, the metadata file last (as in a directory,
+    where it is written last: a reader that sees it sees everything before it)."""
+    if names is None:
+        names = sorted(e.name for e in os.scandir(frame_dir) if e.is_file())
+    ordered = [n for n in names if n != META_FILE] + ([META_FILE] if META_FILE in names else [])
+    for name in ordered:
+        with open(frame_dir / name, "rb") as f:
+            yield name, f.read()
+
+
+def zip_members(path: Path, keep: tuple[str, ...] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of a packed clip's members (those starting with a prefix in `keep`, or
+    all), in archive order; for carrying one modality into a new archive."""
+    with ZipClip(path) as clip:
+        for name in clip.names():
+            if keep is None or name.startswith(keep):
+                yield name, clip.read(name)
+
+
+def pack_dir(frame_dir: Path, final: Path) -> FrameCounts:
+    """Pack a frame directory into `final` (a zip) and verify the archive before returning:
+    the same member names and sizes as the directory's files, and the same counts. Raises
+    OutputError (and removes the archive it wrote) when they disagree."""
+    names = sorted(e.name for e in os.scandir(frame_dir) if e.is_file())
+    write_zip(final, dir_members(frame_dir, names), check=lambda tmp: check_same(frame_dir, tmp))
+    return count_clip(final)
+
+
+def check_same(frame_dir: Path, packed: Path) -> None:
+    """The archive holds exactly the directory's files with the same sizes, else OutputError."""
+    want = {e.name: e.stat().st_size for e in os.scandir(frame_dir) if e.is_file()}
+    with ZipClip(packed) as clip:
+        got = clip.sizes()
+    if got != want:
+        missing = sorted(set(want) - set(got))[:3]
+        differ = sorted(n for n in want.keys() & got.keys() if want[n] != got[n])[:3]
+        raise OutputError(f"{packed}: does not match {frame_dir} (missing {missing}, size differs {differ})")

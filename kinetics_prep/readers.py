@@ -1,0 +1,110 @@
+"""`read_frames`: a small public reader for plain PyTorch users, the same for a frame directory,
+a packed clip (`clip.zip`) and a clip inside an LMDB written by `pack --to lmdb`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .errors import DecodeError, InputError, MissingDependencyError
+from .framedir import META_FILE, FrameDirMeta, detect_naming, get_naming, parse_meta
+from .packed import open_clip, read_clip_meta
+
+MODALITIES = ("rgb", "flow")
+
+
+def read_frames(clip: str | os.PathLike, indices: Sequence[int], modality: str = "rgb", *,
+                lmdb: str | os.PathLike | None = None, naming: str | None = None) -> list[np.ndarray]:
+    """Decoded frames of one clip at 0-based positions `indices` (position i is the file
+    numbered naming.start + i).
+
+    `clip` is a frame directory, a packed clip (`class/clip.zip`, or `class/clip` when only the
+    zip exists), or -- with `lmdb=DB` -- the clip's key prefix in that database (`class/clip`).
+    RGB frames come back as HxWx3 uint8 in RGB order; flow as HxWx2 uint8 (the quantised x and y
+    images, 128 = no motion). The naming is the metadata's, else detected from the file names.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if lmdb is not None:
+        return _read_lmdb(Path(lmdb), str(clip).strip("/"), indices, modality, naming)
+    with _opened(clip) as src:
+        names = src.names()
+        meta = read_clip_meta(src) if META_FILE in names else None
+        nm = get_naming(naming or (meta.naming if meta is not None and meta.naming else None)
+                        or detect_naming(names))
+        return [_decode(src.read, nm, i, modality, str(src.path)) for i in indices]
+
+
+class _opened:
+    def __init__(self, clip: str | os.PathLike) -> None:
+        self.src = open_clip(clip)
+
+    def __enter__(self):
+        return self.src
+
+    def __exit__(self, *exc: object) -> None:
+        self.src.close()
+
+
+def _decode(read, nm, i: int, modality: str, where: str) -> np.ndarray:
+    if modality == "rgb":
+        img = _imdecode(read, nm.rgb_name(nm.start + i), cv2.IMREAD_COLOR, where)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    x_name, y_name = nm.flow_names(nm.start + i)
+    x = _imdecode(read, x_name, cv2.IMREAD_GRAYSCALE, where)
+    y = _imdecode(read, y_name, cv2.IMREAD_GRAYSCALE, where)
+    return np.stack([x, y], axis=-1)
+
+
+def _imdecode(read, name: str, flag: int, where: str) -> np.ndarray:
+    try:
+        data = read(name)
+    except (FileNotFoundError, KeyError) as e:
+        raise InputError(f"{where}: no frame {name}") from e
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if img is None:
+        raise DecodeError(f"{where}/{name}: cannot decode image")
+    return img
+
+
+def open_lmdb(db: Path, *, write: bool = False, map_size: int = 1 << 30):
+    """An LMDB environment (the optional `lmdb` extra); read-only ones take no lock, as
+    mmengine's LmdbBackend opens them."""
+    try:
+        import lmdb
+    except ImportError as e:
+        raise MissingDependencyError("LMDB needs the lmdb package: pip install 'kinetics-prep[lmdb]'") from e
+    if write:
+        return lmdb.open(os.fspath(db), map_size=map_size, subdir=True, metasync=True, sync=True)
+    if not db.exists():
+        raise InputError(f"{db}: no such LMDB")
+    return lmdb.open(os.fspath(db), readonly=True, lock=False, readahead=False, subdir=db.is_dir())
+
+
+def lmdb_meta(txn, clip: str) -> FrameDirMeta | None:
+    data = txn.get(f"{clip}/{META_FILE}".encode("ascii"))
+    return parse_meta(bytes(data)) if data is not None else None
+
+
+def _read_lmdb(db: Path, clip: str, indices: Sequence[int], modality: str, naming: str | None) -> list[np.ndarray]:
+    env = open_lmdb(db)
+    try:
+        with env.begin(write=False) as txn:
+            meta = lmdb_meta(txn, clip)
+            if naming is None and (meta is None or not meta.naming):
+                raise InputError(f"{db}: clip {clip} has no {META_FILE} key: pass naming=")
+            nm = get_naming(naming or meta.naming)
+
+            def read(name: str) -> bytes:
+                data = txn.get(f"{clip}/{name}".encode("ascii"))
+                if data is None:
+                    raise KeyError(name)
+                return bytes(data)
+
+            return [_decode(read, nm, i, modality, f"{db}:{clip}") for i in indices]
+    finally:
+        env.close()

@@ -1,0 +1,312 @@
+"""pack / unpack: convert a rawframes tree (ours, or denseflow/mmaction2 naming) to one stored zip
+per clip and back, resumable; and `pack --to lmdb`: one LMDB per split whose keys are exactly
+what mmaction2's RawFrameDecode asks for.
+
+- `pack_frames(src, out)`: `SRC/class/clip/` -> `OUT/class/clip.zip` (OUT defaults to SRC: in
+  place). The archive is written as `.partial`, checked to hold exactly the directory's files
+  with their sizes, then renamed; `delete_source` removes a directory only after that check.
+- `unpack_frames(src, out)`: the reverse, through a `.partial` directory checked the same way.
+- `pack_lmdb(src, db)`: a single writer, one transaction per clip (a kill loses at most the clip
+  in flight; a rerun skips clips whose metadata key is present), the map grown as needed.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..atomic import cleanup_scratch, commit_dir, is_scratch_name, partial_path, remove_tree
+from ..errors import ConfigError, InputError, OutputError
+from ..framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_bytes, task_of
+from ..layout import check_not_inside, is_hidden, relative_key
+from ..locks import output_lock
+from ..options import make_options
+from ..packed import ZIP_SUFFIX, ZipClip, check_same, count_clip, is_zip, open_clip, pack_dir, zip_path
+from ..results import OK, Item, ItemResult, RunSummary
+from ..runner import Stage, pop_run_options, run_stage
+from .pack_options import PACK_TARGETS, PackOptions, UnpackOptions  # noqa: F401  (re-exported)
+
+def _clips(root: Path, level: int, want_zip: bool) -> Iterator[Path]:
+    """Clip directories (or, with want_zip, packed clips) under root, sorted."""
+    parents = [root] if level == 1 else sorted(
+        Path(e.path) for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+    for parent in parents:
+        for e in sorted(os.scandir(parent), key=lambda e: e.name):
+            if is_hidden(e.name) or is_scratch_name(e.name):
+                continue
+            if want_zip and e.name.endswith(ZIP_SUFFIX) and e.is_file():
+                yield Path(e.path)
+            elif not want_zip and e.is_dir():
+                yield Path(e.path)
+
+
+def _plan(options: PackOptions | UnpackOptions, want_zip: bool) -> list[Item]:
+    if not options.src.is_dir():
+        raise ConfigError(f"source directory does not exist: {options.src}")
+    if options.out != options.src:
+        check_not_inside(options.out, options.src)
+    items = []
+    for src in _clips(options.src, options.level, want_zip):
+        rel = src.relative_to(options.src)
+        if want_zip:  # unpack: class/clip.zip -> OUT/class/clip
+            dst = options.out / rel.parent / rel.name[: -len(ZIP_SUFFIX)]
+        else:
+            dst = zip_path(options.out / rel)
+        items.append(Item(key=relative_key(src, options.src), src=src, dst=dst))
+    if not items and any(True for _ in _clips(options.out, options.level, not want_zip)):
+        return []  # everything is already converted (and its sources deleted): nothing to do
+    if not items:
+        what = "packed clips (class/clip.zip)" if want_zip else "frame directories (class/clip/)"
+        raise ConfigError(f"no {what} found under {options.src} at --level {options.level}")
+    return items
+
+
+def _result(item: Item, fc: FrameCounts, note: str | None = None) -> ItemResult:
+    return ItemResult(key=item.key, status=OK, output=str(item.dst),
+                      counts={"clips": 1, "frames": fc.frames, "pairs": fc.flow_x}, note=note)
+
+
+# ------------------------------------------------------------------ pack (dir -> zip)
+
+
+def _same(frame_dir: Path, packed: Path) -> bool:
+    try:
+        check_same(frame_dir, packed)
+        return True
+    except (OSError, InputError):
+        return False
+
+
+def _pack_done(item: Item, options: PackOptions) -> bool:
+    # Done: the archive exists and matches its source; with --delete-source, also the source
+    # is gone (a run killed between the check and the deletion finishes the deletion).
+    if not item.dst.is_file():
+        return False
+    if item.src.is_dir():
+        return not options.delete_source and _same(item.src, item.dst)
+    return True
+
+
+def _pack_one(item: Item, options: PackOptions, _state: Any = None) -> ItemResult:
+    cleanup_scratch(item.dst)
+    src_counts = count_clip(item.src)
+    if src_counts.rgb_problem and src_counts.flow_problem:
+        raise InputError(f"{item.src}: nothing complete to pack ({src_counts.rgb_problem}; {src_counts.flow_problem})")
+    if not (item.dst.is_file() and _same(item.src, item.dst)):
+        pack_dir(item.src, item.dst)  # checked against the directory before its rename
+    fc = count_clip(item.dst)
+    if (fc.frames, fc.flow_x, fc.flow_y) != (src_counts.frames, src_counts.flow_x, src_counts.flow_y):
+        raise OutputError(f"{item.dst}: counts differ from {item.src}")
+    if options.delete_source:
+        remove_tree(item.src)  # only now: the archive is committed and verified
+    return _result(item, fc)
+
+
+PACK_STAGE: Stage[PackOptions] = Stage(
+    name="pack", plan=lambda o: _plan(o, want_zip=False), is_done=_pack_done, run_one=_pack_one,
+    out=lambda o: o.out, rate_keys=lambda o: ("frames",))
+
+
+def pack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary:
+    """Pack every frame directory under `src` into `out/class/clip.zip` (default: in place).
+    Keyword options: level=2, delete_source=False, and the runner's (workers, overwrite, ...)."""
+    run = pop_run_options(options)
+    opts = make_options(PackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
+    if opts.to != "zip":
+        raise ConfigError("pack_frames writes zips; pack(..., to='lmdb') or pack_lmdb writes an LMDB")
+    return run_stage(PACK_STAGE, opts, run)
+
+
+def pack(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary | LmdbSummary:
+    """`kinetics-prep pack`: keyword options are the fields of PackOptions (to="zip"|"lmdb",
+    level, delete_source, key_prefix) and the runner's. to="zip" is `pack_frames`; to="lmdb" is
+    `pack_lmdb` into the database `out`, which uses only the runner's overwrite and progress."""
+    run = pop_run_options(options)
+    opts = make_options(PackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
+    if opts.to == "lmdb":
+        return pack_lmdb(opts.src, opts.out, key_prefix=opts.key_prefix, level=opts.level,  # type: ignore[arg-type]
+                         overwrite=run.overwrite, progress=run.progress)
+    return run_stage(PACK_STAGE, opts, run)
+
+
+# ------------------------------------------------------------------ unpack (zip -> dir)
+
+
+def _unpack_done(item: Item, options: UnpackOptions) -> bool:
+    if not item.dst.is_dir():
+        return False
+    if item.src.is_file():
+        return not options.delete_source and _same(item.dst, item.src)
+    return True
+
+
+def _unpack_one(item: Item, options: UnpackOptions, _state: Any = None) -> ItemResult:
+    cleanup_scratch(item.dst)
+    tmp = partial_path(item.dst)
+    tmp.mkdir(parents=True)
+    try:
+        with ZipClip(item.src) as clip:
+            for name in clip.names():
+                if "/" in name or name in (".", ".."):
+                    raise InputError(f"{item.src}: member {name!r} is not a plain file name")
+                with open(tmp / name, "wb") as f:
+                    f.write(clip.read(name))
+        check_same(tmp, item.src)  # every member, with its size, before the rename
+        commit_dir(tmp, item.dst)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    fc = count_clip(item.dst)
+    if options.delete_source:
+        item.src.unlink()
+    return _result(item, fc)
+
+
+UNPACK_STAGE: Stage[UnpackOptions] = Stage(
+    name="unpack", plan=lambda o: _plan(o, want_zip=True), is_done=_unpack_done, run_one=_unpack_one,
+    out=lambda o: o.out, rate_keys=lambda o: ("frames",))
+
+
+def unpack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary:
+    """Unpack every `class/clip.zip` under `src` into `out/class/clip/` (default: in place)."""
+    run = pop_run_options(options)
+    opts = make_options(UnpackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
+    return run_stage(UNPACK_STAGE, opts, run)
+
+
+# ------------------------------------------------------------------ one LMDB per split
+
+
+@dataclass
+class LmdbSummary:
+    db: Path
+    written: int = 0
+    skipped: int = 0
+    frames: int = 0
+    bytes: int = 0
+    map_size: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (clip, reason)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def lmdb_clip_sources(src: Path, level: int) -> list[tuple[str, Path]]:
+    """(clip key relative to src, path) for every clip, directory or zip (a directory wins when
+    both exist: it is what the zip was made from)."""
+    found: dict[str, Path] = {}
+    for path in list(_clips(src, level, want_zip=True)) + list(_clips(src, level, want_zip=False)):
+        rel = relative_key(path, src)
+        found[rel[: -len(ZIP_SUFFIX)] if is_zip(rel) else rel] = path
+    return sorted(found.items())
+
+
+def lmdb_key(prefix: str, clip: str, name: str) -> str:
+    """The key RawFrameDecode asks for: osp.join(data_prefix['img'], frame_dir, file name)."""
+    return posixpath.join(prefix, clip, name) if prefix else f"{clip}/{name}"
+
+
+def pack_lmdb(src: str | os.PathLike, db: str | os.PathLike, *, key_prefix: str = "", level: int = 2,
+              overwrite: bool = False, progress: bool = False, initial_map_size: int = 1 << 30) -> LmdbSummary:
+    """Write every clip under `src` (directories or zips) into the LMDB `db`, one transaction
+    per clip, keys `key_prefix/class/clip/img_00001.jpg` (mmengine's LmdbBackend looks keys up
+    as ASCII: a non-ASCII clip path is refused before anything is written)."""
+    from ..readers import open_lmdb
+
+    src_p, db_p = Path(src), Path(db)
+    if not src_p.is_dir():
+        raise ConfigError(f"source directory does not exist: {src_p}")
+    check_not_inside(db_p, src_p)
+    clips = lmdb_clip_sources(src_p, level)
+    if not clips:
+        raise ConfigError(f"no frame directories or packed clips under {src_p} at --level {level}")
+    bad = [c for c, _ in clips if not lmdb_key(key_prefix, c, "").isascii()]
+    if bad:
+        raise ConfigError(f"LMDB keys must be ASCII (mmengine's lmdb backend encodes them so): "
+                          f"{len(bad)} clip(s) are not, e.g. {bad[0]!r}; run rename-classes or pick another --key-prefix")
+    summary = LmdbSummary(db_p)
+    db_p.mkdir(parents=True, exist_ok=True)
+    with output_lock(db_p, what="LMDB"):
+        env = open_lmdb(db_p, write=True, map_size=initial_map_size)
+        try:
+            bar = _bar(len(clips), progress)
+            for clip, path in clips:
+                try:
+                    _lmdb_one(env, clip, path, key_prefix, overwrite, summary)
+                except (OSError, ValueError, InputError, OutputError) as e:
+                    summary.failed.append((clip, str(e)))
+                bar.update(1)
+            bar.close()
+            summary.map_size = env.info()["map_size"]
+        finally:
+            env.close()
+    return summary
+
+
+def _bar(total: int, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="clip", disable=not progress, desc="pack --to lmdb")
+
+
+def _lmdb_one(env, clip: str, path: Path, prefix: str, overwrite: bool, summary: LmdbSummary) -> None:
+    import lmdb
+
+    meta_key = lmdb_key(prefix, clip, META_FILE).encode("ascii")
+    with env.begin(write=False) as txn:
+        if not overwrite and txn.get(meta_key) is not None:
+            summary.skipped += 1  # committed with its frames in one transaction: complete
+            return
+    fc = count_clip(path)
+    if fc.rgb_problem and fc.flow_problem:
+        raise InputError(f"{path}: nothing complete to pack ({fc.rgb_problem}; {fc.flow_problem})")
+    src = open_clip(path)
+    try:
+        names = [n for n in src.names() if n != META_FILE]
+        meta = fc.meta if fc.meta is not None else _meta_from_counts(fc)
+        while True:
+            try:
+                size = _put_clip(env, src, clip, names, meta, prefix)
+                break
+            except lmdb.MapFullError:
+                # The transaction was aborted; nothing of this clip is in the database.
+                env.set_mapsize(env.info()["map_size"] * 2)
+    finally:
+        src.close()
+    summary.written += 1
+    summary.frames += fc.frames
+    summary.bytes += size
+
+
+def _put_clip(env, src, clip: str, names: list[str], meta: FrameDirMeta, prefix: str) -> int:
+    size = 0
+    with env.begin(write=True) as txn:
+        for name in names:
+            data = src.read(name)
+            txn.put(lmdb_key(prefix, clip, name).encode("ascii"), data)
+            size += len(data)
+        # Last, in the same transaction: its presence says the clip is complete.
+        txn.put(lmdb_key(prefix, clip, META_FILE).encode("ascii"), meta_bytes(meta))
+    return size
+
+
+def _meta_from_counts(fc: FrameCounts) -> FrameDirMeta:
+    """Metadata for a directory that has none (denseflow/mmaction2 trees): what was counted."""
+    has = ({"rgb"} if not fc.rgb_problem else set()) | ({"flow"} if not fc.flow_problem else set())
+    nm = get_naming(fc.naming)
+    return FrameDirMeta(frames=fc.frames if "rgb" in has else None, flow_pairs=fc.flow_x if "flow" in has else None,
+                        naming=nm.name, start_index=nm.start, task=task_of(has))
+
+
+def config_lines(target: str, db: Path | None = None, key_prefix: str = "") -> list[str]:
+    """The mmaction2 1.x config lines that read this command's output."""
+    if target == "lmdb":
+        return [f"dict(type='RawFrameDecode', io_backend='lmdb', db_path='{os.path.abspath(db)}')",
+                f"data_prefix=dict(img='{key_prefix}')  # on the RawframeDataset"]
+    from ..packed import MMACTION_ZIP_LINES
+
+    return list(MMACTION_ZIP_LINES)

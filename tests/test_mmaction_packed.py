@@ -1,0 +1,71 @@
+"""mmaction2 1.x itself loads packed clips: RawframeDataset + RawFrameDecode read zip-packed RGB
+and flow through the registered 'kinetics_prep' backend, and an LMDB through mmengine's stock
+'lmdb' backend, decoding the same pixels as from the directories.
+
+mmaction2 runs in its own venv (`make mmaction-venv`: mmaction2, mmengine, mmcv-lite<2.2, CPU
+torch, lmdb -- a training environment, where our package is used without its dependencies).
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinetics_prep import pack_lmdb
+from kinetics_prep.stages.frames import extract_frames
+from kinetics_prep.synthetic import ClipSpec, write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = Path(os.environ.get("KINETICS_PREP_MMACTION_PYTHON", ROOT / ".venv-mmaction" / "bin" / "python"))
+
+
+@pytest.fixture(scope="module")
+def mmaction_python() -> Path:
+    if not VENV_PYTHON.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{VENV_PYTHON} missing: `make test` builds it (make mmaction-venv)")
+        pytest.skip(f"no mmaction2 venv at {VENV_PYTHON}: run `make mmaction-venv`")
+    return VENV_PYTHON
+
+
+def test_mmaction2_loads_zip_and_lmdb_like_directories(mmaction_python, tmp_path):
+    videos = tmp_path / "videos"
+    write_clip(videos / "abseiling" / "-id_000001_000011.mkv", ClipSpec(64, 48, frames=6, motion=(2, 1), codec="ffv1", seed=11))
+    write_clip(videos / "air_drumming" / "b_000002_000012.mkv", ClipSpec(48, 64, frames=5, motion=(-1, 0), codec="ffv1", seed=12))
+    work = tmp_path / "work"
+    dirs = work / "dirs"
+    assert extract_frames(videos, dirs, workers=1, progress=False).failed == 0
+    zips = work / "zips"
+    assert extract_frames(videos, zips, pack="zip", workers=1, progress=False).failed == 0
+    assert sorted(p.name for p in zips.glob("[!.]*/*")) == ["-id_000001_000011.zip", "b_000002_000012.zip"]
+    lm = pack_lmdb(zips, work / "db")  # from the zips: keys class/clip/img_00001.jpg
+    assert (lm.written, lm.failed) == (2, [])
+    (work / "ann_rgb.txt").write_text("abseiling/-id_000001_000011 6 0\nair_drumming/b_000002_000012 5 1\n")
+    (work / "ann_flow.txt").write_text("abseiling/-id_000001_000011 5 0\nair_drumming/b_000002_000012 4 1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's package, without its dependencies
+    proc = subprocess.run([str(mmaction_python), str(ROOT / "tests" / "mmaction" / "load_with_mmaction.py"),
+                           str(work), str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "OK" in proc.stdout
+    loaded = {name: dict(np.load(out / f"{name}.npz")) for name in ("dirs", "zips", "lmdb")}
+    assert sorted(loaded["dirs"]) == ["flow/-id_000001_000011", "flow/b_000002_000012",
+                                      "rgb/-id_000001_000011", "rgb/b_000002_000012"]
+    for name in ("zips", "lmdb"):
+        assert loaded[name].keys() == loaded["dirs"].keys()
+        for k, v in loaded["dirs"].items():
+            assert np.array_equal(loaded[name][k], v), (name, k)
+    rgb, flow = loaded["dirs"]["rgb/-id_000001_000011"], loaded["dirs"]["flow/-id_000001_000011"]
+    assert rgb.shape == (3, 48, 64, 3) and flow.shape == (3, 48, 64, 2)
+    # The same pixels our public reader gives (mmaction2 decodes RGB in RGB order too).
+    from kinetics_prep import read_frames
+
+    ours = read_frames(zips / "abseiling" / "-id_000001_000011.zip", range(6))
+    # SampleFrames picks 3 consecutive frames; each is exactly one of ours.
+    assert all(any(np.array_equal(f, o) for o in ours) for f in rgb)
+    ours_flow = read_frames(zips / "abseiling" / "-id_000001_000011.zip", range(5), "flow")
+    assert all(any(np.array_equal(f, o) for o in ours_flow) for f in flow)
