@@ -9,6 +9,8 @@
 #   bench.log     benchmarks/bench_gpu_flow.py: pairs/s 340x256 / 456x256, batch 32..1024,
 #   bench.json      eager torch vs triton, GiB per pair, EPE; bench.json feeds plan.py --flow-json
 #   extract.log   extract-frames --task both --flow-backend triton on the real clips
+#   feed.log      benchmarks/gpu_feed.py: extract-frames through the flow service, 1/4/all cores,
+#                   end-to-end pairs/s and cuda:0's busy share (issue #16)
 #
 # Before: benchmarks/gpu_check_prepare.sh (fills wheels/ and gpu_data/). Then, with the device tool
 # from the checkout that session sends:  command "bash benchmarks/gpu_check.sh",
@@ -138,13 +140,26 @@ else
     note "extract    skipped   no data"
 fi
 
-# --- 5. summary ------------------------------------------------------------------------------------
+# --- 5. flow services (issue #16): end-to-end pairs/s with 1, 4 and all cores, GPU busy share --------
+# extract-frames --task both on copies of the 340x256 clip through one flow service on cuda:0; the
+# progress bar's postfix (pairs/s, queue, cuda:0 busy share) is printed every few clips.
+if [[ "$CUDA" == 1 && -n "$DATA" ]]; then
+    step feed "$OUT/feed.log" 150 "$PY" benchmarks/gpu_feed.py --video "$DATA/videos/mmaction2_demo.mp4" \
+        --copies 16 --workers 1,4,all --flow-backend triton
+elif [[ "$CUDA" != 1 ]]; then
+    note "feed       skipped   no CUDA (GPU not measured)"
+else
+    note "feed       skipped   no data"
+fi
+
+# --- 6. summary ------------------------------------------------------------------------------------
 {
     echo "----- key figures"
     grep -E "passed|failed|error" "$OUT/tests.log" | tail -n 1
     grep -E "EPE triton" "$OUT/tests.log" | head -n 4
     grep -E "^best triton|GPU not measured|^epe " "$OUT/bench.log"
     grep -iE "pairs/s|frames/s|clips" "$OUT/extract.log" 2>/dev/null | tail -n 3
+    grep -E "^feed " "$OUT/feed.log" 2>/dev/null
     echo "total $(( $(date +%s) - START )) s"
 } | tee -a "$SUMMARY"
 exit 0

@@ -52,3 +52,7 @@ class DownloadError(KineticsPrepError, ConnectionError):
 
 class ArchiveError(KineticsPrepError, OSError):
     """An archive is not a tar/tar.gz, is truncated, or cannot be read."""
+
+
+class FlowServiceError(KineticsPrepError, RuntimeError):
+    """A flow service failed or stopped while computing a clip's pairs (message names the clip)."""

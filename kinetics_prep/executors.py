@@ -145,12 +145,14 @@ def _pool_init(spec: TaskSpec) -> None:
     # Pool workers are numbered 1, 2, ... (a replacement for a dead worker gets the next number).
     identity = multiprocess.current_process()._identity
     slot = (identity[0] - 1) % spec.context.workers if identity else 0
-    _POOL_STATE[:] = [set_up_worker(spec, replace(spec.context, slot=slot, executor="pool"))]
+    _POOL_STATE[:] = [spec, set_up_worker(spec, replace(spec.context, slot=slot, executor="pool"))]
 
 
-def _pool_execute(args: tuple[TaskSpec, Item]) -> ItemResult:
-    spec, item = args
-    return execute_task(spec, item, _POOL_STATE[0] if _POOL_STATE else None)
+def _pool_execute(item: Item) -> ItemResult:
+    # The spec came once with the initializer: service handles (pipes, shared memory) can only
+    # travel while a worker is spawned, and options need not be pickled per item.
+    spec, state = _POOL_STATE
+    return execute_task(spec, item, state)
 
 
 class PoolExecutor:
@@ -168,7 +170,7 @@ class PoolExecutor:
         spec = replace(spec, context=replace(spec.context, workers=self.workers))
         self._pool = pool = ctx.Pool(self.workers, initializer=_pool_init, initargs=(spec,))
         try:
-            yield from pool.imap_unordered(_pool_execute, ((spec, item) for item in items), chunksize=1)
+            yield from pool.imap_unordered(_pool_execute, items, chunksize=1)
             pool.close()
         except BaseException:
             pool.terminate()
@@ -185,15 +187,20 @@ class PoolExecutor:
         # The pool's queues hold semaphores that the resource tracker watches: collect them
         # first, so the tracker has nothing left to clean up (or warn about) when it stops.
         gc.collect()
-        _stop_resource_tracker()
+        stop_resource_tracker()
 
 
-def _stop_resource_tracker() -> None:
+def stop_resource_tracker() -> None:
     """The spawn context starts a resource-tracker process for its semaphores; without this it
-    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined."""
+    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined, and
+    waits for every child that inherited it: while one still runs (a flow service, stopped
+    after the workers), its owner stops the tracker later."""
     try:
+        import multiprocess
         from multiprocess import resource_tracker
     except ImportError:  # pragma: no cover
+        return
+    if multiprocess.active_children():
         return
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     stop = getattr(tracker, "_stop", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 STATUSES: tuple[str, ...] = (OK, SKIPPED, FAILED)
@@ -112,7 +113,8 @@ class WorkerContext:
 
     slot: this worker's number, 0..workers-1 (a stage maps it to a GPU: slot % GPUs);
     workers: how many run at once; threads: cores this worker may keep busy (cores // workers,
-    at least 1); executor: "serial", "pool" or "ray"; overwrite: the run redoes finished items.
+    at least 1); executor: "serial", "pool" or "ray"; overwrite: the run redoes finished items;
+    services: the handles of the run's services (the stage's `services` hook), or None.
     """
 
     slot: int = 0
@@ -120,3 +122,4 @@ class WorkerContext:
     threads: int = 1
     executor: str = "serial"
     overwrite: bool = False
+    services: Any = None

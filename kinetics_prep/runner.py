@@ -28,7 +28,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
+from contextlib import ExitStack
+from typing import Any, Callable, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from .concurrency import available_cores
 from .errors import ConfigError
@@ -59,7 +60,7 @@ from .sharding import Shard, resolve_shard, sharded_path
 __all__ = [
     "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunOptions", "RunControl",
     "DryRunPlan", "Stage", "Estimator", "run_stage", "run_items", "pop_run_options", "pop_run_control",
-    "default_workers", "WorkerContext",
+    "default_workers", "WorkerContext", "Services",
 ]
 
 Estimator = Callable[[Any, Any], tuple[int, int]]  # (item, options) -> (bytes, files)
@@ -86,6 +87,10 @@ class Stage(Generic[O]):
     resources(options, run) -> per-item Ray resources (default {"num_cpus": 1}).
     estimate(item, options) -> (bytes, files) of one output, for dry runs.
     rate_keys(options): counts shown per second (e.g. frames, pairs).
+    services(options, run, workers) -> a context manager or None: processes the workers share
+        (extract-frames' flow services), entered before the workers start and left after they
+        are reaped; what it yields has `handles` (reaching `setup` as WorkerContext.services,
+        picklable while a worker is spawned) and `postfix()` (text for the progress bar).
     """
 
     name: str
@@ -99,6 +104,15 @@ class Stage(Generic[O]):
     estimate: Estimator | None = None
     rate_keys: Callable[[O], tuple[str, ...]] | None = None
     locks_output: bool = True  # False for stages that only read (verify)
+    services: Callable[[O, RunOptions, int], ContextManager[Services] | None] | None = None
+
+
+class Services(Protocol):
+    """What a stage's `services` hook yields."""
+
+    handles: Any
+
+    def postfix(self) -> str: ...
 
 
 def default_report(stage: Stage, options: Any) -> Path:
@@ -197,6 +211,7 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
         write_keys(report_path.with_suffix(".keys"), items)
     report = ReportWriter(report_path) if report_path is not None else None
     executor: Executor | None = None
+    stack = ExitStack()  # the stage's services: left after the executor has reaped its workers
     try:
         todo: list[Item] = []
         for item in items:
@@ -212,7 +227,10 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
         try:
             if todo:
                 n = 1 if run.executor == "local" and (workers == 1 or len(todo) <= 1) else min(workers, len(todo))
-                context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite)
+                hook = stage.services(options, run, n) if stage.services else None
+                services = stack.enter_context(hook) if hook is not None else None
+                context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite,
+                                        services=services.handles if services is not None else None)
                 spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
                 resources = stage.resources(options, run) if stage.resources else None
                 executor = _make_executor(run, n, resources, todo)
@@ -221,12 +239,16 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                     if report is not None:
                         report.write(result)
                     bar.update(1)
-                    bar.set_postfix_str(progress_postfix(summary, time.perf_counter() - t0), refresh=False)
+                    postfix = progress_postfix(summary, time.perf_counter() - t0)
+                    bar.set_postfix_str(postfix + (services.postfix() if services is not None else ""), refresh=False)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            if executor is not None:
-                executor.close()
+            try:
+                if executor is not None:
+                    executor.close()
+            finally:
+                stack.close()
             bar.close()
     finally:
         summary.seconds = time.perf_counter() - t0

@@ -29,6 +29,7 @@ from .. import video
 from ..atomic import cleanup_scratch, commit_dir, is_scratch_name, partial_path, remove_tree
 from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
+from ..flowservice import FlowServices, LocalFeed, ServiceSpec
 from ..framedir import (
     FlowInfo,
     FrameDirMeta,
@@ -71,6 +72,10 @@ class FlowPlan:
     devices: tuple[str, ...]  # one per worker slot ("cpu" or "cuda:N")
     params: dict[str, Any]
     batch_size: int
+    # Flow services (one process per device, batching pairs of every worker) instead of an
+    # engine per worker: always on CUDA, on the CPU when asked (--flow-service).
+    service: bool = False
+    factory: Any = None  # builds the engine on a device (benchmarks, tests); None: get_engine
 
 
 def plan_flow(options: ExtractOptions) -> FlowPlan:
@@ -92,7 +97,8 @@ def plan_flow(options: ExtractOptions) -> FlowPlan:
             raise ConfigError("--gpus needs a GPU backend on CUDA (--flow-backend triton or torch, --device cuda)")
         devices = (device,)
         batch = options.batch_size or 8
-    return FlowPlan(options.flow_type, backend, devices, params, batch)
+    service = devices[0].startswith("cuda") or options.flow_service
+    return FlowPlan(options.flow_type, backend, devices, params, batch, service)
 
 
 def _cuda_count() -> int:
@@ -105,17 +111,20 @@ def _cuda_count() -> int:
 
 @dataclass
 class _Worker:
-    """Per-worker state, built once by `setup_worker`: the flow engine and the thread budget."""
+    """Per-worker state, built once by `setup_worker`: the flow feed and the thread budget."""
 
-    engine: Any
+    engine: Any  # a LocalFeed (this worker's engine) or a ServiceFeed (the run's flow services)
     threads: int
 
 
 def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
-    """Build this worker's flow engine on its device: GPU `slot % GPUs` in a local pool; under
-    Ray, the task's own GPU (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0)."""
+    """Reach the run's flow services when it has them; otherwise build this worker's flow
+    engine on its device: GPU `slot % GPUs` in a local pool; under Ray, the task's own GPU (Ray
+    sets CUDA_VISIBLE_DEVICES, so it is cuda:0)."""
     engine = None
     plan = job.flow
+    if plan is not None and context.services is not None:
+        return _Worker(context.services.feed(context.slot), context.threads)
     if plan is not None:
         if context.executor == "ray" and plan.devices[0].startswith("cuda"):
             device = "cuda:0"
@@ -126,8 +135,21 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
             torch.set_num_threads(context.threads)
-        engine = flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params)
+        engine = (plan.factory(device) if plan.factory is not None else
+                  flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params))
+        engine = LocalFeed(engine)
     return _Worker(engine, context.threads)
+
+
+def services(job: _Job, run: RunOptions, workers: int) -> FlowServices | None:
+    """The run's flow services, started before the workers (None: each worker has its engine;
+    Ray keeps one engine per GPU task)."""
+    plan = job.flow
+    if plan is None or not plan.service or run.executor == "ray":
+        return None
+    spec = ServiceSpec(plan.name, plan.backend, plan.devices, dict(job.options.flow_params), plan.batch_size,
+                       factory=plan.factory, meta_params=dict(plan.params))
+    return FlowServices(spec, workers)
 
 
 # ------------------------------------------------------------------------------ plan / done
@@ -348,7 +370,8 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
 
 def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
     options, plan = job.options, job.flow
-    engine = job.engine if options.wants_flow else None
+    # One clip's stream of pairs in, flows out in order (this worker's engine or a service).
+    engine = job.engine.session(str(item.src)) if options.wants_flow else None
     encode_flow = _flow_image_encoder(options)
     quality = options.jpeg_quality
     step, start = options.step, naming.start
@@ -360,16 +383,19 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     n = pairs = 0
     shape = None
 
-    def flush() -> None:
+    def write_flow(flow: np.ndarray) -> None:
         nonlocal pairs
+        q = flowlib.quantize(flow, options.bound)
+        x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
+        writer.write(tmp / x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
+        writer.write(tmp / y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
+        pairs += 1
+
+    def flush() -> None:
         if not batch:
             return
-        for flow in engine.compute_batch(batch):
-            q = flowlib.quantize(flow, options.bound)
-            x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
-            writer.write(tmp / x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
-            writer.write(tmp / y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
-            pairs += 1
+        for flow in engine.put(batch):  # earlier batches' flows, as they come back, in order
+            write_flow(flow)
         batch.clear()
 
     try:
@@ -386,9 +412,14 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
             n += 1
         if engine is not None:
             flush()
+            for flow in engine.drain():  # the flows still in flight
+                write_flow(flow)
     except BaseException:
         writer.abort()  # the clip failed: its own error is the one to report, not a write's
         raise
+    finally:
+        if engine is not None:
+            engine.__exit__(None, None, None)  # a clip left mid-way abandons what is in flight
     writer.close()
     if n == 0:
         raise DecodeError(f"{item.src}: no decodable frames")
@@ -482,10 +513,11 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
 
     Keyword options are the fields of `ExtractOptions` and of `RunOptions` (or run=RunOptions(...));
     their defaults and meanings are written once, on the fields (`kinetics-prep extract-frames
-    --help`). workers=None means one per core, or one per GPU for GPU flow.
-    With `ssd`, frames are written physically under that directory and `out` becomes a symlink
-    to it. With Ray, GPU flow runs one task per GPU (`num_gpus=1`; `ray_num_gpus=0.5` puts two
-    on each GPU).
+    --help`). workers=None means one per core. GPU flow (and CPU flow with flow_service=True)
+    runs in one flow service per device that batches the pairs of every worker; the workers
+    decode, resize and encode. With `ssd`, frames are written physically under that directory
+    and `out` becomes a symlink to it. With Ray, GPU flow keeps one engine per GPU task
+    (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU) and no services.
     """
     run = pop_run_options(options)
     opts = make_options(ExtractOptions, src=Path(src), out=Path(out), **options)
@@ -497,8 +529,9 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
 
 
 def _workers_per_gpu(job: _Job) -> int | None:
-    # On GPUs: one worker per GPU (each owns its engine); on the CPU: one per core.
-    gpu = job.flow is not None and job.flow.devices[0].startswith("cuda")
+    # One per core: with flow services the workers only decode and encode; an engine of its own
+    # on each GPU (no services) means one worker per GPU.
+    gpu = job.flow is not None and job.flow.devices[0].startswith("cuda") and not job.flow.service
     return len(job.flow.devices) if gpu else None
 
 
@@ -560,7 +593,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
 STAGE: Stage[_Job] = Stage(
     name="extract-frames", plan=lambda job: plan(job.options), is_done=is_done, run_one=run_one,
     out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
-    estimate=estimate,
+    estimate=estimate, services=services,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
 )
 

@@ -57,6 +57,9 @@ class ExtractOptions:
                                        help="CUDA devices to use, one worker each (default: all visible)")
     batch_size: int | None = opt(None, metavar="N", group=_FLOW,
                                  help="frame pairs per flow call (default: 32 on GPU, 8 on CPU)")
+    flow_service: bool = opt(False, group=_FLOW,
+                             help="CPU flow through one flow service batching pairs of every worker, as on "
+                                  "CUDA (where it is always used): mostly for testing")
     bound: float = opt(20.0, metavar="PX", group=_FLOW,
                        help="clip flow to +-bound pixels before quantising (default: 20)")
     step: int = opt(1, metavar="K", group=_FLOW, help="flow between frame i and i+step (default: %(default)s)")

@@ -1,0 +1,694 @@
+"""Flow services: one process per device owns the flow engine and computes pairs from every
+CPU worker in full batches; the workers decode, resize, write RGB and quantise/encode flow.
+
+    parent (runner)            FlowServices: starts one service per device before the workers,
+      |                        restarts one that dies, stops and reaps them after the run
+      +-- service cuda:0  <--- pipe per (worker, service): tiny request / answer messages
+      +-- service cuda:1  <--- ...
+      +-- worker 0..N-1   ---> each owns an arena: a file in /dev/shm mapped by it and by the
+                               services; frames go in and flows come back through it, never
+                               through a pipe
+
+A worker's `FeedSession` (one per clip) copies the clip's gray pairs into free arena slots and
+sends one request per chunk ("chunk 7: slots 0..31 of arena A, 256x340") to the least-loaded
+service; the service gathers requests from every worker, groups them by frame size, computes
+`batch_size` pairs at a time, writes each flow into its slot and answers "chunk 7 done". The
+worker yields flows in submission order, so a clip's output is written in order. Memory stays
+flat: a worker has at most `capacity` pairs in flight (its arena), so a service holds at most
+workers x capacity pairs.
+
+Failures: an engine error (a CUDA error, out of memory) answers every chunk the service holds
+with the error and ends the service, which the parent restarts (a fresh CUDA context); a killed
+service loses what it held, and its workers notice the restart (a generation number) and fail
+those clips. Either way a session that lost chunks drops its arena (a late answer can never land
+in a reused slot) and the clip fails by name; the next clip uses a fresh arena.
+
+Plain duplex pipes, one reader and one writer per direction, rather than queues: a queue's
+reader lock would be left held by a killed service and hang its replacement.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import FlowServiceError
+
+__all__ = ["ServiceSpec", "FlowServices", "ServiceHandles", "ServiceFeed", "LocalFeed", "FeedSession"]
+
+_STATS = 6  # per service: pairs done, busy seconds, pending pairs, generation, state, batches
+_DONE, _BUSY, _PENDING, _GEN, _STATE, _BATCHES = range(_STATS)
+_STARTING, _UP, _DOWN = 0.0, 1.0, -1.0
+_LINGER_S = 0.005  # a partial batch waits this long for more pairs before it runs
+_POLL_S = 0.5  # how often a waiting worker checks that its service still lives
+_MAX_FAILED_STARTS = 3  # a service that dies this often without computing a batch stays down
+_PREFIX = "kinetics_prep-feed-"
+EngineFactory = Callable[[str], Any]  # device -> engine with compute_batch
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What every service builds and how it batches; picklable (it travels to each service).
+
+    factory: builds the engine on a device; None: `flow.get_engine(name, backend, device, **params)`
+    (benchmarks and tests give their own, e.g. a zero-cost or a failing engine).
+    threads: torch/OpenCV threads of a service (0: every core on the CPU, one on a GPU).
+    capacity: pairs one worker may have in flight (its arena's slots).
+    """
+
+    name: str
+    backend: str
+    devices: tuple[str, ...]
+    params: dict[str, Any]
+    batch_size: int
+    threads: int = 0
+    capacity: int = 0  # 0: 2 x batch_size
+    factory: EngineFactory | None = None
+    shm_dir: str = ""  # "" : /dev/shm when it exists, else the temp directory
+    meta_params: dict[str, Any] | None = None  # the engine's resolved parameters, for metadata
+
+    @property
+    def slots(self) -> int:
+        return self.capacity or 2 * self.batch_size
+
+
+def _shm_dir(spec: ServiceSpec) -> Path:
+    if spec.shm_dir:
+        return Path(spec.shm_dir)
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        return Path("/dev/shm")
+    import tempfile
+
+    return Path(tempfile.gettempdir())
+
+
+def _build_engine(spec: ServiceSpec, device: str) -> Any:
+    if spec.factory is not None:
+        return spec.factory(device)
+    from . import flow as flowlib
+
+    return flowlib.get_engine(spec.name, backend=spec.backend, device=device, **spec.params)
+
+
+# ------------------------------------------------------------------ the arena (worker side)
+
+
+class _Arena:
+    """`capacity` pair slots of one frame size in a shared file: [prev | next | flow (H, W, 2) f32]."""
+
+    def __init__(self, directory: Path, tag: str, shape: tuple[int, int], capacity: int) -> None:
+        h, w = shape
+        self.shape, self.capacity = shape, capacity
+        self.slot_bytes = h * w * 10  # two uint8 frames and a float32 flow
+        self.path = str(directory / f"{tag}-{os.getpid()}-{time.monotonic_ns()}")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, self.slot_bytes * capacity)
+            self.map = mmap.mmap(fd, self.slot_bytes * capacity)
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.path)
+            raise
+        os.close(fd)
+        self.free: deque[int] = deque(range(capacity))
+
+    def frames(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        return _slot_views(self.map, self.slot_bytes, slot, self.shape)[:2]
+
+    def flow(self, slot: int) -> np.ndarray:
+        return _slot_views(self.map, self.slot_bytes, slot, self.shape)[2]
+
+    def drop(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        try:
+            self.map.close()
+        except BufferError:  # a caller still holds a view: the mapping goes with it
+            pass
+
+
+def _slot_views(buf: Any, slot_bytes: int, slot: int, shape: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h, w = shape
+    base = slot * slot_bytes
+    prev = np.frombuffer(buf, np.uint8, h * w, base).reshape(h, w)
+    nxt = np.frombuffer(buf, np.uint8, h * w, base + h * w).reshape(h, w)
+    flow = np.frombuffer(buf, np.float32, h * w * 2, base + 2 * h * w).reshape(h, w, 2)
+    return prev, nxt, flow
+
+
+# ------------------------------------------------------------------ the service process
+
+
+@dataclass
+class _Chunk:
+    conn: int
+    ticket: int
+    left: int
+
+
+def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats: Any) -> None:
+    """The service's main loop (in its own process)."""
+    # The parent handles Ctrl-C and stops services when the workers are done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocess.connection import wait
+
+    device = spec.devices[index]
+    base = index * _STATS
+    try:
+        import cv2
+
+        # On the CPU the service is the one process computing flow: it may use every core.
+        threads = spec.threads or (len(os.sched_getaffinity(0)) if device == "cpu" else 1)
+        # OpenCV on one thread, as in every worker: its threaded DIS gives other bytes.
+        cv2.setNumThreads(1)
+        if spec.backend in ("torch", "triton"):
+            import torch
+
+            torch.set_num_threads(threads)
+        engine = _build_engine(spec, device)
+    except Exception as e:  # reported to the parent; the supervisor decides on a restart
+        _tell(control, f"cannot build the flow engine on {device}: {type(e).__name__}: {e}")
+        sys.exit(4)
+    stats[base + _STATE] = _UP
+    maps: dict[str, mmap.mmap] = {}
+    groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]] = {}
+    live = dict(enumerate(conns))
+    pending = 0
+    while True:
+        full = any(len(q) >= spec.batch_size for q in groups.values())
+        ready = wait(list(live.values()) + [control], 0 if full else (_LINGER_S if pending else 1.0))
+        arrived = False
+        for conn in ready:
+            if conn is control:
+                return  # "stop" or the parent is gone
+            i = next(k for k, c in live.items() if c is conn)
+            try:
+                while conn.poll():
+                    ticket, path, shape, slots = conn.recv()
+                    chunk = _Chunk(i, ticket, len(slots))
+                    try:
+                        _attach(maps, path)
+                    except OSError as e:  # a request the worker has since abandoned
+                        _answer(live, chunk, f"{type(e).__name__}: {e}")
+                        continue
+                    q = groups.setdefault(tuple(shape), deque())
+                    q.extend((chunk, path, s) for s in slots)
+                    pending += len(slots)
+                    arrived = True
+            except (EOFError, OSError):  # that worker is gone
+                del live[i]
+        stats[base + _PENDING] = pending
+        if not pending and len(maps) > 2 * len(conns):
+            _forget(maps)  # workers replaced their arenas: let the old mappings go
+        if not pending or (arrived and not full):
+            continue  # gather more: a batch runs when full, or when nothing came for a moment
+        shape, queue = max(groups.items(), key=lambda kv: (len(kv[1]) >= spec.batch_size, len(kv[1])))
+        batch = [queue.popleft() for _ in range(min(spec.batch_size, len(queue)))]
+        if not queue:
+            del groups[shape]
+        pending -= len(batch)
+        t0 = time.perf_counter()
+        try:
+            views = [_slot_views(maps[path], _slot_bytes(shape), s, shape)
+                     for _, path, s in batch]
+            flows = engine.compute_batch([(v[0], v[1]) for v in views])
+            for v, f in zip(views, flows):
+                np.copyto(v[2], f)
+        except Exception as e:
+            # A CUDA error can leave the context unusable: answer everything held, then end;
+            # the parent starts a fresh service.
+            message = f"{type(e).__name__}: {e}".replace("\n", " ")
+            held = {id(c): c for c, _, _ in batch}
+            for q in groups.values():
+                held.update((id(c), c) for c, _, _ in q)
+            for c in held.values():
+                _answer(live, c, message)
+            _tell(control, f"flow engine on {device} failed: {message}")
+            stats[base + _PENDING] = 0
+            sys.exit(3)
+        stats[base + _BUSY] += time.perf_counter() - t0
+        stats[base + _DONE] += len(batch)
+        stats[base + _BATCHES] += 1
+        stats[base + _PENDING] = pending
+        for chunk, _, _ in batch:
+            chunk.left -= 1
+            if chunk.left == 0:
+                _answer(live, chunk, None)
+
+
+def _slot_bytes(shape: tuple[int, int]) -> int:
+    return shape[0] * shape[1] * 10
+
+
+def _attach(maps: dict[str, mmap.mmap], path: str) -> mmap.mmap:
+    m = maps.get(path)
+    if m is None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            m = maps[path] = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+    return m
+
+
+def _forget(maps: dict[str, mmap.mmap]) -> None:
+    for path in list(maps):
+        try:
+            maps.pop(path).close()
+        except BufferError:  # still viewed: closed with its last view
+            pass
+
+
+def _answer(live: dict[int, Any], chunk: _Chunk, error: str | None) -> None:
+    conn = live.get(chunk.conn)
+    if conn is None:
+        return
+    try:
+        conn.send((chunk.ticket, error))
+    except (OSError, ValueError):  # that worker is gone
+        live.pop(chunk.conn, None)
+
+
+def _tell(control: Any, message: str) -> None:
+    try:
+        control.send(message)
+    except (OSError, ValueError):
+        pass
+
+
+# ------------------------------------------------------------------ the parent side
+
+
+@dataclass(frozen=True)
+class ServiceHandles:
+    """What a worker needs to reach the services (picklable while a worker is spawned)."""
+
+    spec: ServiceSpec
+    conns: tuple[tuple[Any, ...], ...]  # [worker slot][service] -> the worker's pipe end
+    stats: Any  # shared doubles, _STATS per service
+    tag: str  # arena file prefix of this run
+
+    def feed(self, slot: int) -> ServiceFeed:
+        return ServiceFeed(self, slot % len(self.conns))
+
+
+class FlowServices:
+    """Start one service per device for `workers` worker slots; a context manager whose exit
+    stops and reaps every service (on success, failure and Ctrl-C alike)."""
+
+    def __init__(self, spec: ServiceSpec, workers: int) -> None:
+        import multiprocess
+
+        self.spec = spec
+        self._ctx = multiprocess.get_context("spawn")
+        n = len(spec.devices)
+        self._stats = self._ctx.Array("d", n * _STATS, lock=False)
+        pipes = [[self._ctx.Pipe(duplex=True) for _ in range(n)] for _ in range(workers)]
+        self._service_ends = [[pipes[w][s][0] for w in range(workers)] for s in range(n)]
+        self.tag = f"{_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+        self.handles = ServiceHandles(spec, tuple(tuple(p[1] for p in row) for row in pipes), self._stats, self.tag)
+        self._procs: list[Any] = [None] * n
+        self._controls: list[Any] = [None] * n
+        self._failed_starts = [0] * n
+        self._batches_at_start = [0.0] * n
+        self.messages: list[str] = []  # what services reported before they ended
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._t_last = time.perf_counter()
+        self._last = [0.0] * (n * _STATS)
+
+    def __enter__(self) -> FlowServices:
+        _remove_stale_arenas(_shm_dir(self.spec))
+        try:
+            for i in range(len(self.spec.devices)):
+                self._start(i)
+        except BaseException:
+            self.close()
+            raise
+        self._watch = threading.Thread(target=self._supervise, name="flow-services", daemon=True)
+        self._watch.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _start(self, i: int) -> None:
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        self._stats[i * _STATS + _STATE] = _STARTING
+        p = self._ctx.Process(target=_serve, name=f"flow-service-{self.spec.devices[i]}",
+                              args=(self.spec, i, self._service_ends[i], child_end, self._stats), daemon=True)
+        p.start()
+        child_end.close()
+        self._procs[i], self._controls[i] = p, parent_end
+
+    def _supervise(self) -> None:
+        """Restart a service that ended while the run goes on; its workers fail what it held."""
+        from multiprocess.connection import wait
+
+        while not self._stopping.is_set():
+            with self._lock:
+                sentinels = {p.sentinel: i for i, p in enumerate(self._procs) if p is not None}
+            if not sentinels:
+                return
+            for s in wait(list(sentinels), timeout=0.2):
+                i = sentinels[s]
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._reap(i)
+                    base = i * _STATS
+                    # Restarting forever an engine that cannot even start would only hide it.
+                    batches = self._stats[base + _BATCHES]
+                    self._failed_starts[i] = 0 if batches > self._batches_at_start[i] else self._failed_starts[i] + 1
+                    self._batches_at_start[i] = batches
+                    self._stats[base + _GEN] += 1  # the workers' signal: what it held is lost
+                    self._stats[base + _PENDING] = 0
+                    if self._failed_starts[i] >= _MAX_FAILED_STARTS:
+                        self._stats[base + _STATE] = _DOWN
+                        self._procs[i] = None
+                    else:
+                        self._start(i)
+
+    def _reap(self, i: int) -> None:
+        p, control = self._procs[i], self._controls[i]
+        if control is not None:
+            try:
+                while control.poll():
+                    self.messages.append(control.recv())
+            except (EOFError, OSError):
+                pass
+            control.close()
+        if p is not None:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+            code = p.exitcode
+            if code not in (0, 3, 4):
+                self.messages.append(f"flow service on {self.spec.devices[i]} ended with exit code {code}")
+        self._procs[i], self._controls[i] = None, None
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join()
+        with self._lock:
+            for control in self._controls:
+                if control is not None:
+                    _tell(control, "stop")
+            for i in range(len(self._procs)):
+                if self._procs[i] is not None or self._controls[i] is not None:
+                    self._reap(i)
+        for row in self._service_ends:
+            for c in row:
+                c.close()
+        for row in self.handles.conns:
+            for c in row:
+                c.close()
+        _remove_arenas(_shm_dir(self.spec), self.tag)
+        from .executors import stop_resource_tracker
+
+        stop_resource_tracker()  # spawning started it; it must not outlive the run
+
+    # -- what the progress bar shows
+
+    def postfix(self) -> str:
+        """"flow 812 pairs/s q=40 cuda:0 93% busy ...": since the previous call."""
+        now = time.perf_counter()
+        dt = max(now - self._t_last, 1e-9)
+        cur = list(self._stats[:])
+        n = len(self.spec.devices)
+        done = sum(cur[i * _STATS + _DONE] - self._last[i * _STATS + _DONE] for i in range(n))
+        text = f" flow {done / dt:.0f} pairs/s q={sum(cur[i * _STATS + _PENDING] for i in range(n)):.0f}"
+        for i, device in enumerate(self.spec.devices):
+            if device.startswith("cuda"):
+                busy = (cur[i * _STATS + _BUSY] - self._last[i * _STATS + _BUSY]) / dt
+                text += f" {device} {min(busy, 1.0):.0%} busy"
+        self._t_last, self._last = now, cur
+        return text
+
+    def busy_seconds(self) -> list[float]:
+        return [self._stats[i * _STATS + _BUSY] for i in range(len(self.spec.devices))]
+
+    def pairs_done(self) -> int:
+        return int(sum(self._stats[i * _STATS + _DONE] for i in range(len(self.spec.devices))))
+
+
+def _remove_arenas(directory: Path, tag: str) -> None:
+    try:
+        names = [e.name for e in os.scandir(directory) if e.name.startswith(tag)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.unlink(directory / name)
+        except OSError:
+            pass
+
+
+def _remove_stale_arenas(directory: Path) -> None:
+    """Arenas of runs that were killed (their parent is gone) would hold memory until reboot."""
+    try:
+        names = [e.name for e in os.scandir(directory) if e.name.startswith(_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(directory / name)
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ------------------------------------------------------------------ the worker side
+
+
+@dataclass
+class _Ticket:
+    id: int
+    slots: list[int]
+    service: int
+    generation: float
+
+
+class ServiceFeed:
+    """A worker's way to the services: one arena, reused clip after clip; `session(clip)` per clip."""
+
+    def __init__(self, handles: ServiceHandles, slot: int) -> None:
+        self.handles = handles
+        self.slot = slot
+        self.conns = handles.conns[slot]
+        self._arena: _Arena | None = None
+        self._next_ticket = 0
+        self._answers: dict[int, str | None] = {}
+        self._restarting: dict[int, float] = {}  # service -> generation that answered an error
+
+    def _await_restarts(self) -> None:
+        # A service that answered an engine error is ending: a chunk sent to it now would be
+        # counted lost when the restart bumps its generation. Wait for the new one.
+        for i, generation in list(self._restarting.items()):
+            deadline = time.monotonic() + 120
+            while (self._stat(i, _GEN) == generation and self._stat(i, _STATE) != _DOWN
+                   and time.monotonic() < deadline):
+                time.sleep(0.02)
+            del self._restarting[i]
+
+    def session(self, clip: str) -> FeedSession:
+        return FeedSession(self, clip)
+
+    def _stat(self, service: int, which: int) -> float:
+        return self.handles.stats[service * _STATS + which]
+
+    def _pick(self) -> int:
+        # The least-loaded service that is up; ties go round by worker slot.
+        n = len(self.conns)
+        order = sorted(range(n), key=lambda i: (self._stat(i, _STATE) == _DOWN, self._stat(i, _PENDING),
+                                                 (i - self.slot) % n))
+        return order[0]
+
+    def _arena_for(self, shape: tuple[int, int]) -> _Arena:
+        if self._arena is None or self._arena.shape != shape:
+            if self._arena is not None:
+                self._arena.drop()
+            spec = self.handles.spec
+            self._arena = _Arena(_shm_dir(spec), self.handles.tag, shape, spec.slots)
+        return self._arena
+
+    def _abandon(self) -> None:
+        # Chunks are lost but their answers (or a late write into a slot) may still come: a
+        # fresh arena next time, so nothing late can land in a slot reused for another clip.
+        if self._arena is not None:
+            self._arena.drop()
+            self._arena = None
+        self._answers.clear()
+
+    def _drain_stale(self) -> None:
+        for conn in self.conns:
+            try:
+                while conn.poll():
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+
+    def close(self) -> None:
+        self._abandon()
+
+
+class FeedSession:
+    """One clip's pairs through a service: `put(pairs)` and `drain()` yield flows in order.
+
+    Each yielded flow is a view into the arena, valid until the next one is asked for.
+    """
+
+    def __init__(self, feed: ServiceFeed, clip: str) -> None:
+        self.feed, self.clip = feed, clip
+        feed._drain_stale()
+        feed._await_restarts()
+        self.service = feed._pick()
+        spec = feed.handles.spec
+        self.name, self.backend = spec.name, spec.backend
+        self.params = dict(spec.meta_params if spec.meta_params is not None else spec.params)
+        self.device = spec.devices[self.service]
+        self._tickets: deque[_Ticket] = deque()
+        if feed._stat(self.service, _STATE) == _DOWN:
+            raise FlowServiceError(f"{clip}: the flow service on {self.device} is down "
+                                   "(its engine failed to start several times)")
+
+    def __enter__(self) -> FeedSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._tickets:  # left mid-clip (an error): what is in flight is abandoned
+            self._tickets.clear()
+            self.feed._abandon()
+
+    def put(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        if not pairs:
+            return
+        feed = self.feed
+        shape = tuple(pairs[0][0].shape)
+        if self.feed._arena is None or feed._arena.shape != shape:
+            yield from self.drain()  # a new frame size: the old arena must be idle first
+        arena = feed._arena_for(shape)  # type: ignore[arg-type]
+        if len(pairs) > arena.capacity:
+            raise FlowServiceError(f"{self.clip}: {len(pairs)} pairs in one put, more than the "
+                                   f"{arena.capacity} a worker may have in flight")
+        while len(arena.free) < len(pairs):
+            yield from self._collect_oldest()
+        slots = [arena.free.popleft() for _ in pairs]
+        for s, (prev, nxt) in zip(slots, pairs):
+            if prev.shape != shape or nxt.shape != shape:
+                raise FlowServiceError(f"{self.clip}: frame sizes differ within the clip: "
+                                       f"{shape} vs {prev.shape}/{nxt.shape}")
+            a, b = arena.frames(s)
+            np.copyto(a, prev)
+            np.copyto(b, nxt)
+        ticket = _Ticket(feed._next_ticket, slots, self.service, feed._stat(self.service, _GEN))
+        feed._next_ticket += 1
+        try:
+            feed.conns[self.service].send((ticket.id, arena.path, shape, slots))
+        except (OSError, ValueError) as e:
+            raise FlowServiceError(f"{self.clip}: cannot reach the flow service on {self.device}: {e}") from e
+        self._tickets.append(ticket)
+
+    def drain(self) -> Iterator[np.ndarray]:
+        while self._tickets:
+            yield from self._collect_oldest()
+
+    def _collect_oldest(self) -> Iterator[np.ndarray]:
+        feed = self.feed
+        ticket = self._tickets[0]
+        conn = feed.conns[ticket.service]
+        while ticket.id not in feed._answers:
+            try:
+                if conn.poll(_POLL_S):
+                    tid, error = conn.recv()
+                    feed._answers[tid] = error
+                    continue
+            except (EOFError, OSError) as e:
+                self._fail(f"lost the flow service on {self.device}: {e}")
+            if feed._stat(ticket.service, _GEN) != ticket.generation:
+                self._fail(f"the flow service on {self.device} stopped while computing this clip "
+                           "(it restarts; rerun to redo the clip)")
+        error = feed._answers.pop(ticket.id)
+        if error is not None:
+            feed._restarting[ticket.service] = ticket.generation  # it ends after answering
+            self._fail(f"flow engine on {self.device} failed: {error} (a CUDA error or out of "
+                       f"memory: a smaller --batch-size than {feed.handles.spec.batch_size} may help)")
+        self._tickets.popleft()
+        arena = feed._arena
+        assert arena is not None
+        for s in ticket.slots:
+            yield arena.flow(s)
+        arena.free.extend(ticket.slots)
+
+    def _fail(self, message: str) -> None:
+        self._tickets.clear()
+        self.feed._abandon()
+        raise FlowServiceError(f"{self.clip}: {message}")
+
+
+# ------------------------------------------------------------------ the same API, in-process
+
+
+class LocalFeed:
+    """The per-worker engine behind the session API (today's path: CPU flow, Ray)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def session(self, clip: str) -> LocalSession:
+        return LocalSession(self.engine)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class LocalSession:
+    engine: Any
+    name: str = field(init=False)
+    backend: str = field(init=False)
+    device: str = field(init=False)
+    params: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        e = self.engine
+        self.name, self.backend, self.device, self.params = e.name, e.backend, e.device, e.params
+
+    def __enter__(self) -> LocalSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def put(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        yield from self.engine.compute_batch(pairs)
+
+    def drain(self) -> Iterator[np.ndarray]:
+        return iter(())
