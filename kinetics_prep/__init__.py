@@ -34,8 +34,7 @@ the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 Each returns a summary whose `exit_code` is 0 only when nothing failed.
 """
 
-import importlib
-from typing import Any
+from .lazy import lazy_exports
 
 # Public name -> the module that defines it. Imported on first use (PEP 562), so that
 # `import kinetics_prep` and `kinetics-prep --help` import no codec, array library or downloader.
@@ -68,17 +67,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __version__ = "0.1.0"

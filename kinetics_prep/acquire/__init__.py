@@ -3,14 +3,12 @@
 One module per job: urls (the table of remote locations), http (resumable download),
 archives (safe flat extraction), ledger (state files), space (free-space check),
 annotations / cvdf / youtube (the three public entry points). Cutting clips out of downloaded
-videos is `kinetics_prep.video.trim` (codecs live only in video.py).
+videos is `kinetics_prep.video.trim` (codecs live only in video/).
 """
-
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 # Imported on first use (PEP 562): `kinetics_prep.acquire.urls` (the dataset table, which the
 # command line's choices come from) must not pull in youtube.py's codecs.
@@ -33,14 +31,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

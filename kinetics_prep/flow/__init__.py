@@ -69,16 +69,20 @@ def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto
 
     backend = _choose_backend(name, backend, device)
     if backend == "opencv":
-        if options:
-            raise ConfigError(f"{', '.join(options)} only apply to backend='torch' or 'triton'")
-        if device.startswith("cuda"):
-            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
+        _check_opencv(options, device)
         from . import opencv
 
         return opencv.make_engine(name, resolved)
     if backend == "triton":
         return _triton_engine(resolved, device, options)
     return _torch_engine(resolved, device, options)
+
+
+def _check_opencv(options: dict[str, Any], device: str) -> None:
+    if options:
+        raise ConfigError(f"{', '.join(options)} only apply to backend='torch' or 'triton'")
+    if device.startswith("cuda"):
+        raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
 
 
 def check_engine_args(name: str, backend: str, device: str, params: dict[str, Any]
@@ -174,10 +178,7 @@ def resolve_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "
     options, resolved = check_engine_args(name, backend, device, params)
     backend = _choose_backend(name, backend, device)
     if backend == "opencv":
-        if options:
-            raise ConfigError(f"{', '.join(options)} only apply to backend='torch' or 'triton'")
-        if device.startswith("cuda"):
-            raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
+        _check_opencv(options, device)
         return backend, "cpu", resolved
     if backend == "triton":
         return backend, _triton_checks(device, options)[0], resolved

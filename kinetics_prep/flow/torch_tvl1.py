@@ -204,7 +204,42 @@ class _Options:
     compile: bool
 
 
-class TorchTVL1:
+class BatchedTensorEngine:
+    """numpy in, numpy out, for engines whose work is `compute_tensor` on (B, 1, H, W) tensors
+    (this eager engine and the Triton one): validation, one host->device copy of uint8 per
+    batch, one device->host copy of the flows."""
+
+    _device: torch.device
+
+    def compute(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
+        return self.compute_batch([(prev_gray, next_gray)])[0]
+
+    def compute_batch(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """B pairs of one size -> B float32 (H, W, 2) arrays, in one batched solve."""
+        if len(pairs) == 0:
+            return []
+        for prev, nxt in pairs:
+            check_pair(prev, nxt)
+        shapes = {prev.shape for prev, _ in pairs}
+        if len(shapes) != 1:
+            raise ValueError(f"pairs of one batch must share one size, got {sorted(shapes)}")
+        i0 = self._to_device(np.stack([prev for prev, _ in pairs]))
+        i1 = self._to_device(np.stack([nxt for _, nxt in pairs]))
+        flow = self.compute_tensor(i0, i1)
+        # One device->host copy for the whole batch; the list holds views into it.
+        out = flow.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return list(out)
+
+    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
+        # Copy uint8 and convert on the device: 4x less to move than float32.
+        # Intensities stay in [0, 255], as OpenCV uses them.
+        return torch.from_numpy(frames).to(self._device).to(torch.float32).unsqueeze(1)
+
+    def compute_tensor(self, i0: torch.Tensor, i1: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TorchTVL1(BatchedTensorEngine):
     """TV-L1 on torch tensors. Build once (per process / per GPU), then call compute_batch."""
 
     name = "tvl1"
@@ -235,32 +270,6 @@ class TorchTVL1:
         # Work done since construction, read by benchmarks: batch steps, sample-steps and
         # pixel-steps computed (frozen samples still in the working batch included).
         self.stats = {"steps": 0, "sample_steps": 0, "pixel_steps": 0}
-
-    # --- numpy in, numpy out ----------------------------------------------------------------
-
-    def compute(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-        return self.compute_batch([(prev_gray, next_gray)])[0]
-
-    def compute_batch(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        """B pairs of one size -> B float32 (H, W, 2) arrays, in one batched solve."""
-        if len(pairs) == 0:
-            return []
-        for prev, nxt in pairs:
-            check_pair(prev, nxt)
-        shapes = {prev.shape for prev, _ in pairs}
-        if len(shapes) != 1:
-            raise ValueError(f"pairs of one batch must share one size, got {sorted(shapes)}")
-        i0 = self._to_device(np.stack([prev for prev, _ in pairs]))
-        i1 = self._to_device(np.stack([nxt for _, nxt in pairs]))
-        flow = self.compute_tensor(i0, i1)
-        # One device->host copy for the whole batch; the list holds views into it.
-        out = flow.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-        return list(out)
-
-    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
-        # Copy uint8 and convert on the device: 4x less to move than float32.
-        # Intensities stay in [0, 255], as OpenCV uses them.
-        return torch.from_numpy(frames).to(self._device).to(torch.float32).unsqueeze(1)
 
     # --- tensors in, tensors out --------------------------------------------------------------
 

@@ -40,14 +40,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from . import torch_tvl1 as ref
 from ._median_triton import median3_at, median5_at
-from .base import check_pair
 
 # The kernels below were decorated in interpreter mode (numpy on the CPU) or for a GPU: decided
 # by TRITON_INTERPRET when triton first builds them, i.e. when this module is imported.
@@ -390,7 +388,7 @@ def check_options(options: TritonOptions) -> None:
             raise ValueError(f"tile {options.tile} leaves no interior with a {r}-pixel halo (sides > {2 * r} needed)")
 
 
-class TritonTVL1:
+class TritonTVL1(ref.BatchedTensorEngine):
     """TV-L1 with Triton kernels. Build once per process / GPU, then call compute_batch."""
 
     name = "tvl1"
@@ -407,28 +405,6 @@ class TritonTVL1:
         # Read by benchmarks: batch steps, sample-steps and pixel-steps actually computed (stopped
         # samples cost nothing), primal-dual launches (redo launches included).
         self.stats = {"steps": 0, "sample_steps": 0, "pixel_steps": 0, "launches": 0}
-
-    # --- numpy in, numpy out ----------------------------------------------------------------
-
-    def compute(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-        return self.compute_batch([(prev_gray, next_gray)])[0]
-
-    def compute_batch(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        """B pairs of one size -> B float32 (H, W, 2) arrays, in one batched solve."""
-        if len(pairs) == 0:
-            return []
-        for prev, nxt in pairs:
-            check_pair(prev, nxt)
-        shapes = {prev.shape for prev, _ in pairs}
-        if len(shapes) != 1:
-            raise ValueError(f"pairs of one batch must share one size, got {sorted(shapes)}")
-        i0 = self._to_device(np.stack([prev for prev, _ in pairs]))
-        i1 = self._to_device(np.stack([nxt for _, nxt in pairs]))
-        flow = self.compute_tensor(i0, i1)
-        return list(flow.permute(0, 2, 3, 1).contiguous().cpu().numpy())
-
-    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(frames).to(self._device).to(torch.float32).unsqueeze(1)
 
     # --- tensors in, tensors out --------------------------------------------------------------
 
