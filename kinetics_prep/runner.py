@@ -250,11 +250,26 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
             finally:
                 stack.close()
             bar.close()
+        if stage.locks_output:
+            _remove_empty_parents(summary.failures, todo, stage.out(options))
     finally:
         summary.seconds = time.perf_counter() - t0
         if report is not None:
             report.close()
     return summary
+
+
+def _remove_empty_parents(failures: Sequence[ItemResult], items: Sequence[Item], root: Path) -> None:
+    """A class folder a run created for clips that all failed is removed (no worker is writing
+    any more, and the run lock keeps other runs out): an empty folder looks like a class."""
+    failed = {f.key for f in failures}
+    root = Path(os.path.abspath(root))
+    for parent in {Path(os.path.abspath(it.dst)).parent for it in items if it.key in failed}:
+        if parent != root and root in parent.parents:
+            try:
+                parent.rmdir()  # only when empty
+            except OSError:
+                pass
 
 
 def _make_executor(run: RunOptions, workers: int, resources: Mapping[str, float] | None,

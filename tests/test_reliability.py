@@ -314,3 +314,27 @@ def test_a_decode_error_is_not_masked_by_a_failing_write(src, tmp_path, monkeypa
     assert s.failed == 2
     assert all(f.error.startswith("DecodeError") and "simulated" in f.error for f in s.failures), s.failures
     assert not _no_scratch(tmp_path / "out")
+
+
+def test_no_empty_class_folder_is_left_when_every_clip_of_a_class_fails(src, tmp_path):
+    (src / "broken").mkdir()
+    (src / "broken" / "bad.mp4").write_bytes(b"not a video")
+    s = resize_videos(src, tmp_path / "out", workers=1, progress=False)
+    assert s.failed == 1 and not (tmp_path / "out" / "broken").exists()
+    e = _extract(src, tmp_path / "frames")
+    assert e.failed == 1 and not (tmp_path / "frames" / "broken").exists()
+    assert (tmp_path / "frames" / "cls").is_dir()
+
+
+def test_a_ray_executor_that_fails_to_start_stops_the_ray_it_started(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from kinetics_prep import executors
+
+    def no_slots(self):
+        raise executors.ConfigError("the Ray cluster cannot run a task needing num_gpus=1")
+
+    monkeypatch.setattr(executors.RayExecutor, "_default_in_flight", no_slots)
+    assert not ray.is_initialized()
+    with pytest.raises(executors.ConfigError):
+        executors.RayExecutor(local_cpus=1)
+    assert not ray.is_initialized()
