@@ -38,7 +38,7 @@ from ..layout import STATE_DIR, VIDEO_EXTENSIONS, is_hidden
 from ..options import PathLike, make_options, opt, path_tuple
 from ..packed import DamagedMemberError, DirClip, ZipClip, is_zip, zip_path
 from ..results import FAILED, OK, Item, ItemResult
-from ..runner import default_workers, run_items
+from ..concurrency import available_cores
 
 LIST_FORMATS = ("videos", "rawframes", "flow")
 REPORT_NAME = "verify_report.json"
@@ -115,7 +115,7 @@ class VerifyOptions:
 
     @property
     def n_workers(self) -> int:
-        return self.workers or default_workers()
+        return self.workers or available_cores()
 
     @property
     def report_path(self) -> Path:
@@ -700,6 +700,8 @@ def verify(root: VerifyOptions | PathLike, **options: Any) -> VerifyResult:
     result.items = len(items)
     workers = min(opts.n_workers, max(1, len(items)))
     result.workers = workers
+    from ..runner import run_items  # here: the CLI imports this module for its options
+
     summary = run_items("verify", items, run_one, opts, is_done=_never_done, workers=workers,
                         progress=opts.progress, rate_key="images")
     result.interrupted = summary.interrupted
