@@ -8,7 +8,6 @@ wheel, and how much of the flow hit the quantisation bound.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,19 +121,13 @@ def _from_video(path: Path, opts: PreviewOptions) -> Preview:
     return Preview(image, layout, "video", starts, bound, stats)
 
 
-def _read(path: str, flags: int) -> np.ndarray | None:
-    return images.read_image(path, color=flags == cv2.IMREAD_COLOR)
-
-
-def _read_member(clip: DirClip | ZipClip, name: str, flags: int) -> np.ndarray | None:
+def _read_member(clip: DirClip | ZipClip, name: str, mode: str) -> np.ndarray | None:
     """A member of a frame directory or packed clip, decoded (None when missing or broken)."""
-    if isinstance(clip, DirClip):
-        return _read(os.path.join(os.fspath(clip.path), name), flags)
     try:
         data = clip.read(name)
     except (FileNotFoundError, InputError):
         return None
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    return images.decode_image(data, mode)
 
 
 def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
@@ -163,13 +156,13 @@ def _from_clip(path: Path, clip: DirClip | ZipClip, opts: PreviewOptions) -> Pre
     flows: list[np.ndarray | None] = []
     q_x, q_y = [], []
     for i in indices:
-        rgb.append(_read_member(clip, nm.rgb_name(nm.start + i, rgb_ext), cv2.IMREAD_COLOR))
+        rgb.append(_read_member(clip, nm.rgb_name(nm.start + i, rgb_ext), "color"))
         if not pairs:
             flows.append(None)
             continue
         xn, yn = nm.flow_names(nm.start + i, flow_ext)
-        qx = _read_member(clip, xn, cv2.IMREAD_GRAYSCALE)
-        qy = _read_member(clip, yn, cv2.IMREAD_GRAYSCALE)
+        qx = _read_member(clip, xn, "gray")
+        qy = _read_member(clip, yn, "gray")
         if qx is None or qy is None or qx.shape != qy.shape:
             flows.append(None)
             continue

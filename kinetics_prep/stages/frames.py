@@ -52,7 +52,7 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
-from ..packed import ZipClip, is_clip_complete, is_zip, pack_dir, read_clip_meta, zip_members, zip_path
+from ..packed import DirClip, ZipClip, is_clip_complete, is_zip, pack_dir, read_clip_meta, zip_members, zip_path
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
 from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
@@ -284,27 +284,21 @@ def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator
 def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Picture]:
     """The RGB frames (img_*) of a frame directory or of a packed clip (`clip.zip`, read in
     place: members are decoded from the archive, nothing is extracted)."""
-    if is_zip(path) and path.is_file():  # not a directory someone named x.zip
-        with ZipClip(path) as clip:
-            names = [n for n in clip.names() if n.lower().endswith(_IMAGE_EXTS) and n.startswith("img_")]
-            if not names:
-                raise InputError(f"{path}: no RGB frames (img_*.jpg) in this packed clip")
-            for name in names:
-                data = clip.read(name)  # a damaged member: DamagedMemberError naming archive and member
-                img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise DecodeError(f"{path}: member {name}: cannot decode image")
-                yield _input_picture(img, options)
-        return
-    names = sorted(e.name for e in os.scandir(path) if e.is_file() and e.name.lower().endswith(_IMAGE_EXTS)
-                   and e.name.startswith("img_"))
-    if not names:
-        raise InputError(f"{path}: no RGB frames (img_*.jpg) in this directory")
-    for name in names:
-        img = cv2.imread(str(path / name), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DecodeError(f"{path / name}: cannot decode image")
-        yield _input_picture(img, options)
+    packed = is_zip(path) and path.is_file()  # not a directory someone named x.zip
+    clip = ZipClip(path) if packed else DirClip(path)
+    try:
+        names = [n for n in clip.names() if n.lower().endswith(_IMAGE_EXTS) and n.startswith("img_")]
+        if not names:
+            raise InputError(f"{path}: no RGB frames (img_*.jpg) in this {'packed clip' if packed else 'directory'}")
+        for name in names:
+            # A damaged member of a zip: DamagedMemberError naming archive and member.
+            img = images.decode_image(clip.read(name))
+            if img is None:
+                raise DecodeError(f"{path}: member {name}: cannot decode image" if packed
+                                  else f"{path / name}: cannot decode image")
+            yield _input_picture(img, options)
+    finally:
+        clip.close()
 
 
 def _input_picture(img: np.ndarray, options: ExtractOptions) -> video.Picture:
@@ -553,26 +547,21 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     """Estimated (bytes, files) of one clip's frame directory, from the container's frame count
     and size (no decoding): frames x pixels x bytes per pixel, plus the metadata file."""
     options = job.options
-    if options.input_frames and is_zip(item.src) and item.src.is_file():
-        # The central directory gives the count; one member's header gives the size.
+    if options.input_frames:
+        # The listing (a zip's central directory) gives the count; one frame gives the size.
         try:
-            with ZipClip(item.src) as clip:
+            clip = ZipClip(item.src) if is_zip(item.src) and item.src.is_file() else DirClip(item.src)
+            try:
                 frames = [n for n in clip.names() if n.startswith("img_")]
                 data = clip.read(frames[0]) if frames else b""
+            finally:
+                clip.close()
         except (OSError, InputError):  # a damaged archive: this clip will fail; it takes no space
             return 0, 0
         n, w, h = len(frames), 0, 0
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        img = images.decode_image(data, "unchanged")
         if img is not None:
             h, w = img.shape[:2]
-    elif options.input_frames:
-        n = sum(1 for e in os.scandir(item.src) if e.name.startswith("img_"))
-        w = h = 0
-        first = next((Path(e.path) for e in os.scandir(item.src) if e.name.startswith("img_")), None)
-        if first is not None:
-            img = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
-            if img is not None:
-                h, w = img.shape[:2]
     else:
         try:
             info = video.probe(item.src)

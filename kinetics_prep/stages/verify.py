@@ -22,7 +22,6 @@ the lists without the broken items (``X.fixed.txt`` beside ``X.txt``).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -65,10 +64,6 @@ CHECKS = {
     "error": "an unexpected error while checking",
 }
 
-_JPEG_SOI = b"\xff\xd8\xff"
-_JPEG_EOI = b"\xff\xd9"
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND\xaeB`\x82"
 _SHOWN = 3  # file names quoted per problem
 
 
@@ -447,21 +442,11 @@ def check_image_bytes(data: bytes, deep: bool = False) -> tuple[str | None, tupl
     the size with PIL. Deep: a strict full decode (`video.check_image_data`), which also
     catches damage inside the compressed data that OpenCV and PIL decode without a word.
     """
-    from PIL import Image
+    from ..video import images  # here: the CLI imports this module for its options
 
-    if not data:
-        return "empty file", None
-    if data.startswith(_JPEG_SOI):
-        kind = "jpeg"
-        # Some writers pad after EOI; zeros are harmless.
-        if not data.rstrip(b"\x00").endswith(_JPEG_EOI):
-            return "truncated JPEG (no end marker)", None
-    elif data.startswith(_PNG_SIG):
-        kind = "png"
-        if not data.endswith(_PNG_IEND):
-            return "truncated PNG (no IEND chunk)", None
-    else:
-        return "not a JPEG or PNG file", None
+    kind, problem = images.check_markers(data)
+    if problem is not None:
+        return problem, None
     if deep:
         from .. import video
 
@@ -470,8 +455,7 @@ def check_image_bytes(data: bytes, deep: bool = False) -> tuple[str | None, tupl
         except DecodeError as e:
             return str(e), None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return None, im.size
+        return None, images.header_size(data)
     except Exception as e:  # PIL raises many types for bad headers
         return f"bad header ({e})", None
 

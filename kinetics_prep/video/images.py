@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import simplejpeg
 
-from ..errors import DecodeError, EncodeError
+from ..errors import EncodeError
 from .read import Picture
 
-JPEG_SOI = b"\xff\xd8"
+JPEG_SOI = b"\xff\xd8\xff"  # start-of-image, then the first marker
 JPEG_EOI = b"\xff\xd9"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"IEND\xaeB`\x82"
@@ -83,45 +82,41 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.close(fd)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, params: list[int] | None = None) -> None:
-    """Encode `image` by the file's extension and write it (the caller owns atomicity: frames go
-    into a partial directory)."""
-    data = encode_image(image, Path(path).suffix, params)
-    with open(path, "wb") as f:
-        f.write(data)
+# How a decoded image comes out: 3-channel BGR, one gray channel, or as stored.
+_READ_MODES = {"color": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "unchanged": cv2.IMREAD_UNCHANGED}
 
 
-def decode_image(data: bytes | np.ndarray, *, color: bool = True) -> np.ndarray | None:
-    """Decode JPEG/PNG bytes to BGR (or gray with color=False); None when OpenCV cannot."""
+def decode_image(data: bytes | np.ndarray, mode: str = "color") -> np.ndarray | None:
+    """Decode JPEG/PNG bytes ("color": BGR, "gray", or "unchanged"); None when OpenCV cannot."""
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if buf.size == 0:
         return None
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
+    return cv2.imdecode(buf, _READ_MODES[mode])
 
 
-def read_image(path: str | os.PathLike, *, color: bool = True) -> np.ndarray | None:
-    """A frame file as BGR (or as stored, with color=False); None when missing or undecodable."""
+def read_image(path: str | os.PathLike, mode: str = "color") -> np.ndarray | None:
+    """A frame file decoded as `decode_image` does; None when missing or undecodable."""
     p = os.fspath(path)
     if not os.path.isfile(p):
         return None
-    return decode_image(np.fromfile(p, dtype=np.uint8), color=color)
+    return decode_image(np.fromfile(p, dtype=np.uint8), mode)
 
 
-def read_image_strict(path: str | os.PathLike, *, color: bool = True) -> np.ndarray:
-    """Like read_image, but a missing or undecodable file is a DecodeError naming it."""
-    img = read_image(path, color=color)
-    if img is None:
-        raise DecodeError(f"{path}: cannot decode image")
-    return img
-
-
-def image_kind(data: bytes) -> str | None:
-    """"jpeg" or "png" by the file's signature, else None."""
+def check_markers(data: bytes) -> tuple[str | None, str | None]:
+    """(kind, problem) from an image file's first and last bytes, without decoding: kind is
+    "jpeg" or "png"; problem says what is wrong (None when the markers are whole)."""
+    if not data:
+        return None, "empty file"
     if data.startswith(JPEG_SOI):
-        return "jpeg"
+        # Some writers pad after EOI; zeros are harmless.
+        if not data.rstrip(b"\x00").endswith(JPEG_EOI):
+            return "jpeg", "truncated JPEG (no end marker)"
+        return "jpeg", None
     if data.startswith(PNG_SIGNATURE):
-        return "png"
-    return None
+        if not data.endswith(PNG_IEND):
+            return "png", "truncated PNG (no IEND chunk)"
+        return "png", None
+    return None, "not a JPEG or PNG file"
 
 
 def header_size(data: bytes) -> tuple[int, int]:
