@@ -449,8 +449,22 @@ class FlowServices:
 
 
 def _remove_arenas(directory: Path, tag: str) -> None:
+    _unlink_where(directory, lambda name: name.startswith(tag))
+
+
+def _remove_stale_arenas(directory: Path) -> None:
+    """Arenas of runs that were killed (their parent is gone) would hold memory until reboot."""
+    def stale(name: str) -> bool:
+        pid = name[len(_PREFIX):].split("-", 1)[0]
+        return name.startswith(_PREFIX) and pid.isdigit() and not _alive(int(pid))
+
+    _unlink_where(directory, stale)
+
+
+def _unlink_where(directory: Path, chosen: Callable[[str], bool]) -> None:
+    """Delete the files of `directory` whose names are `chosen` (a file already gone is fine)."""
     try:
-        names = [e.name for e in os.scandir(directory) if e.name.startswith(tag)]
+        names = [e.name for e in os.scandir(directory) if chosen(e.name)]
     except OSError:
         return
     for name in names:
@@ -458,21 +472,6 @@ def _remove_arenas(directory: Path, tag: str) -> None:
             os.unlink(directory / name)
         except OSError:
             pass
-
-
-def _remove_stale_arenas(directory: Path) -> None:
-    """Arenas of runs that were killed (their parent is gone) would hold memory until reboot."""
-    try:
-        names = [e.name for e in os.scandir(directory) if e.name.startswith(_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        pid = name[len(_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            try:
-                os.unlink(directory / name)
-            except OSError:
-                pass
 
 
 def _alive(pid: int) -> bool:

@@ -1,7 +1,7 @@
 """The only code that talks to codecs (PyAV with its bundled FFmpeg; OpenCV for still images),
 split by job:
 
-- `read`: `probe` -> VideoInfo (displayed size, fps, codec, frame count), `frame_rate`,
+- `read`: `probe` -> VideoInfo (displayed size, fps, codec, frame count),
   `iter_frames` (upright, resized BGR/gray frames from one decode, with the clip's fps),
   `iter_pictures` (the same as `Picture`s: full-range YUV 4:2:0 planes for JPEG), `keyframe_indices`;
 - `encode`: `reencode` (the resize stage's H.264 with dense keyframes), `write_frames`;
@@ -21,7 +21,6 @@ from .read import (
     Frames,
     Picture,
     VideoInfo,
-        frame_rate,
     iter_frames,
     iter_pictures,
     keyframe_indices,
@@ -32,7 +31,7 @@ from .trim import TRIM_MODES, TrimResult, trim
 
 __all__ = [
     "DecodeCheck", "EncodeResult", "Frames", "TRIM_MODES", "TrimResult", "VideoInfo", "Picture",
-    "check_decodable", "check_image_data", "frame_rate", "has_h264_encoder", "iter_frames",
+    "check_decodable", "check_image_data", "has_h264_encoder", "iter_frames",
     "iter_pictures", "keyframe_indices",
     "library_versions", "open_video", "output_size", "probe", "reencode", "trim", "write_frames",
 ]

@@ -1,4 +1,4 @@
-"""Reading videos: `probe` (displayed size, fps, codec, frame count), `frame_rate`,
+"""Reading videos: `probe` (displayed size, fps, codec, frame count),
 `iter_frames` (upright, resized numpy frames from one decode), `iter_pictures` (the same
 frames as full-range YUV 4:2:0 planes, for JPEG and flow without a BGR image), `keyframe_indices`."""
 
@@ -42,13 +42,6 @@ class VideoInfo:
     frames_counted: bool  # True when frame_count comes from decoding every frame
     duration: float | None  # seconds, None when the container does not say
     has_audio: bool
-
-
-def frame_rate(path: str | os.PathLike) -> float:
-    """Frames per second from the container (0.0 when unknown); opens the file, decodes nothing."""
-    with open_video(path) as container:
-        rate = _frame_rate(container.streams.video[0])
-    return float(rate) if rate else 0.0
 
 
 def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
