@@ -39,15 +39,19 @@ def is_scratch_name(name: str) -> bool:
     return name.endswith((PARTIAL_SUFFIX, REPLACED_SUFFIX))
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = False) -> Path:
     """Write a small file under its partial name, then rename it: a reader never sees half of
-    it. Errors (a full disk included) become OutputError naming the file."""
+    it. `durable`: flushed to the disk before the rename (state a power cut must not lose).
+    Errors (a full disk included) become OutputError naming the file."""
     path = Path(path)
     tmp = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         _unlink_quietly(tmp)
@@ -55,9 +59,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -> Path:
     """`write_bytes_atomic` for UTF-8 text (lists, reports, CSV)."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
 
 
 def commit_file(tmp: Path, final: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import io
 import json
 import math
 import os
@@ -33,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import AnnotationError, ConfigError, InputError, OutputError
-from .layout import write_text_atomic
+from .atomic import write_text_atomic
+from .errors import AnnotationError, ConfigError, InputError
 from .options import PathLike, make_options, opt, path_tuple  # noqa: F401  (shared option plumbing)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -483,19 +484,13 @@ def write_annotations(clips: Iterable[Clip], path: PathLike) -> Path:
     clips = list(clips)
     labelled = any(c.label is not None for c in clips)
     header = CSV_HEADER if labelled else TEST_CSV_HEADER
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(header)
-            for c in clips:
-                row = [c.youtube_id, c.start, c.end, c.split or ""]
-                w.writerow(([c.label or ""] + row) if labelled else row)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e}") from e
-    return path
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(header)
+    for c in clips:
+        row = [c.youtube_id, c.start, c.end, c.split or ""]
+        w.writerow(([c.label or ""] + row) if labelled else row)
+    return write_text_atomic(path, text.getvalue())
 
 
 # --------------------------------------------------------------------------------------------

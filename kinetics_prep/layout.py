@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .atomic import PARTIAL_SUFFIX, is_scratch_name, partial_path, write_text_atomic  # noqa: F401  (re-exported)
+from .atomic import PARTIAL_SUFFIX, is_scratch_name
 from .errors import ConfigError, InputError, OutputError
 
 VIDEO_EXTENSIONS = frozenset(

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..atomic import partial_path
 from ..errors import ConfigError, DownloadError
-from ..layout import partial_path
 
 USER_AGENT = "kinetics-prep/0.1 (+urllib)"
 CHUNK = 1 << 18

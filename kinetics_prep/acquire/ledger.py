@@ -12,18 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..atomic import write_text_atomic
 from ..errors import OutputError
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable=True)
 
 
 class JsonLedger:

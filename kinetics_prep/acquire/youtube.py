@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import video
+from ..atomic import partial_path
 from ..errors import ConfigError, KineticsPrepError, MissingDependencyError, OutputError
 from ..kinetics import Clip, load_annotations
-from ..layout import STATE_DIR, partial_path
+from ..layout import STATE_DIR
 from .ledger import append_jsonl, read_jsonl, write_json_atomic
 
 STATUSES = ("ok", "unavailable", "private", "throttled", "error")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..atomic import PARTIAL_SUFFIX, partial_path, write_text_atomic
 from ..errors import ConfigError, InputError, OutputError
 from ..kinetics import (
     ANNOTATIONS_HELP,
@@ -41,14 +42,8 @@ from ..kinetics import (
     normalize_split,
     path_tuple,
 )
+from ..layout import STATE_DIR, is_hidden, normalize_extensions
 from ..options import opt
-from ..layout import (
-    PARTIAL_SUFFIX,
-    STATE_DIR,
-    is_hidden,
-    normalize_extensions,
-    write_text_atomic,
-)
 
 ARRANGE_MODES: tuple[str, ...] = ("symlink", "hardlink", "copy", "move")
 # Preferred extension when the same clip exists with several.
@@ -315,7 +310,7 @@ def arrange_one(item: ArrangeItem, options: ArrangeOptions) -> ArrangeItemResult
             return res("conflict", f"{target} is a different file; left as is")
     if options.dry_run:
         return res("placed")
-    tmp = target.with_name(target.name + PARTIAL_SUFFIX)
+    tmp = partial_path(target)
     try:
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -350,19 +345,19 @@ def arrange_one(item: ArrangeItem, options: ArrangeOptions) -> ArrangeItemResult
 def _write_reports(report_dir: Path, results: list[ArrangeItemResult], unannotated: list[str],
                    summary: dict) -> None:
     import csv
+    import io
 
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
         bad = [r for r in results if not r.found]
-        tmp = report_dir / ("arrange_missing.csv" + PARTIAL_SUFFIX)
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow((*CSV_HEADER, "reason"))
-            for r in bad:
-                c = r.clip
-                w.writerow((c.label or "", c.youtube_id, c.start, c.end, c.split or "",
-                            f"{r.status}: {r.reason}"))
-        os.replace(tmp, report_dir / "arrange_missing.csv")
+        text = io.StringIO()
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow((*CSV_HEADER, "reason"))
+        for r in bad:
+            c = r.clip
+            w.writerow((c.label or "", c.youtube_id, c.start, c.end, c.split or "",
+                        f"{r.status}: {r.reason}"))
+        write_text_atomic(report_dir / "arrange_missing.csv", text.getvalue())
         write_text_atomic(report_dir / "arrange_unannotated.txt", "".join(n + "\n" for n in unannotated))
         write_text_atomic(report_dir / "arrange_summary.json", json.dumps(summary, indent=2) + "\n")
     except OSError as e:
