@@ -6,8 +6,15 @@
   is atomic: readers see the old or the new one, never neither);
 - `commit_dir(tmp, final)`: the same for directories, which rename(2) cannot put over a non-empty
   directory: on Linux the two are swapped in one step (renameat2 RENAME_EXCHANGE) and the old
-  one deleted afterwards; elsewhere the old one is first renamed aside to `<final>.replaced`
-  (a kill in between leaves no `final`, never a half-deleted one), then deleted.
+  one deleted afterwards; elsewhere the old one is first renamed aside to `.<final>.replaced`
+  (a kill in between leaves no `final`, never a half-deleted one), then deleted;
+- `delete_tree(path)`: delete a finished directory (a superseded layout, a packed source) the
+  same way: renamed aside to `.<name>.replaced` in one step, then removed;
+- `cleanup_scratch(final)`: a rerun removes what a killed run left beside `final`.
+
+Scratch names: `<name>.partial` (being written; verify reports it as unfinished) and
+`.<name>.replaced` (being deleted: hidden, so every walker -- discovery, verify, file lists --
+skips it, and `is_scratch_name` matches it).
 
 A disk that fills while writing becomes an OutputError naming the file; the partial is removed.
 """
@@ -31,6 +38,13 @@ def partial_path(final: Path) -> Path:
 
 
 def replaced_path(final: Path) -> Path:
+    """Where an old output (or a source being deleted) goes before its removal: hidden, so no
+    walker ever takes a half-deleted directory there for a clip."""
+    return final.with_name("." + final.name + REPLACED_SUFFIX)
+
+
+def _legacy_replaced_path(final: Path) -> Path:
+    # What versions before the hidden name left (`<final>.replaced`): still cleaned up.
     return final.with_name(final.name + REPLACED_SUFFIX)
 
 
@@ -85,6 +99,22 @@ def commit_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(aside)
 
 
+def delete_tree(path: Path) -> None:
+    """Delete a finished directory (or file) if present, without a moment where a partly
+    deleted one sits under its name: a directory is first renamed aside to its hidden
+    `.replaced` name in one step, then removed. A kill during the removal leaves only that
+    hidden scratch, which `cleanup_scratch(path)` removes on the next run."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        os.unlink(path)  # one step already
+        return
+    aside = replaced_path(path)
+    remove_tree(aside)  # left by an earlier deletion that was killed
+    os.replace(path, aside)
+    shutil.rmtree(aside)
+
+
 def remove_tree(path: Path) -> None:
     """Delete a scratch directory (or file) if present."""
     if os.path.isdir(path) and not os.path.islink(path):
@@ -98,6 +128,7 @@ def cleanup_scratch(final: Path) -> None:
     aside). Call only while holding the output's run lock."""
     remove_tree(partial_path(final))
     remove_tree(replaced_path(final))
+    remove_tree(_legacy_replaced_path(final))
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -78,11 +78,36 @@ def open_lmdb(db: Path, *, write: bool = False, map_size: int = 1 << 30):
         import lmdb
     except ImportError as e:
         raise MissingDependencyError("LMDB needs the lmdb package: pip install 'kinetics-prep[lmdb]'") from e
-    if write:
-        return lmdb.open(os.fspath(db), map_size=map_size, subdir=True, metasync=True, sync=True)
-    if not db.exists():
+    if not write and not db.exists():
         raise InputError(f"{db}: no such LMDB")
-    return lmdb.open(os.fspath(db), readonly=True, lock=False, readahead=False, subdir=db.is_dir())
+    subdir = write or db.is_dir()
+    try:
+        if write:
+            env = lmdb.open(os.fspath(db), map_size=map_size, subdir=True, metasync=True, sync=True)
+        else:
+            env = lmdb.open(os.fspath(db), readonly=True, lock=False, readahead=False, subdir=subdir)
+    except lmdb.Error as e:
+        why = str(e).removeprefix(f"{os.fspath(db)}: ")  # py-lmdb's message starts with the path
+        raise InputError(f"{db}: not a readable LMDB: {why}") from e
+    try:
+        _check_lmdb_size(env, db / "data.mdb" if subdir else db, db)
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
+def _check_lmdb_size(env, data_file: Path, db: Path) -> None:
+    """LMDB maps its file and reads pages through the map: a page past the end of a file cut
+    short is a SIGBUS that kills the process. Its last page must lie inside the file."""
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    try:
+        have = os.path.getsize(data_file)
+    except OSError as e:
+        raise InputError(f"{db}: cannot read the LMDB's {data_file.name}: {e.strerror or e}") from e
+    if have < need:
+        raise InputError(f"{db}: damaged LMDB: {data_file.name} is {have} bytes, but its pages run to "
+                         f"{need} bytes (the file was cut short, e.g. by a full disk or an interrupted copy)")
 
 
 def lmdb_meta(txn, clip: str) -> FrameDirMeta | None:

@@ -91,6 +91,9 @@ class Stage(Generic[O]):
         (extract-frames' flow services), entered before the workers start and left after they
         are reaped; what it yields has `handles` (reaching `setup` as WorkerContext.services,
         picklable while a worker is spawned) and `postfix()` (text for the progress bar).
+    tidy(item, options): for an item found done, remove what a killed run left beside its
+        output (scratch, a deletion it did not finish); called under the run lock, for this
+        shard's items only, so it never touches what another live run is writing.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Stage(Generic[O]):
     rate_keys: Callable[[O], tuple[str, ...]] | None = None
     locks_output: bool = True  # False for stages that only read (verify)
     services: Callable[[O, RunOptions, int], ContextManager[Services] | None] | None = None
+    tidy: Callable[[Item, O], None] | None = None
 
 
 class Services(Protocol):
@@ -216,7 +220,7 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
         todo: list[Item] = []
         for item in items:
             if not run.overwrite and stage.is_done(item, options):
-                result = ItemResult(key=item.key, status=SKIPPED, output=str(item.dst), note="already done")
+                result = _tidy(stage, item, options)
                 summary.add(result)
                 if report is not None:
                     report.write(result)
@@ -257,6 +261,18 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
         if report is not None:
             report.close()
     return summary
+
+
+def _tidy(stage: Stage, item: Item, options: Any) -> ItemResult:
+    """The result of an item found done, after its leftovers are removed (`Stage.tidy`): a
+    leftover that cannot be removed fails the item by name, as verify would."""
+    if stage.tidy is not None and stage.locks_output:
+        try:
+            stage.tidy(item, options)
+        except OSError as e:
+            return ItemResult(key=item.key, status=FAILED, output=str(item.dst),
+                              error=f"OSError: cannot remove what a killed run left beside {item.dst}: {e}")
+    return ItemResult(key=item.key, status=SKIPPED, output=str(item.dst), note="already done")
 
 
 def _remove_empty_parents(failures: Sequence[ItemResult], items: Sequence[Item], root: Path) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
-from ..atomic import cleanup_scratch, commit_dir, is_scratch_name, partial_path, remove_tree
+from ..atomic import cleanup_scratch, commit_dir, delete_tree, is_scratch_name, partial_path, remove_tree
 from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
 from ..flowservice import FlowServices, LocalFeed, ServiceSpec
@@ -213,6 +213,13 @@ def is_done(item: Item, job: _Job) -> bool:
     return is_complete(item.dst, job.options.task)
 
 
+def tidy(item: Item, job: _Job) -> None:
+    """A clip found done: remove what a killed run left beside it in either layout (a
+    `.partial` beside the committed output, an old layout's unfinished deletion)."""
+    cleanup_scratch(item.dst)
+    cleanup_scratch(zip_path(item.dst))
+
+
 # ------------------------------------------------------------------------------ one clip
 
 class _Writer:
@@ -351,10 +358,9 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
         remove_tree(tmp)
         raise
     # The other layout's old output is superseded (its files are in the new one, or it was
-    # overwritten): removed only now that the new output is committed.
-    stale = item.dst if options.pack == "zip" else packed
-    if os.path.lexists(stale):
-        remove_tree(stale)
+    # overwritten): removed only now that the new output is committed, and renamed away in one
+    # step first, so a kill never leaves a half-deleted directory under the clip's name.
+    delete_tree(item.dst if options.pack == "zip" else packed)
     output = packed if options.pack == "zip" else item.dst
     note = None
     if options.wants_flow and counts["pairs"] == 0:
@@ -582,7 +588,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
 STAGE: Stage[_Job] = Stage(
     name="extract-frames", plan=lambda job: plan(job.options), is_done=is_done, run_one=run_one,
     out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
-    estimate=estimate, services=services,
+    estimate=estimate, services=services, tidy=tidy,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
 )
 

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import cleanup_scratch, commit_dir, is_scratch_name, partial_path, remove_tree
+from ..atomic import (REPLACED_SUFFIX, cleanup_scratch, commit_dir, delete_tree, is_scratch_name, partial_path,
+                      remove_tree, replaced_path)
 from ..errors import ConfigError, InputError, OutputError
 from ..framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_bytes, task_of
 from ..layout import check_not_inside, is_hidden, relative_key
 from ..locks import output_lock
 from ..options import make_options
 from ..packed import ZIP_SUFFIX, ZipClip, check_same, count_clip, is_zip, open_clip, pack_dir, zip_path
-from ..results import OK, Item, ItemResult, RunSummary
+from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import Stage, pop_run_options, run_stage
 from .pack_options import PACK_TARGETS, PackOptions, UnpackOptions  # noqa: F401  (re-exported)
 
@@ -43,13 +44,30 @@ def _clips(root: Path, level: int, want_zip: bool) -> Iterator[Path]:
                 yield Path(e.path)
 
 
+def _deleted_sources(root: Path, level: int) -> Iterator[Path]:
+    """Where `pack --delete-source` was removing a directory when it was killed: the clip's
+    path (gone) for every hidden `.clip.replaced` left, so the rerun plans that clip again and
+    its `tidy` finishes the removal (in this run's shard only)."""
+    parents = [root] if level == 1 else sorted(
+        Path(e.path) for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+    for parent in parents:
+        for e in os.scandir(parent):
+            if is_hidden(e.name) and e.name.endswith(REPLACED_SUFFIX) and e.is_dir(follow_symlinks=False):
+                clip = e.name[1: -len(REPLACED_SUFFIX)]
+                if clip not in ("", ".", "..") and replaced_path(parent / clip).name == e.name:
+                    yield parent / clip
+
+
 def _plan(options: PackOptions | UnpackOptions, want_zip: bool) -> list[Item]:
     if not options.src.is_dir():
         raise ConfigError(f"source directory does not exist: {options.src}")
     if options.out != options.src:
         check_not_inside(options.out, options.src)
     items = []
-    for src in _clips(options.src, options.level, want_zip):
+    sources = list(_clips(options.src, options.level, want_zip))
+    if not want_zip and options.delete_source:
+        sources = sorted(set(sources) | set(_deleted_sources(options.src, options.level)))
+    for src in sources:
         rel = src.relative_to(options.src)
         if want_zip:  # unpack: class/clip.zip -> OUT/class/clip
             dst = options.out / rel.parent / rel.name[: -len(ZIP_SUFFIX)]
@@ -90,24 +108,79 @@ def _pack_done(item: Item, options: PackOptions) -> bool:
     return True
 
 
-def _pack_one(item: Item, options: PackOptions, _state: Any = None) -> ItemResult:
+def _pack_setup(options: PackOptions, context: WorkerContext) -> bool:
+    """The worker's state: whether this run redoes finished archives (--overwrite)."""
+    return context.overwrite
+
+
+def _pack_one(item: Item, options: PackOptions, overwrite: bool = False) -> ItemResult:
     cleanup_scratch(item.dst)
     src_counts = count_clip(item.src)
     if src_counts.rgb_problem and src_counts.flow_problem:
         raise InputError(f"{item.src}: nothing complete to pack ({src_counts.rgb_problem}; {src_counts.flow_problem})")
     if not (item.dst.is_file() and _same(item.src, item.dst)):
+        if item.dst.is_file() and not overwrite:
+            _refuse_damaged_source(item, src_counts)
         pack_dir(item.src, item.dst)  # checked against the directory before its rename
     fc = count_clip(item.dst)
     if (fc.frames, fc.flow_x, fc.flow_y) != (src_counts.frames, src_counts.flow_x, src_counts.flow_y):
         raise OutputError(f"{item.dst}: counts differ from {item.src}")
     if options.delete_source:
-        remove_tree(item.src)  # only now: the archive is committed and verified
+        # Only now (the archive is committed and verified), and renamed away in one step
+        # first: a kill mid-way never leaves a half-deleted directory under the clip's name.
+        delete_tree(item.src)
     return _result(item, fc)
+
+
+def _refuse_damaged_source(item: Item, src: FrameCounts) -> None:
+    """A directory that lost files (by hand, or a deletion killed by an older version) must not
+    replace its archive, which holds them: InputError naming both, and nothing is touched."""
+    try:
+        packed = count_clip(item.dst)
+    except (OSError, InputError):
+        return  # an unreadable archive has nothing to keep: it is re-packed
+    why = _damage(src, packed) if _verified(packed) else None
+    if why:
+        # The advice last, after the only other ": ": the summary groups failures by it.
+        raise InputError(f"{item.src}: looks damaged ({why}) and differs from its verified archive "
+                         f"{item.dst.name}: not re-packed, nothing deleted; delete the directory if the "
+                         f"archive is right, or rerun with --overwrite to pack the directory as it is")
+
+
+def _verified(packed: FrameCounts) -> bool:
+    """An archive complete for what its metadata says it holds (without metadata: a
+    denseflow-style tree, complete for at least one modality)."""
+    if packed.meta is not None:
+        return bool(packed.meta.has) and packed.complete(task_of(packed.meta.has))
+    return not (packed.rgb_problem and packed.flow_problem)
+
+
+def _damage(src: FrameCounts, packed: FrameCounts) -> str | None:
+    """Why `src` looks like a damaged copy of what `packed` holds (files or metadata gone),
+    rather than a newer version of it; None when it does not."""
+    if packed.meta is not None and src.meta is None:
+        return f"its {META_FILE} is missing"
+    for problem, packed_problem in ((src.rgb_problem, packed.rgb_problem), (src.flow_problem, packed.flow_problem)):
+        if problem and not packed_problem:
+            return problem
+    if src.frames < packed.frames or src.flow_x < packed.flow_x:
+        return (f"{src.frames} frames and {src.flow_x} flow pairs, the archive has "
+                f"{packed.frames} and {packed.flow_x}")
+    return None
+
+
+def _pack_tidy(item: Item, options: PackOptions) -> None:
+    """A clip found packed: remove its archive's scratch and finish a source deletion that a
+    kill interrupted (only the hidden name `delete_tree` renames a source to: SRC may be
+    another run's output, whose `.partial`s are not this run's)."""
+    cleanup_scratch(item.dst)
+    if options.delete_source:
+        remove_tree(replaced_path(item.src))
 
 
 PACK_STAGE: Stage[PackOptions] = Stage(
     name="pack", plan=lambda o: _plan(o, want_zip=False), is_done=_pack_done, run_one=_pack_one,
-    out=lambda o: o.out, rate_keys=lambda o: ("frames",))
+    out=lambda o: o.out, rate_keys=lambda o: ("frames",), setup=_pack_setup, tidy=_pack_tidy)
 
 
 def pack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary:
@@ -167,7 +240,7 @@ def _unpack_one(item: Item, options: UnpackOptions, _state: Any = None) -> ItemR
 
 UNPACK_STAGE: Stage[UnpackOptions] = Stage(
     name="unpack", plan=lambda o: _plan(o, want_zip=True), is_done=_unpack_done, run_one=_unpack_one,
-    out=lambda o: o.out, rate_keys=lambda o: ("frames",))
+    out=lambda o: o.out, rate_keys=lambda o: ("frames",), tidy=lambda item, o: cleanup_scratch(item.dst))
 
 
 def unpack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary:
@@ -285,6 +358,9 @@ def _lmdb_one(env, clip: str, path: Path, prefix: str, overwrite: bool, summary:
 def _put_clip(env, src, clip: str, names: list[str], meta: FrameDirMeta, prefix: str) -> int:
     size = 0
     with env.begin(write=True) as txn:
+        # An old version of the clip (--overwrite) goes in the same transaction as the new one
+        # arrives: no key of a longer old clip survives beside the new metadata.
+        _delete_clip_keys(txn, lmdb_key(prefix, clip, "").encode("ascii"))
         for name in names:
             data = src.read(name)
             txn.put(lmdb_key(prefix, clip, name).encode("ascii"), data)
@@ -292,6 +368,17 @@ def _put_clip(env, src, clip: str, names: list[str], meta: FrameDirMeta, prefix:
         # Last, in the same transaction: its presence says the clip is complete.
         txn.put(lmdb_key(prefix, clip, META_FILE).encode("ascii"), meta_bytes(meta))
     return size
+
+
+def _delete_clip_keys(txn, clip_prefix: bytes) -> None:
+    """Delete every key under `clip_prefix` ("class/clip/", with its slash: "class/clip2/"
+    is another clip)."""
+    cursor = txn.cursor()
+    if not cursor.set_range(clip_prefix):
+        return
+    while cursor.key().startswith(clip_prefix):
+        if not cursor.delete():  # deletes and moves to the next key
+            break
 
 
 def _meta_from_counts(fc: FrameCounts) -> FrameDirMeta:

@@ -111,7 +111,7 @@ def estimate(item: Item, options: ResizeOptions) -> tuple[int, int]:
 
 STAGE: Stage[ResizeOptions] = Stage(
     name="resize", plan=plan, is_done=is_done, run_one=run_one, out=lambda o: o.out, setup=setup_worker,
-    estimate=estimate, rate_keys=lambda o: ("frames",),
+    estimate=estimate, rate_keys=lambda o: ("frames",), tidy=lambda item, o: cleanup_scratch(item.dst),
 )
 
 
