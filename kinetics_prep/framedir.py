@@ -126,7 +126,8 @@ class FrameDirMeta:
     flow_pairs: Any = None  # x (= y) flow images
     width: Any = None
     height: Any = None
-    fps: Any = None
+    fps: Any = None  # the rate of the frames inside (with --fps, the rate asked for)
+    source_fps: Any = None  # the video's own rate, recorded when --fps resampled it
     naming: Any = None
     start_index: Any = None
     step: Any = 1  # absent: 1, as every version wrote it

@@ -41,6 +41,22 @@ def make_options(cls: type[_O], given: _O | None = None, /, **kwargs: Any) -> _O
     return cls(**kwargs)
 
 
+# A "rate" of 1000 or more is a slip (a period in ms, an extra digit): no camera or model wants it.
+MAX_FPS = 1000.0
+
+
+def check_fps(fps: Any) -> float | None:
+    """--fps as a float, or ConfigError: a positive rate below MAX_FPS (frames per second)."""
+    if fps is None:
+        return None
+    try:
+        value = float(fps) if not isinstance(fps, bool) else float("nan")
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.001 <= value < MAX_FPS:  # also false for NaN
+        raise ConfigError(f"--fps must be a frame rate from 0.001 to below {MAX_FPS:g} frames per second "
+                          f"(e.g. 25), got {fps!r}")
+    return value
 
 
 # ------------------------------------------------------------------ the command line, from the fields

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 from .framedir import NAMINGS
-from .options import opt
+from .options import check_fps, opt
 
 FLOW_TYPES = ("tvl1", "farneback", "dis")
 
@@ -26,6 +26,9 @@ class PreviewOptions:
                                 help="short edge of the cells; for a video also the size the flow is computed "
                                      "at (default: 128)")
     step: int = opt(1, metavar="K", help="video input: flow between frames t and t+K (default: 1)")
+    fps: float | None = opt(None, metavar="F",
+                            help="video input: sample frames at a constant rate of F per second, as extract-frames "
+                                 "--fps F takes them (default: every decoded frame)")
     bound: float | None = opt(None, metavar="PX", help="clip bound for the statistics (default: the metadata's, else 20)")
     max_flow: float | None = opt(None, metavar="PX",
                                  help="flow length at the colour wheel's rim (default: the largest shown)")
@@ -43,6 +46,7 @@ class PreviewOptions:
             raise ConfigError(f"--bound must be > 0, got {self.bound!r}")
         if isinstance(self.step, bool) or not isinstance(self.step, int) or self.step < 1:
             raise ConfigError(f"--step must be an integer >= 1, got {self.step!r}")
+        object.__setattr__(self, "fps", check_fps(self.fps))
         if self.naming is not None and self.naming not in NAMINGS:
             raise ConfigError(f"unknown naming {self.naming!r}; choose one of {sorted(NAMINGS)}")
         if self.max_flow is not None and not self.max_flow > 0:

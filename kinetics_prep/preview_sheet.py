@@ -84,14 +84,16 @@ def _stat_lines(stats: dict[str, float], bound: float, extra: list[str]) -> list
 
 
 def _from_video(path: Path, opts: PreviewOptions) -> Preview:
-    info = video.probe(path, count_frames=True)
-    total = info.frame_count or 0
+    info = video.probe(path, count_frames=opts.fps is None)
+    # At --fps the frames are the resampled ones, counted as extract-frames --fps writes them.
+    total = (info.frame_count or 0) if opts.fps is None else video.count_frames(path, fps=opts.fps)
+    at = f" at {opts.fps:g} fps" if opts.fps is not None else ""
     if total <= opts.step:
-        raise DecodeError(f"{path}: {total} decodable frame(s), need more than --step {opts.step} for flow")
+        raise DecodeError(f"{path}: {total} frame(s){at}, need more than --step {opts.step} for flow")
     starts = _sample(total - opts.step, opts.frames)
     wanted = set(starts) | {i + opts.step for i in starts}
     frames: dict[int, np.ndarray] = {}
-    for i, img in enumerate(video.iter_frames(path, short_edge=opts.new_short)):
+    for i, img in enumerate(video.iter_frames(path, short_edge=opts.new_short, fps=opts.fps)):
         if i in wanted:
             frames[i] = img
         if i >= max(wanted):
@@ -106,6 +108,8 @@ def _from_video(path: Path, opts: PreviewOptions) -> Preview:
     stats = _flow_stats(flows, bound, None)
     h, w = frames[starts[0]].shape[:2]
     fps = f"{info.fps:.3g} fps, " if info.fps else ""
+    if opts.fps is not None:
+        fps = f"resampled from {fps.rstrip(', ') or 'unknown fps'} to {opts.fps:g} fps, "
     title = f"{path.name}  ({total} frames, {fps}{info.width}x{info.height})"
     subtitle = (f"video: {opts.flow_type} flow (opencv) computed at {w}x{h} between frames t and "
                 f"t+{opts.step}; magnitudes are at this size")

@@ -283,7 +283,8 @@ def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator
     is known once iterating has started: the container is opened once. Decoded `threads` wide,
     on a thread of its own when this worker has cores to spare."""
     if not options.input_frames:
-        reader = video.iter_pictures(item.src, size=options.size, short_edge=options.new_short, threads=threads)
+        reader = video.iter_pictures(item.src, size=options.size, short_edge=options.new_short, threads=threads,
+                                     fps=options.fps)
         return (prefetch(reader, 16) if threads > 1 else reader), reader
     return _read_frame_dir(item.src, options), None
 
@@ -422,6 +423,9 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
             engine.__exit__(None, None, None)  # a clip left mid-way abandons what is in flight
     writer.close()
     if n == 0:
+        if options.fps is not None:
+            raise DecodeError(f"{item.src}: no frames at --fps {options.fps:g} (FFmpeg's fps filter gives none: "
+                              "the clip lasts less than half a frame interval)")
         raise DecodeError(f"{item.src}: no decodable frames")
 
     expected_pairs = max(0, n - step) if engine is not None else 0
@@ -434,6 +438,8 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         "width": w,
         "height": h,
         "fps": round(fps, 6),
+        # With --fps, `fps` is the rate of the frames written; the clip's own rate is kept here.
+        "source_fps": round(reader.source_fps or 0.0, 6) if options.fps is not None and reader is not None else None,
         "naming": naming.name,
         "start_index": start,
         "step": step,
@@ -487,6 +493,7 @@ def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
     naming = get_naming(meta.naming or options.naming)
     if naming.name != options.naming:
         raise ConfigError(f"{old} uses naming {naming.name!r}; rerun with --naming {naming.name}")
+    _check_same_rate(old, meta, options.fps)
     carried = meta.has - modalities(options.task)
     prefixes = ((naming.rgb_prefix(),) if "rgb" in carried else ()) + (naming.flow_prefixes() if "flow" in carried else ())
     if is_zip(old):
@@ -498,6 +505,19 @@ def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
         if e.name.startswith(prefixes):
             os.link(e.path, tmp / e.name)  # same file system: a new name for the same data
     return meta
+
+
+def _check_same_rate(old: Path, meta: FrameDirMeta, fps: float | None) -> None:
+    """Carried frames must be at the rate of the new ones, or RGB and flow would not pair up."""
+    resampled = meta.source_fps is not None  # written only by --fps
+    old_fps = meta.fps if resampled and isinstance(meta.fps, (int, float)) else None
+    same = (old_fps is None and fps is None) or (
+        old_fps is not None and fps is not None and abs(old_fps - fps) < 1e-5)
+    if not same:
+        was = f"--fps {old_fps:g}" if old_fps is not None else "without --fps"
+        now = f"--fps {fps:g}" if fps is not None else "without --fps"
+        raise ConfigError(f"{old} was extracted {was} and this run is {now}: its other modality cannot be kept; "
+                          f"rerun {was} or with --overwrite")
 
 
 def _version() -> str:
@@ -573,7 +593,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
             info = video.probe(item.src)
         except (OSError, ValueError):  # ProbeError & co: this clip will fail; it takes no space
             return 0, 0
-        n = info.frame_count or int(round((info.duration or 0) * (info.fps or 0)))
+        n = _estimated_frames(info, options.fps)
         w, h = info.width, info.height
     if options.size is not None:
         w, h = options.size
@@ -583,6 +603,15 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     rgb = n if options.wants_rgb else 0
     size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
     return int(size), 1 if options.pack else rgb + 2 * pairs + 1
+
+
+def _estimated_frames(info: video.VideoInfo, fps: float | None) -> int:
+    """Frames a clip will give, from its metadata: the container's count or duration x rate;
+    with --fps, its duration x F (what FFmpeg's fps filter gives, give or take a frame)."""
+    if fps is None:
+        return info.frame_count or int(round((info.duration or 0) * (info.fps or 0)))
+    duration = info.duration or ((info.frame_count or 0) / info.fps if info.fps else 0)
+    return int(round(duration * fps))
 
 
 STAGE: Stage[_Job] = Stage(

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..flow.base import BACKENDS, DIS_PRESETS, ENGINE_NAMES, TVL1_DEFAULTS
 from ..framedir import NAMINGS, TASKS, get_naming
 from ..layout import normalize_extensions
-from ..options import opt
+from ..options import check_fps, opt
 
 FLOW_FORMATS = ("jpg", "png")
 PACK_FORMATS = (None, "zip")
@@ -44,6 +44,10 @@ class ExtractOptions:
     input_frames: bool = opt(False, help="SRC holds RGB frame directories (img_*.jpg) or packed clips "
                                          "(class/clip.zip) instead of videos: compute flow from them")
     ext: tuple[str, ...] | None = opt(None, metavar="EXT[,EXT...]", help="only these video extensions")
+    fps: float | None = opt(None, metavar="F",
+                            help="frames at a constant rate of F per second (e.g. 25), chosen by timestamp as "
+                                 "FFmpeg's fps=F filter chooses them: repeated where the clip is slower, dropped "
+                                 "where it is faster (default: every decoded frame)")
     new_short: int | None = opt(None, metavar="PX", group=_SIZE,
                                 help="resize the displayed short edge to PX (aspect kept, long edge rounded to even)")
     new_width: int | None = opt(None, metavar="W", group=_SIZE, help="exact width (with --new-height)")
@@ -101,6 +105,10 @@ class ExtractOptions:
             v = getattr(self, name)
             if v is not None and v < 2:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 2, got {v}")
+        set_("fps", check_fps(self.fps))
+        if self.fps is not None and self.input_frames:
+            raise ConfigError("--fps resamples videos by their timestamps; --input-frames reads frame files, "
+                              "which have none")
         if not self.bound > 0:
             raise ConfigError(f"--bound must be > 0, got {self.bound}")
         if self.step < 1:

@@ -78,6 +78,7 @@ def run_one(item: Item, options: ResizeOptions, threads: int) -> ItemResult:
             keep_audio=options.keep_audio,
             container_format=container,
             threads=threads,
+            fps=options.fps,
         )
         commit_file(tmp, item.dst)
     except BaseException:
@@ -86,6 +87,8 @@ def run_one(item: Item, options: ResizeOptions, threads: int) -> ItemResult:
     note = None
     if options.remove_dup and result.frames_out < result.frames_in:
         note = f"dropped {result.frames_in - result.frames_out} duplicated frames"
+    if options.fps is not None:
+        note = f"{result.frames_in} frames -> {result.frames_out} at {options.fps:g} fps"
     return ItemResult(
         key=item.key, status=OK, output=str(item.dst), note=note,
         counts={"frames": result.frames_in, "frames_out": result.frames_out},

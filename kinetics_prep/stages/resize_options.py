@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..layout import normalize_extensions
-from ..options import opt
+from ..options import check_fps, opt
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
@@ -32,6 +32,10 @@ class ResizeOptions:
     to_mp4: bool = opt(True, help="write .mp4 (default); --no-to-mp4 keeps each source's container extension")
     preset: str = opt("veryfast", help="x264 preset (default: %(default)s)")
     crf: float | None = opt(None, help="x264 constant rate factor 0-51 (default: x264's 23)")
+    fps: float | None = opt(None, metavar="F",
+                            help="re-encode at a constant rate of F frames per second (e.g. 25), frames chosen by "
+                                 "timestamp as FFmpeg's fps=F filter chooses them (default: keep the source's "
+                                 "timestamps)")
     remove_dup: bool = opt(False, help="drop frames that repeat the previous one (mpdecimate-style block test); "
                                        "kept frames keep their timestamps")
     no_upscale: bool = opt(False, help="leave videos whose short edge is already <= --short-edge at their size")
@@ -51,5 +55,9 @@ class ResizeOptions:
             raise ConfigError(f"--level must be 1 or 2, got {self.level}")
         if self.preset not in X264_PRESETS:
             raise ConfigError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
+        object.__setattr__(self, "fps", check_fps(self.fps))
+        if self.fps is not None and self.remove_dup:
+            raise ConfigError("--remove-dup drops repeated frames and --fps repeats them to keep a constant rate: "
+                              "choose one")
         if self.crf is not None and not 0 <= self.crf <= 51:
             raise ConfigError(f"--crf must be within 0..51, got {self.crf}")

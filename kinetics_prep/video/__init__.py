@@ -3,7 +3,9 @@ split by job:
 
 - `read`: `probe` -> VideoInfo (displayed size, fps, codec, frame count),
   `iter_frames` (upright, resized BGR/gray frames from one decode, with the clip's fps),
-  `iter_pictures` (the same as `Picture`s: full-range YUV 4:2:0 planes for JPEG), `keyframe_indices`;
+  `iter_pictures` (the same as `Picture`s: full-range YUV 4:2:0 planes for JPEG), `count_frames`,
+  `keyframe_indices`; all readers take `fps=F` for frames at a constant rate;
+- `rate`: FFmpeg's `fps=F` frame choice (`output_rate`, `Clock`, `Ticks`, `resample`), pure arithmetic;
 - `encode`: `reencode` (the resize stage's H.264 with dense keyframes), `write_frames`;
 - `trim`: cut a [start, end) segment (YouTube acquisition);
 - `check`: `check_decodable` (verify, doctor), `check_image_data` (strict JPEG/PNG decode);
@@ -21,6 +23,7 @@ from .read import (
     Frames,
     Picture,
     VideoInfo,
+    count_frames,
     iter_frames,
     iter_pictures,
     keyframe_indices,
@@ -31,7 +34,7 @@ from .trim import TRIM_MODES, TrimResult, trim
 
 __all__ = [
     "DecodeCheck", "EncodeResult", "Frames", "TRIM_MODES", "TrimResult", "VideoInfo", "Picture",
-    "check_decodable", "check_image_data", "has_h264_encoder", "iter_frames",
+    "check_decodable", "check_image_data", "count_frames", "has_h264_encoder", "iter_frames",
     "iter_pictures", "keyframe_indices",
     "library_versions", "open_video", "output_size", "probe", "reencode", "trim", "write_frames",
 ]

@@ -15,6 +15,7 @@ import av.filter
 
 from ..concurrency import available_cores
 from ..errors import DecodeError, EncodeError, ProbeError
+from .rate import Clock, Resampler, Ticks, output_rate
 
 T = TypeVar("T")
 
@@ -99,6 +100,21 @@ def _frame_rate(stream: av.VideoStream, default: float | None = None) -> Fractio
     """The stream's average frame rate, else FFmpeg's guess, else `default`."""
     rate = stream.average_rate or stream.guessed_rate
     return rate if rate else (Fraction(default) if default is not None else None)
+
+
+def _resampler(container: av.container.InputContainer, stream: av.VideoStream,
+               fps: float) -> tuple[Resampler[av.VideoFrame], Fraction]:
+    """FFmpeg's `fps=F` frame choice over this stream's decoded frames (see `rate`), and the
+    output rate as FFmpeg represents it."""
+    rate = output_rate(fps)
+    clock = Clock(stream.time_base, start_time=container.start_time,
+                  codec_rate=stream.codec_context.framerate, average_rate=stream.average_rate,
+                  format_flags=container.format.flags)
+    return Resampler(clock, Ticks(rate, stream.time_base), _frame_stamp), rate
+
+
+def _frame_stamp(frame: av.VideoFrame) -> tuple[int | None, int | None, int | None]:
+    return frame.pts, frame.dts, frame.duration
 
 
 def _stated_span(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float, float] | None:

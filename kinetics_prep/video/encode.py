@@ -21,6 +21,7 @@ from ._core import (
     _FrameFilter,
     _output,
     _reason,
+    _resampler,
     _video_stream,
     check_not_cut_off,
     open_video,
@@ -52,14 +53,19 @@ def reencode(
     keep_audio: bool = False,
     container_format: str = "mp4",
     threads: int = 0,
+    fps: float | None = None,
 ) -> EncodeResult:
     """Re-encode `src` to H.264 in `dst` with the displayed short edge resized.
 
     Frames keep their timestamps (variable frame rate stays variable, nothing is duplicated);
-    a keyframe at least every `gop` frames; display rotation is applied to the pixels so the
-    output needs no rotation metadata. `dst` is written as given: the caller picks a partial
-    name and renames it.
+    with `fps=F` the output has the constant rate F instead, frames chosen as FFmpeg's `fps=F`
+    filter chooses them (time base 1/F, timestamps the filter's ticks). A keyframe at least
+    every `gop` output frames; display rotation is applied to the pixels so the output needs
+    no rotation metadata. `dst` is written as given: the caller picks a partial name and
+    renames it.
     """
+    if fps is not None and remove_dup:
+        raise ValueError("remove_dup drops the frames fps repeats: use one or the other")
     s, d = os.fspath(src), os.fspath(dst)
     with open_video(s) as inp:
         # One decoder thread: same input, same bytes, even for damaged input (see _video_stream).
@@ -76,21 +82,27 @@ def reencode(
         filt = _FrameFilter(vin, first, size=(w, h), pix_fmt="yuv420p")
         dedup = _DuplicateDropper() if remove_dup else None
 
-        rate = _frame_rate(vin, default=25)
+        chooser, rate = _resampler(inp, vin, fps) if fps is not None else (None, _frame_rate(vin, default=25))
+        time_base = 1 / rate if chooser is not None else vin.time_base
         with _output(d, container_format) as out:
-            vout = _add_h264_stream(out, rate, (w, h), vin.time_base, gop=gop, preset=preset, crf=crf,
+            vout = _add_h264_stream(out, rate, (w, h), time_base, gop=gop, preset=preset, crf=crf,
                                     threads=threads)
             audio = _AudioPassthrough(out, ain, container_format) if ain is not None else None
 
-            frames_in = 0
             frames_out = 0
             last_pts: int | None = None
             step = max(1, int(round(1 / (float(rate) * float(vin.time_base))))) if vin.time_base else 1
 
-            def encode_video(frames: list[av.VideoFrame]) -> None:
+            def encode_video(frames: list[av.VideoFrame], ticks: range | None = None) -> None:
                 nonlocal frames_out, last_pts
                 for f in frames:
                     if dedup is not None and dedup.is_duplicate(f):
+                        continue
+                    if ticks is not None:  # --fps: the frame shown at each of these ticks
+                        for tick in ticks:
+                            f.pts, f.time_base = tick, time_base
+                            _encode_frame(out, vout, f)
+                        frames_out += len(ticks)
                         continue
                     # Keep source timestamps; repair missing or non-increasing ones only.
                     pts = f.pts if f.pts is not None else (0 if last_pts is None else last_pts + step)
@@ -102,16 +114,15 @@ def reencode(
 
             # Decoding runs in a thread (PyAV releases the GIL) so it overlaps with encoding,
             # as in the ffmpeg command line's threaded pipeline.
-            last = first
-            for kind, frame in prefetch(itertools.chain([("video", first)], decoded), 16):
+            chosen = _Chosen(itertools.chain([("video", first)], decoded), chooser)
+            for kind, frame, ticks in prefetch(chosen, 16):
                 if kind == "audio":
                     audio.add(frame)  # type: ignore[union-attr]
                     continue
-                frames_in += 1
-                last = frame
-                encode_video(filt.push(frame))
+                encode_video(filt.push(frame), ticks)
+            frames_in = chosen.count
             # Before the last frames are flushed into `dst`: a cut-off source is a failed item.
-            check_not_cut_off(s, inp, vin, last)
+            check_not_cut_off(s, inp, vin, chosen.last)
             encode_video(filt.push(None))
             out.mux(vout.encode(None))
             if audio is not None:
@@ -195,6 +206,36 @@ def _decode_packets(packets, vin, path: str):
                 yield "audio", packet
     except av.error.FFmpegError as e:
         raise DecodeError(f"{path}: corrupt video data ({_reason(e)})") from e
+
+
+class _Chosen:
+    """('video', frame, ticks) / ('audio', packet, None) in container order: every decoded frame
+    with ticks None, or with a resampler (--fps) the frames it shows with the output ticks each
+    fills (dropped ones skipped). Counts the frames decoded and keeps the last one, for the
+    cut-off check. Pure bookkeeping, so it can run on the prefetch thread: muxing stays on the
+    caller's."""
+
+    def __init__(self, decoded, resampler) -> None:
+        self.decoded, self.resampler = decoded, resampler
+        self.count = 0
+        self.last: av.VideoFrame | None = None
+
+    def __iter__(self):
+        for kind, item in self.decoded:
+            if kind == "audio":
+                yield kind, item, None
+                continue
+            self.count += 1
+            self.last = item
+            if self.resampler is None:
+                yield kind, item, None
+                continue
+            shown = self.resampler.push(item)
+            if shown is not None:
+                yield (kind, *shown)
+        shown = self.resampler.finish() if self.resampler is not None else None
+        if shown is not None:
+            yield ("video", *shown)
 
 
 def _first_video(decoded) -> av.VideoFrame | None:

@@ -1,6 +1,8 @@
 """Reading videos: `probe` (displayed size, fps, codec, frame count),
 `iter_frames` (upright, resized numpy frames from one decode), `iter_pictures` (the same
-frames as full-range YUV 4:2:0 planes, for JPEG and flow without a BGR image), `keyframe_indices`."""
+frames as full-range YUV 4:2:0 planes, for JPEG and flow without a BGR image), `count_frames`,
+`keyframe_indices`. With `fps=F` the readers yield frames at the constant rate F, chosen as
+FFmpeg's `fps=F` filter chooses them (see `rate`)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ from ._core import (
     _decode,
     _displayed_size,
     _frame_rate,
+    _resampler,
     _rotation_from_frame,
     _video_stream,
     check_not_cut_off,
     open_video,
 )
 from .geometry import output_size
+from .rate import resample
 
 T = TypeVar("T")
 
@@ -91,15 +95,17 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
 class Frames(Iterator[T]):
     """The frames of one clip from ONE container open, decoded lazily as they are iterated.
 
-    `fps` (the container's average rate, 0.0 when unknown) and `rotation` are known once the
-    first frame has come out, so a caller that needs the rate reads it after (or while)
-    iterating instead of opening the file a second time. `close()` (or a `with` block) releases
-    the file early; exhausting the iterator releases it too.
+    `fps` (the rate of the frames yielded: the container's average rate, 0.0 when unknown, or
+    the rate asked for with `fps=`), `source_fps` (the container's average rate) and `rotation`
+    are known once the first frame has come out, so a caller that needs the rate reads it after
+    (or while) iterating instead of opening the file a second time. `close()` (or a `with`
+    block) releases the file early; exhausting the iterator releases it too.
     """
 
     def __init__(self, path: str, opener: Callable[["Frames[T]"], Iterator[T]]) -> None:
         self.path = path
         self.fps: float | None = None
+        self.source_fps: float | None = None
         self.rotation: int | None = None
         self._it = opener(self)
 
@@ -126,19 +132,25 @@ def iter_frames(
     short_edge: int | None = None,
     gray: bool = False,
     threads: int = 0,
+    fps: float | None = None,
 ) -> Frames[np.ndarray]:
     """Yield every decoded frame upright as a numpy array (BGR uint8, or gray with `gray`).
 
     `size=(w, h)` resizes to an exact displayed size; `short_edge=N` resizes the displayed short
     edge to N keeping the aspect (see `output_size`); neither keeps the decoded size.
+    `fps=F`: frames at the constant rate F instead, as FFmpeg's `fps=F` filter picks them
+    (a repeated frame is converted once and yielded as copies).
     The result also carries the clip's `fps` (see `Frames`).
     """
     _check_size_args(size, short_edge)
     p = os.fspath(path)
 
     def run(reader: Frames[np.ndarray]) -> Iterator[np.ndarray]:
-        for frame, rotation, target in _decoded(reader, p, size, short_edge, threads):
-            yield _to_array(frame, gray, rotation, target)
+        for frame, rotation, target, repeats in _decoded(reader, p, size, short_edge, threads, fps):
+            img = _to_array(frame, gray, rotation, target)
+            yield img
+            for _ in range(repeats - 1):
+                yield img.copy()  # callers may write into the arrays they get
 
     return Frames(p, run)
 
@@ -149,18 +161,31 @@ def iter_pictures(
     size: tuple[int, int] | None = None,
     short_edge: int | None = None,
     threads: int = 0,
+    fps: float | None = None,
 ) -> Frames[Picture]:
-    """Like `iter_frames` (same geometry, same single open), but each frame is a `Picture`:
-    full-range YUV 4:2:0 planes a JPEG encoder takes as they are, with Y as the grayscale for
-    flow, so the common case never builds a BGR image."""
+    """Like `iter_frames` (same geometry, same single open, same `fps`), but each frame is a
+    `Picture`: full-range YUV 4:2:0 planes a JPEG encoder takes as they are, with Y as the
+    grayscale for flow, so the common case never builds a BGR image. A repeated frame is the
+    same (read-only) `Picture` object again."""
     _check_size_args(size, short_edge)
     p = os.fspath(path)
 
     def run(reader: Frames[Picture]) -> Iterator[Picture]:
-        for frame, rotation, target in _decoded(reader, p, size, short_edge, threads):
-            yield _to_picture(frame, rotation, target)
+        for frame, rotation, target, repeats in _decoded(reader, p, size, short_edge, threads, fps):
+            picture = _to_picture(frame, rotation, target)
+            for _ in range(repeats):
+                yield picture
 
     return Frames(p, run)
+
+
+def count_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 0) -> int:
+    """How many frames the readers yield for this clip (at `fps` when given): decodes every
+    frame, converts none."""
+    p = os.fspath(path)
+    reader: Frames[int] = Frames(p, lambda r: (n for *_, n in _decoded(r, p, None, None, threads, fps)))
+    with reader:
+        return sum(reader)
 
 
 def _check_size_args(size: tuple[int, int] | None, short_edge: int | None) -> None:
@@ -169,16 +194,22 @@ def _check_size_args(size: tuple[int, int] | None, short_edge: int | None) -> No
 
 
 def _decoded(
-    reader: Frames[Any], path: str, size: tuple[int, int] | None, short_edge: int | None, threads: int
-) -> Iterator[tuple[av.VideoFrame, int, tuple[int, int] | None]]:
-    """(decoded frame, clockwise rotation, displayed target size or None) for every frame.
+    reader: Frames[Any], path: str, size: tuple[int, int] | None, short_edge: int | None, threads: int,
+    fps: float | None = None,
+) -> Iterator[tuple[av.VideoFrame, int, tuple[int, int] | None, int]]:
+    """(decoded frame, clockwise rotation, displayed target size or None, times to show it) for
+    every frame shown: each once, or with `fps` as many times as FFmpeg's fps filter shows it
+    (dropped frames are skipped).
 
     Rotation is applied later to numpy planes (an exact pixel permutation), so no filter graph
     touches any frame: the graph cost a push and a pull per frame even on unrotated clips."""
     with open_video(path) as container:
         stream = _video_stream(container, threads)
         rate = _frame_rate(stream)
-        reader.fps = float(rate) if rate else 0.0
+        reader.fps = reader.source_fps = float(rate) if rate else 0.0
+        chooser = _resampler(container, stream, fps) if fps is not None else None
+        if chooser is not None:
+            reader.fps = float(chooser[1])
         frames = _decode(container, stream, path)
         first = next(frames, None)
         if first is None:
@@ -189,9 +220,20 @@ def _decoded(
         target = size if size is not None else (output_size(dw, dh, short_edge) if short_edge else None)
         if target == (dw, dh):
             target = None
-        for frame in itertools.chain([first], frames):
-            yield frame, rotation, target
-        check_not_cut_off(path, container, stream, frame)  # `frame`: the last one decoded
+        last = [first]
+
+        def decoded() -> Iterator[av.VideoFrame]:
+            for frame in itertools.chain([first], frames):
+                last[0] = frame
+                yield frame
+
+        if chooser is None:
+            for frame in decoded():
+                yield frame, rotation, target, 1
+        else:
+            for frame, ticks in resample(decoded(), chooser[0]):
+                yield frame, rotation, target, len(ticks)
+        check_not_cut_off(path, container, stream, last[0])  # the last frame decoded
 
 
 _ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
