@@ -114,7 +114,8 @@ def _duration_lines(p: DryRunPlan) -> list[str]:
         return [f"  ~{p.est_units:,} {p.unit} to compute (no duration estimate: {why})"]
     lines = [f"  {c.label}: ~{p.est_units:,} {c.unit} at ~{_rate(c.rate)} {c.unit}/s with {c.workers} "
              f"worker{'s' if c.workers != 1 else ''}: {about(c.seconds_for(p.est_units))}"]
-    lines.append(f"    measured on {c.measured} {c.unit} of the first clip: {_rate(c.per_worker)} {c.unit}/s per "
+    timed = f"{c.measured} {c.unit}" if c.measured != 1 else f"1 {c.unit.removesuffix('s')}"
+    lines.append(f"    measured on {timed} of the first clip: {_rate(c.per_worker)} {c.unit}/s per "
                  f"worker" + (f" ({c.detail})" if c.detail else ""))
     return lines
 

@@ -38,8 +38,6 @@ from .concurrency import available_cores
 from .errors import ConfigError
 from .executors import (
     Executor,
-    set_up_worker,
-    worker_context,
     PoolExecutor,
     RayExecutor,
     RunOne,
@@ -47,6 +45,8 @@ from .executors import (
     Setup,
     TaskSpec,
     import_ray,
+    set_up_worker,
+    worker_context,
 )
 from .locks import STATE_DIR, output_lock
 from .progress import UnitBar
@@ -347,8 +347,8 @@ def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: 
             b, f = stage.estimate(item, options)
             est_bytes += b
             est_files += f
-        if unit is not None:
-            est_units += _units_or_zero(stage, item, options)
+        if unit is not None and stage.units is not None:
+            est_units += stage.units(item, options)
     if stage.estimate is not None:
         plan.est_bytes, plan.est_files = est_bytes, est_files
     if unit is not None:
@@ -360,14 +360,6 @@ def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: 
     summary.skipped = plan.done
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _units_or_zero(stage: Stage, item: Item, options: Any) -> int:
-    assert stage.units is not None
-    try:
-        return stage.units(item, options)
-    except Exception:  # an unreadable clip will fail in its worker, by name: it plans no work
-        return 0
 
 
 def _calibrate(plan: DryRunPlan, stage: Stage, item: Item, options: Any, run: RunOptions, workers: int) -> None:

@@ -4,6 +4,7 @@ executor) and the dry run's duration estimate from a short calibration."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_no_progress_prints_no_bar(clips, tmp_path, capsys):
 
 _LINE = re.compile(r"^  (TV-L1 \(opencv on cpu\)): ~([\d,]+) pairs at ~([\d.,]+) pairs/s with (\d+) workers: "
                    r"about (?:([\d.]+) s|(\d+) h (\d+) min)$", re.M)
-_MEASURED = re.compile(r"^    measured on (\d+) pairs of the first clip: ([\d.,]+) pairs/s per worker", re.M)
+_MEASURED = re.compile(r"^    measured on (\d+) pairs? of the first clip: ([\d.,]+) pairs/s per worker", re.M)
 
 
 def test_dry_run_prints_a_calibrated_duration(clips, tmp_path, capsys):
@@ -78,3 +79,18 @@ def test_dry_run_calibration_stays_within_its_time(clips, tmp_path, monkeypatch)
     assert c is not None and c.measured == 1 and c.label.startswith("Farneback")
     assert (plan.est_units, c.workers) == (PAIRS, 2)  # never more workers than clips to do
     assert c.rate == pytest.approx(2 * c.per_worker) and c.seconds_for(PAIRS) == pytest.approx(PAIRS / c.rate)
+
+
+
+def test_reporter_sends_a_few_times_a_second_and_everything_on_flush():
+    from kinetics_prep.progress import REPORT_INTERVAL_S, UnitReporter
+
+    sent: list[int] = []
+    reporter = UnitReporter(sent.append)
+    adds, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < 2.5 * REPORT_INTERVAL_S:
+        reporter.add(1)  # far more often than anyone could read
+        adds += 1
+    assert 1 <= len(sent) <= 3 and sum(sent) < adds
+    reporter.flush()  # an item is done: the parent sees all of it
+    assert sum(sent) == adds
