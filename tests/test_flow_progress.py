@@ -43,6 +43,16 @@ def test_pairs_bar_reaches_the_planned_total(clips, tmp_path, capsys, workers, s
     assert float(rate) > 0
 
 
+def test_sampled_total_is_extrapolated_then_ends_at_the_count_done(clips, tmp_path, capsys, monkeypatch):
+    from kinetics_prep import progress
+
+    # One clip of two probed (5 pairs): the planned total is 10 until the run ends with 8 done.
+    monkeypatch.setattr(progress, "UNIT_SAMPLE", 1)
+    extract_frames(clips, tmp_path / "out", workers=1)
+    totals = [int(t) for _, t, _ in _BAR.findall(capsys.readouterr().err)]
+    assert totals[0] == 10 and totals[-1] == PAIRS
+
+
 def test_no_progress_prints_no_bar(clips, tmp_path, capsys):
     extract_frames(clips, tmp_path / "out", workers=1, progress=False)
     err = capsys.readouterr().err
