@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from .errors import ConfigError, KineticsPrepError, MissingDependencyError
+from .progress import Channel, LocalChannel, RayChannel, SharedChannel, UnitReporter
 from .results import FAILED, OK, Item, ItemResult, WorkerContext
 
 RAY_INSTALL_HINT = "pip install 'kinetics-prep[ray]'"
@@ -52,9 +53,12 @@ class TaskSpec:
 
 class Executor(Protocol):
     """Runs items and yields their results as they complete; `close()` stops what is left and
-    reaps every process it started."""
+    reaps every process it started. `progress_channel()`: how its workers report units done
+    (`progress.py`), built before `results` and handed to them in `WorkerContext.progress`."""
 
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]: ...
+
+    def progress_channel(self) -> Channel: ...
 
     def close(self) -> None: ...
 
@@ -84,8 +88,17 @@ def output_bytes(path: str | os.PathLike | None) -> int | None:
     return None
 
 
-def execute_task(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
-    """Run one item with the item retries; never raises (except interrupts)."""
+def execute_task(spec: TaskSpec, item: Item, state: Any, progress: UnitReporter | None = None) -> ItemResult:
+    """Run one item with the item retries; never raises (except interrupts). The units it
+    reported reach the parent before its result does."""
+    try:
+        return _attempts(spec, item, state)
+    finally:
+        if progress is not None:
+            progress.flush()
+
+
+def _attempts(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
     attempt = 0
     while True:
         attempt += 1
@@ -111,6 +124,13 @@ def execute_task(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
                               error=error.replace("\n", " "), attempts=attempt)
 
 
+def worker_context(spec: TaskSpec, slot: int, executor: str) -> WorkerContext:
+    """This worker's context: its slot, and its own reporter on the run's progress channel."""
+    channel = spec.context.progress
+    return replace(spec.context, slot=slot, executor=executor,
+                   progress=channel.reporter(slot) if channel is not None else None)
+
+
 def set_up_worker(spec: TaskSpec, context: WorkerContext) -> Any:
     """Configure this process for one worker and build the stage's worker state."""
     import cv2
@@ -125,9 +145,13 @@ def set_up_worker(spec: TaskSpec, context: WorkerContext) -> Any:
 
 class SerialExecutor:
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
-        state = set_up_worker(spec, replace(spec.context, slot=0, executor="serial"))
+        context = worker_context(spec, 0, "serial")
+        state = set_up_worker(spec, context)
         for item in items:
-            yield execute_task(spec, item, state)
+            yield execute_task(spec, item, state, context.progress)
+
+    def progress_channel(self) -> Channel:
+        return LocalChannel()
 
     def close(self) -> None:
         pass
@@ -145,14 +169,15 @@ def _pool_init(spec: TaskSpec) -> None:
     # Pool workers are numbered 1, 2, ... (a replacement for a dead worker gets the next number).
     identity = multiprocess.current_process()._identity
     slot = (identity[0] - 1) % spec.context.workers if identity else 0
-    _POOL_STATE[:] = [spec, set_up_worker(spec, replace(spec.context, slot=slot, executor="pool"))]
+    context = worker_context(spec, slot, "pool")
+    _POOL_STATE[:] = [spec, set_up_worker(spec, context), context.progress]
 
 
 def _pool_execute(item: Item) -> ItemResult:
     # The spec came once with the initializer: service handles (pipes, shared memory) can only
     # travel while a worker is spawned, and options need not be pickled per item.
-    spec, state = _POOL_STATE
-    return execute_task(spec, item, state)
+    spec, state, progress = _POOL_STATE
+    return execute_task(spec, item, state, progress)
 
 
 class PoolExecutor:
@@ -161,6 +186,9 @@ class PoolExecutor:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool = None
+
+    def progress_channel(self) -> Channel:
+        return SharedChannel(self.workers)
 
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         import multiprocess
@@ -259,13 +287,17 @@ _RAY_STATES: dict[bytes, Any] = {}
 
 
 def _ray_task(spec: TaskSpec, item: Item) -> ItemResult:
+    # A run's progress channel is part of the key: the state holds this run's reporter.
+    channel = getattr(spec.context.progress, "key", None)
     try:
-        key = pickle.dumps((spec.setup, spec.options))
+        key = pickle.dumps((spec.setup, spec.options, channel))
     except Exception:  # not picklable by the standard pickle (e.g. a closure): key by identity
-        key = repr((spec.setup, spec.options)).encode()
+        key = repr((spec.setup, spec.options, channel)).encode()
     if key not in _RAY_STATES:
-        _RAY_STATES[key] = set_up_worker(spec, replace(spec.context, slot=0, executor="ray"))
-    return execute_task(spec, item, _RAY_STATES[key])
+        context = worker_context(spec, 0, "ray")
+        _RAY_STATES[key] = (set_up_worker(spec, context), context.progress)
+    state, progress = _RAY_STATES[key]
+    return execute_task(spec, item, state, progress)
 
 
 class RayExecutor:
@@ -311,6 +343,9 @@ class RayExecutor:
             raise ConfigError(f"the Ray cluster cannot run a task needing {need} (it has {have})")
         return max(2, 2 * slots)
 
+    def progress_channel(self) -> Channel:
+        return RayChannel()
+
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         ray = self.ray
         opts: dict[str, Any] = {"max_retries": self.max_retries, "retry_exceptions": False}
@@ -351,9 +386,17 @@ class RayExecutor:
                             error=f"{type(e).__name__}: {item.src}: Ray task failed after "
                                   f"{self.max_retries} system retries: {msg}")
         finally:
-            self.close()
+            # Ray itself stays up until close(): the runner reads the progress channel's last
+            # count after the last result.
+            self._cancel_pending()
 
     def close(self) -> None:
+        self._cancel_pending()
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started = False
+
+    def _cancel_pending(self) -> None:
         if self._pending:
             for ref in list(self._pending):
                 try:
@@ -361,6 +404,3 @@ class RayExecutor:
                 except Exception:  # already finished or gone: nothing to stop
                     pass
             self._pending.clear()
-        if self._started and self.ray.is_initialized():
-            self.ray.shutdown()
-            self._started = False

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 from .atomic import write_text_atomic
 from .errors import ConfigError, InputError, OutputError
-from .results import FAILED, OK, SKIPPED, Item, ItemResult, RunSummary
+from .results import FAILED, OK, SKIPPED, DryRunPlan, Item, ItemResult, RunSummary
 from .sharding import SHARD_FILE_RE
 
 # ------------------------------------------------------------------ summary text
@@ -85,6 +85,7 @@ def _format_plan(s: RunSummary) -> str:
                                        if p.failed_before else "")]
     if p.est_bytes is not None:
         parts.append(f"  estimated output: ~{human_bytes(p.est_bytes)} in ~{p.est_files:,} files")
+    parts.extend(_duration_lines(p))
     for key in p.todo[:10]:
         mark = "  (failed last time)" if key in p.failed_before else ""
         parts.append(f"  to do: {key}{mark}")
@@ -100,6 +101,37 @@ def _format_plan(s: RunSummary) -> str:
     if s.report_path:
         parts.append(f"report would be written to: {s.report_path}")
     return "\n".join(parts)
+
+
+def _duration_lines(p: DryRunPlan) -> list[str]:
+    """"TV-L1 (opencv on cpu): ~N pairs at ~R pairs/s with W workers: about H h M min", and what
+    was measured."""
+    c = p.calibration
+    if p.unit is None or p.est_units is None:
+        return []
+    if c is None:
+        why = p.calibration_error or "nothing to time"
+        return [f"  ~{p.est_units:,} {p.unit} to compute (no duration estimate: {why})"]
+    lines = [f"  {c.label}: ~{p.est_units:,} {c.unit} at ~{_rate(c.rate)} {c.unit}/s with {c.workers} "
+             f"worker{'s' if c.workers != 1 else ''}: {about(c.seconds_for(p.est_units))}"]
+    timed = f"{c.measured} {c.unit}" if c.measured != 1 else f"1 {c.unit.removesuffix('s')}"
+    lines.append(f"    measured on {timed} of the first clip: {_rate(c.per_worker)} {c.unit}/s per "
+                 f"worker" + (f" ({c.detail})" if c.detail else ""))
+    return lines
+
+
+def _rate(r: float) -> str:
+    return f"{r:,.0f}" if r >= 100 else f"{r:.3g}"
+
+
+def about(seconds: float) -> str:
+    """A planned duration: "about 3 h 12 min", or "about 40 s" under a minute."""
+    if seconds == float("inf"):
+        return "no estimate (nothing was fast enough to time)"
+    if seconds < 60:
+        return f"about {seconds:.1f} s" if seconds < 10 else f"about {seconds:.0f} s"
+    m = int(round(seconds / 60))
+    return f"about {m // 60} h {m % 60} min"
 
 
 def failure_lines(failures: Sequence[ItemResult]) -> list[str]:

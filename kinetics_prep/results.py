@@ -3,7 +3,7 @@
 - `Item`: one unit of work (a clip, a frame directory) and where its output goes;
 - `ItemResult`: what became of it (ok / skipped / failed, counts, the one-line error);
 - `RunSummary`: the tally of a run (counts, failures, shard, the dry-run plan);
-- `DryRunPlan`: what a dry run found to do.
+- `DryRunPlan`: what a dry run found to do, with `Calibration`: how fast a stage measured it would go.
 
 Presentation (`reports.format_summary`) and execution (`executors`, `runner`) import this module;
 it imports nothing of the package.
@@ -56,6 +56,27 @@ class DryRunPlan:
     est_bytes: int | None = None  # None: the stage has no estimator
     est_files: int | None = None
     previous_report: str | None = None
+    unit: str | None = None  # e.g. "pairs": the stage's work counted finer than items
+    est_units: int | None = None  # of `unit`, in the items to do
+    calibration: Calibration | None = None
+    calibration_error: str | None = None  # why there is no calibration (one line)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A short timed sample of the real work (a few flow pairs of the first clip), for the dry
+    run's duration estimate: `rate` units/s for the whole run, `per_worker` units/s of one."""
+
+    label: str  # what was timed, e.g. "TV-L1 (opencv on cpu)"
+    unit: str  # e.g. "pairs"
+    rate: float
+    per_worker: float
+    workers: int
+    measured: int  # units timed
+    detail: str = ""  # where the time goes, e.g. "flow 2.1 s + decode/encode 0.02 s per pair"
+
+    def seconds_for(self, units: int) -> float:
+        return units / self.rate if self.rate > 0 else float("inf")
 
 
 @dataclass
@@ -115,6 +136,8 @@ class WorkerContext:
     workers: how many run at once; threads: cores this worker may keep busy (cores // workers,
     at least 1); executor: "serial", "pool" or "ray"; overwrite: the run redoes finished items;
     services: the handles of the run's services (the stage's `services` hook), or None.
+    progress: an object whose `add(n)` counts units done (the stage's `unit`, e.g. flow pairs)
+        for the live progress bar, cheaply and as they happen; None when nobody watches.
     """
 
     slot: int = 0
@@ -123,3 +146,4 @@ class WorkerContext:
     executor: str = "serial"
     overwrite: bool = False
     services: Any = None
+    progress: Any = None

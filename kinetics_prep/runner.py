@@ -15,7 +15,10 @@ Ray settings), the same for every stage:
   skips items whose final output already exists (resume is the default; `overwrite` redoes
   them) and runs the rest through an executor: serially, in a spawn-safe process pool or as
   Ray tasks; any exception becomes a failed result with a one-line reason; retries if asked;
-- shows a tqdm bar with ok/skipped/failed counts and per-second rates;
+- shows a tqdm bar with ok/skipped/failed counts and per-second rates, and for a stage with a
+  finer unit (extract-frames' flow pairs) a second bar: units done of the planned total, their
+  rate and the ETA, which workers report as they go (`progress.py`); with `dry_run`, a timed
+  sample of that work (`calibrate`) gives the run's expected duration;
 - writes one JSON line per item to the report as results arrive (a sharded run writes
   `NAME.shard-K-of-N.jsonl` and its planned keys to `NAME.shard-K-of-N.keys`) and returns a
   `RunSummary` whose `exit_code` is 0 only when nothing failed.
@@ -42,8 +45,11 @@ from .executors import (
     Setup,
     TaskSpec,
     import_ray,
+    set_up_worker,
+    worker_context,
 )
 from .locks import STATE_DIR, output_lock
+from .progress import UnitBar
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
 from .run_options import (  # noqa: F401  (re-exported: the runner's options live in a light module)
     EXECUTORS,
@@ -54,7 +60,7 @@ from .run_options import (  # noqa: F401  (re-exported: the runner's options liv
     pop_run_control,
     pop_run_options,
 )
-from .results import FAILED, OK, SKIPPED, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
+from .results import FAILED, OK, SKIPPED, Calibration, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
 from .sharding import Shard, resolve_shard, sharded_path
 
 __all__ = [
@@ -94,6 +100,11 @@ class Stage(Generic[O]):
     tidy(item, options): for an item found done, remove what a killed run left beside its
         output (scratch, a deletion it did not finish); called under the run lock, for this
         shard's items only, so it never touches what another live run is writing.
+    unit(options) -> a unit finer than an item ("pairs") or None; units(item, options) -> how
+        many of them one item holds (planned, e.g. from the container; no decoding). Workers
+        count them through WorkerContext.progress for the second progress bar.
+    calibrate(item, options, state, context) -> Calibration or None: time a few units of the
+        first item to do with a worker's state (dry runs only; a few seconds at most).
     """
 
     name: str
@@ -109,6 +120,9 @@ class Stage(Generic[O]):
     locks_output: bool = True  # False for stages that only read (verify)
     services: Callable[[O, RunOptions, int], ContextManager[Services] | None] | None = None
     tidy: Callable[[Item, O], None] | None = None
+    unit: Callable[[O], str | None] | None = None
+    units: Callable[[Item, O], int] | None = None
+    calibrate: Callable[[Item, O, Any, WorkerContext], Calibration | None] | None = None
 
 
 class Services(Protocol):
@@ -199,7 +213,7 @@ def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], wor
                          shard=str(shard) if shard else None, all_items=all_items, executor=run.executor,
                          report_path=str(report_path) if report_path else None)
     if run.dry_run:
-        return _dry_run(summary, stage, items, options, run.overwrite, report_path)
+        return _dry_run(summary, stage, items, options, run, workers, report_path)
     if not stage.locks_output:
         return _execute(summary, stage, options, run, items, workers, report_path, shard)
     with output_lock(stage.out(options), shard.tag if shard else None):
@@ -215,6 +229,7 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
         write_keys(report_path.with_suffix(".keys"), items)
     report = ReportWriter(report_path) if report_path is not None else None
     executor: Executor | None = None
+    units_bar: UnitBar | None = None
     stack = ExitStack()  # the stage's services: left after the executor has reaped its workers
     try:
         todo: list[Item] = []
@@ -233,11 +248,13 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                 n = 1 if run.executor == "local" and (workers == 1 or len(todo) <= 1) else min(workers, len(todo))
                 hook = stage.services(options, run, n) if stage.services else None
                 services = stack.enter_context(hook) if hook is not None else None
-                context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite,
-                                        services=services.handles if services is not None else None)
-                spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
                 resources = stage.resources(options, run) if stage.resources else None
                 executor = _make_executor(run, n, resources, todo)
+                units_bar = _unit_bar(stage, options, run, executor, todo)
+                context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite,
+                                        services=services.handles if services is not None else None,
+                                        progress=units_bar.channel if units_bar is not None else None)
+                spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
                 for result in executor.results(spec, todo):
                     summary.add(result)
                     if report is not None:
@@ -249,11 +266,15 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
             summary.interrupted = True
         finally:
             try:
-                if executor is not None:
-                    executor.close()
+                if units_bar is not None:  # its last read, while every worker's channel is still up
+                    units_bar.close(finished=not summary.interrupted and summary.ok + summary.failed == len(todo))
             finally:
-                stack.close()
-            bar.close()
+                try:
+                    if executor is not None:
+                        executor.close()
+                finally:
+                    stack.close()
+                bar.close()
         if stage.locks_output:
             _remove_empty_parents(summary.failures, todo, stage.out(options))
     finally:
@@ -273,6 +294,16 @@ def _tidy(stage: Stage, item: Item, options: Any) -> ItemResult:
             return ItemResult(key=item.key, status=FAILED, output=str(item.dst),
                               error=f"OSError: cannot remove what a killed run left beside {item.dst}: {e}")
     return ItemResult(key=item.key, status=SKIPPED, output=str(item.dst), note="already done")
+def _unit_bar(stage: Stage, options: Any, run: RunOptions, executor: Executor,
+              todo: Sequence[Item]) -> UnitBar | None:
+    """The second bar (units done, rate, ETA) of a stage with a finer unit, when progress shows."""
+    unit = stage.unit(options) if stage.unit is not None and stage.units is not None and run.progress else None
+    if unit is None:
+        return None
+    units = stage.units
+    assert units is not None
+    return UnitBar(executor.progress_channel(), f"{stage.name} {unit}", unit, list(todo),
+                   lambda item: units(item, options))
 
 
 def _remove_empty_parents(failures: Sequence[ItemResult], items: Sequence[Item], root: Path) -> None:
@@ -303,10 +334,13 @@ def _make_executor(run: RunOptions, workers: int, resources: Mapping[str, float]
     return PoolExecutor(workers)
 
 
-def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: Any, overwrite: bool,
-             report_path: Path | None) -> RunSummary:
+def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: Any, run: RunOptions,
+             workers: int, report_path: Path | None) -> RunSummary:
     t0 = time.perf_counter()
+    overwrite = run.overwrite
     plan = DryRunPlan()
+    unit = stage.unit(options) if stage.unit is not None and stage.units is not None else None
+    est_units = 0
     previous: dict[str, dict[str, Any]] = {}
     if report_path is not None and report_path.is_file():
         try:
@@ -327,9 +361,30 @@ def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: 
             b, f = stage.estimate(item, options)
             est_bytes += b
             est_files += f
+        if unit is not None and stage.units is not None:
+            est_units += stage.units(item, options)
     if stage.estimate is not None:
         plan.est_bytes, plan.est_files = est_bytes, est_files
+    if unit is not None:
+        plan.unit, plan.est_units = unit, est_units
+        if est_units and stage.calibrate is not None:
+            first = next(it for it in items if it.key == plan.todo[0])
+            _calibrate(plan, stage, first, options, run, min(workers, len(plan.todo)))
     summary.plan = plan
     summary.skipped = plan.done
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _calibrate(plan: DryRunPlan, stage: Stage, item: Item, options: Any, run: RunOptions, workers: int) -> None:
+    """Time a few units of `item` on a worker's state, built here as a worker builds it (one
+    OpenCV thread, this run's context); a failure is one line in the plan, not an error."""
+    assert stage.calibrate is not None
+    context = WorkerContext(workers=workers, threads=max(1, default_workers() // workers),
+                            overwrite=run.overwrite, executor="serial")
+    spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
+    try:
+        state = set_up_worker(spec, worker_context(spec, 0, "serial"))
+        plan.calibration = stage.calibrate(item, options, state, context)
+    except Exception as e:  # a clip that cannot be decoded, an engine that cannot be built
+        plan.calibration_error = f"{type(e).__name__}: {e}".replace("\n", " ")

@@ -161,3 +161,13 @@ def test_resources_the_cluster_cannot_give_fail_fast(tmp_path):
     s = run_items("gpu", items, _flaky, None, is_done=_done, retries=1, progress=False,
                   resources={"num_gpus": 1}, control=RunControl(executor="ray", ray_num_gpus=0))
     assert s.ok == 2
+
+
+def test_flow_pairs_bar_counts_every_pair_on_ray(tiny_tree, tmp_path, capsys):
+    # Ray tasks report pairs to a counter actor; the driver's bar reaches the planned total.
+    import re
+
+    summary = extract_frames(tiny_tree, tmp_path / "ray", task="flow", executor="ray", flow_type="farneback")
+    assert (summary.ok, summary.failed) == (5, 0)
+    states = re.findall(r"extract-frames pairs:\s+\d+%\|[^|]*\| (\d+)/(\d+) ", capsys.readouterr().err)
+    assert states and states[-1] == (str(summary.counts["pairs"]),) * 2

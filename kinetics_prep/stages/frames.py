@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -53,7 +54,7 @@ from ..layout import (
 )
 from ..options import make_options
 from ..packed import DirClip, ZipClip, is_clip_complete, is_zip, pack_dir, read_clip_meta, zip_members, zip_path
-from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
+from ..results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
 from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
 
@@ -115,6 +116,7 @@ class _Worker:
 
     engine: Any  # a LocalFeed (this worker's engine) or a ServiceFeed (the run's flow services)
     threads: int
+    progress: Any = None  # counts flow pairs as they are written (WorkerContext.progress)
 
 
 def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
@@ -124,7 +126,7 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
     engine = None
     plan = job.flow
     if plan is not None and context.services is not None:
-        return _Worker(context.services.feed(context.slot), context.threads)
+        return _Worker(context.services.feed(context.slot), context.threads, context.progress)
     if plan is not None:
         if context.executor == "ray" and plan.devices[0].startswith("cuda"):
             device = "cuda:0"
@@ -138,7 +140,7 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
         engine = (plan.factory(device) if plan.factory is not None else
                   flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params))
         engine = LocalFeed(engine)
-    return _Worker(engine, context.threads)
+    return _Worker(engine, context.threads, context.progress)
 
 
 def services(job: _Job, run: RunOptions, workers: int) -> FlowServices | None:
@@ -164,6 +166,7 @@ class _Job:
     threads: int = 1  # cores per worker process: > 1 overlaps decoding, flow and writing
     overwrite: bool = False  # redo from scratch: nothing is carried over from an old output
     engine: Any = None
+    progress: Any = None
 
 
 def plan(options: ExtractOptions) -> list[Item]:
@@ -330,7 +333,7 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
     counts, write the metadata, then swap it with `<dst>` (an old output is replaced in one
     step and deleted only afterwards)."""
     options = job.options
-    job = replace(job, threads=worker.threads, engine=worker.engine)
+    job = replace(job, threads=worker.threads, engine=worker.engine, progress=worker.progress)
     naming = get_naming(options.naming)
     packed = zip_path(item.dst)
     cleanup_scratch(item.dst)  # left by a killed run (the runner's lock says no one else is writing)
@@ -391,6 +394,8 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         writer.write(tmp / x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
         writer.write(tmp / y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
         pairs += 1
+        if job.progress is not None:
+            job.progress.add(1)
 
     def flush() -> None:
         if not batch:
@@ -573,36 +578,131 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
     """Estimated (bytes, files) of one clip's frame directory, from the container's frame count
     and size (no decoding): frames x pixels x bytes per pixel, plus the metadata file."""
     options = job.options
-    if options.input_frames:
+    n, w, h = _planned_frames(item, options)
+    pairs = max(0, n - options.step) if options.wants_flow else 0
+    rgb = n if options.wants_rgb else 0
+    size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
+    return int(size), 1 if options.pack else rgb + 2 * pairs + 1
+
+
+def planned_pairs(item: Item, job: _Job) -> int:
+    """Flow pairs one clip will give, from its container's frame count (the progress bar's and
+    the dry run's total; the run itself counts what it decodes)."""
+    return max(0, _planned_frames(item, job.options)[0] - job.options.step)
+
+
+def _planned_frames(item: Item, options: ExtractOptions) -> tuple[int, int, int]:
+    """(frames, width, height after resizing) of a clip without decoding it; (0, 0, 0) for a
+    clip that cannot be read (it will fail by name when run)."""
+    try:
+        st = os.stat(item.src)
+    except OSError:
+        return 0, 0, 0
+    # A dry run asks twice per clip (size, then pairs): the last answer is kept, keyed by the
+    # file's identity so a replaced clip is probed again.
+    n, w, h = _source_frames(item.src, options.input_frames, options.fps,
+                             (st.st_mtime_ns, st.st_size, st.st_ino))
+    if options.size is not None:
+        w, h = options.size
+    elif options.new_short and w and h:
+        w, h = video.output_size(w, h, options.new_short)
+    return n, w, h
+
+
+@lru_cache(maxsize=2)
+def _source_frames(src: Path, input_frames: bool, fps: float | None,
+                   stamp: tuple[int, int, int]) -> tuple[int, int, int]:
+    if input_frames:
         # The listing (a zip's central directory) gives the count; one frame gives the size.
         try:
-            clip = ZipClip(item.src) if is_zip(item.src) and item.src.is_file() else DirClip(item.src)
+            clip = ZipClip(src) if is_zip(src) and src.is_file() else DirClip(src)
             try:
                 frames = [n for n in clip.names() if n.startswith("img_")]
                 data = clip.read(frames[0]) if frames else b""
             finally:
                 clip.close()
         except (OSError, InputError):  # a damaged archive: this clip will fail; it takes no space
-            return 0, 0
-        n, w, h = len(frames), 0, 0
+            return 0, 0, 0
         img = images.decode_image(data, "unchanged")
-        if img is not None:
-            h, w = img.shape[:2]
+        return (len(frames), *(img.shape[1::-1] if img is not None else (0, 0)))
+    try:
+        info = video.probe(src)
+    except (OSError, ValueError):  # ProbeError & co: this clip will fail; it takes no space
+        return 0, 0, 0
+    return _estimated_frames(info, fps), info.width, info.height
+
+
+# The dry run's calibration: pairs timed after the first (which pays for opening the clip and
+# the engine's first call), within about this many seconds in all.
+CALIBRATION_PAIRS = 4
+CALIBRATION_S = 4.0
+_LABELS = {"tvl1": "TV-L1", "farneback": "Farneback", "dis": "DIS"}
+
+
+def calibrate(item: Item, job: _Job, worker: _Worker, context: WorkerContext) -> Calibration | None:
+    """Time a few pairs of `item` the way a worker does them (decode, resize, RGB JPEG, flow
+    with this worker's engine, quantise and encode; nothing is written) and turn the mean into
+    the run's rate: `context.workers` workers side by side, or with flow services on GPUs, the
+    slower of the workers' decoding/encoding and the services' flow."""
+    if not job.options.wants_flow or worker.engine is None:
+        return None
+    cpu, flow, label, shape = _time_pairs(item, job, worker.engine)
+    if not flow:
+        raise InputError(f"{item.src}: no flow pair to time (fewer than step+1={job.options.step + 1} frames)")
+    if len(flow) > 1:
+        cpu, flow = cpu[1:], flow[1:]
+    cpu_s, flow_s = sum(cpu) / len(cpu), sum(flow) / len(flow)
+    per_worker = 1.0 / max(cpu_s + flow_s, 1e-9)
+    plan = job.flow
+    assert plan is not None
+    detail = f"flow {flow_s:.3g} s + decode/encode {cpu_s:.3g} s per pair at {shape[1]}x{shape[0]}"
+    if plan.service and plan.devices[0].startswith("cuda"):
+        rate = min(context.workers / max(cpu_s, 1e-9), len(plan.devices) / max(flow_s, 1e-9))
+        detail += f"; flow on {len(plan.devices)} service(s), timed one pair at a time"
     else:
-        try:
-            info = video.probe(item.src)
-        except (OSError, ValueError):  # ProbeError & co: this clip will fail; it takes no space
-            return 0, 0
-        n = _estimated_frames(info, options.fps)
-        w, h = info.width, info.height
-    if options.size is not None:
-        w, h = options.size
-    elif options.new_short and w and h:
-        w, h = video.output_size(w, h, options.new_short)
-    pairs = max(0, n - options.step) if options.wants_flow else 0
-    rgb = n if options.wants_rgb else 0
-    size = w * h * (rgb * RGB_BYTES_PER_PIXEL + 2 * pairs * FLOW_BYTES_PER_PIXEL)
-    return int(size), 1 if options.pack else rgb + 2 * pairs + 1
+        rate = context.workers * per_worker
+    return Calibration(label, "pairs", rate, per_worker, context.workers, len(flow), detail)
+
+
+def _time_pairs(item: Item, job: _Job, feed: Any) -> tuple[list[float], list[float], str, tuple[int, int]]:
+    """Per pair: seconds of decoding/resizing/encoding and seconds of flow, over the first few
+    pairs of the clip; the engine's label; the frame size."""
+    options = job.options
+    encode_flow = _flow_image_encoder(options)
+    frames, _ = _frames(item, options, 1)
+    window: deque[np.ndarray] = deque(maxlen=options.step + 1)
+    cpu: list[float] = []
+    flow: list[float] = []
+    session = feed.session(str(item.src))
+    label = f"{_LABELS.get(session.name, session.name)} ({session.backend} on {session.device})"
+    shape = (0, 0)
+    deadline = time.perf_counter() + CALIBRATION_S
+    try:
+        t = time.perf_counter()
+        for picture in frames:
+            shape = picture.shape
+            if options.wants_rgb:
+                images.encode_picture_jpeg(picture, options.jpeg_quality)
+            window.append(picture.gray)
+            if len(window) < options.step + 1:
+                continue
+            t_flow = time.perf_counter()
+            flows = list(session.put([(window[0], window[-1])])) + list(session.drain())
+            t_encode = time.perf_counter()
+            for f in flows:
+                q = flowlib.quantize(f, options.bound)
+                encode_flow(np.ascontiguousarray(q[..., 0]))
+                encode_flow(np.ascontiguousarray(q[..., 1]))
+            now = time.perf_counter()
+            flow.append(t_encode - t_flow)
+            cpu.append(t_flow - t + now - t_encode)
+            t = now
+            if len(flow) > CALIBRATION_PAIRS or now + flow[-1] + cpu[-1] > deadline:
+                break
+    finally:
+        session.__exit__(None, None, None)
+        frames.close()
+    return cpu, flow, label, shape
 
 
 def _estimated_frames(info: video.VideoInfo, fps: float | None) -> int:
@@ -619,6 +719,7 @@ STAGE: Stage[_Job] = Stage(
     out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
     estimate=estimate, services=services, tidy=tidy,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
+    unit=lambda job: "pairs" if job.options.wants_flow else None, units=planned_pairs, calibrate=calibrate,
 )
 
 
