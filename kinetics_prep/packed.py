@@ -97,7 +97,9 @@ def _env_size(name: str, default: int, unit: int) -> int:
 
 
 def _size(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.1f} MiB"
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n} bytes"
 
 
 class InvalidClipError(InputError):
@@ -129,15 +131,15 @@ def check_entries(path: Path, infos: list[zipfile.ZipInfo], limits: ArchiveLimit
             why = f"member {name!r} is stored twice"
         if why is None and max(info.file_size, info.compress_size) > limits.member_bytes:
             why = (f"member {name} declares {_size(max(info.file_size, info.compress_size))}, over the "
-                   f"{_size(limits.member_bytes)} limit for one member (no frame is that large; "
+                   f"limit of {_size(limits.member_bytes)} for one member (no frame is that large; "
                    f"{MAX_MEMBER_ENV} raises it)")
         if why is not None:
             raise InvalidClipError(path, why)
         seen.add(name)
         total += info.file_size
     if total > limits.clip_bytes:
-        raise InvalidClipError(path, f"members declare {_size(total)} in all, over the {_size(limits.clip_bytes)} "
-                                     f"limit for one clip ({MAX_CLIP_ENV} raises it)")
+        raise InvalidClipError(path, f"members declare {_size(total)} in all, over the limit of "
+                                     f"{_size(limits.clip_bytes)} for one clip ({MAX_CLIP_ENV} raises it)")
 
 
 def meta_problem(meta: FrameDirMeta) -> str | None:
