@@ -98,8 +98,8 @@ class PackedFramesBackend(BaseStorageBackend):
             raise ValueError(f"max_open must be >= 1, got {max_open}")
         if max_member_mib is None:
             max_member_mib = _default_max_member_mib()
-        if not max_member_mib > 0:
-            raise ValueError(f"max_member_mib must be > 0, got {max_member_mib}")
+        if not 0 < max_member_mib < float("inf"):
+            raise ValueError(f"max_member_mib must be a positive number, got {max_member_mib}")
         self.max_open = max_open
         self.max_member_mib = max_member_mib
         self._max_bytes = int(max_member_mib * _MIB)

@@ -91,7 +91,7 @@ def _env_size(name: str, default: int, unit: int) -> int:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise ConfigError(f"{name}={raw!r}: expected a positive number")
     return int(value * unit)
 
