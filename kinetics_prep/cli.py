@@ -619,12 +619,14 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 def _run_preview(a: argparse.Namespace) -> int:
     from .errors import DecodeError, ProbeError
+    from .packed import DamagedMemberError, InvalidClipError
     from .preview_options import PreviewOptions
     from .preview_sheet import preview
 
     try:
         out = preview(a.input, a.output, **options_from(PreviewOptions, a))
-    except (ProbeError, DecodeError) as e:  # the input itself is broken: a failed item, not a bad argument
+    except (ProbeError, DecodeError, DamagedMemberError, InvalidClipError) as e:
+        # The input itself is broken (a video, a packed clip): a failed item, not a bad argument.
         print(f"kinetics-prep preview: {e}", file=sys.stderr)
         return 1
     print(out)

@@ -182,8 +182,15 @@ def meta_path(frame_dir: str | os.PathLike) -> str:
 
 
 def parse_meta(data: bytes) -> FrameDirMeta:
-    """Metadata from the file's bytes; ValueError when it is not a JSON object."""
-    raw = json.loads(data)
+    """Metadata from the file's bytes; ValueError when it is not a JSON object (also for bytes
+    that are not UTF-8 and for JSON nested too deeply to parse, which json raises as
+    RecursionError)."""
+    try:
+        raw = json.loads(data)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except RecursionError as e:
+        raise ValueError("JSON nested too deeply") from e
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     return FrameDirMeta.from_dict(raw)

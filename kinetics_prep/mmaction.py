@@ -13,6 +13,13 @@ half-packed tree still trains). Open archives are cached per process (bounded, l
 used first out) and the cache is dropped when the process id changes: a forked DataLoader worker
 never shares a file offset with its parent, and a spawned one starts empty.
 
+A member declaring more than ``max_member_mib`` (default 64, or ``KINETICS_PREP_MAX_MEMBER_MIB``;
+a config sets it with ``dict(type='RawFrameDecode', io_backend='kinetics_prep', max_member_mib=256)``)
+is refused before it is read, and no read goes past the declared size (the same limit as
+`kinetics_prep.packed`, written again here because this module may import nothing of the
+package). Every error names the archive, the member and the reason in one line; the types stay
+the standard library's (OSError, FileNotFoundError, ValueError).
+
 Imports only the standard library and mmengine: no cv2, av or numpy, nothing else of this package.
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Union
@@ -35,6 +43,45 @@ except ImportError:  # pragma: no cover - older mmengine
 
 BACKEND_NAME = "kinetics_prep"
 _ZIP_SUFFIX = ".zip"
+_MIB = 1 << 20
+DEFAULT_MAX_MEMBER_MIB = 64  # as kinetics_prep.packed: no real frame comes near it
+_MAX_MEMBER_ENV = "KINETICS_PREP_MAX_MEMBER_MIB"
+# What zipfile raises for a member whose bytes are wrong (see kinetics_prep.packed).
+_MEMBER_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
+def _default_max_member_mib() -> float:
+    raw = os.environ.get(_MAX_MEMBER_ENV, "").strip()
+    try:
+        return float(raw) if raw else DEFAULT_MAX_MEMBER_MIB
+    except ValueError:
+        raise ValueError(f"{_MAX_MEMBER_ENV}={raw!r}: expected a positive number") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / _MIB:.1f} MiB" if n >= _MIB else f"{n} bytes"
+
+
+def read_member(zf: zipfile.ZipFile, archive: str, member: str, max_bytes: int) -> bytes:
+    """One member's bytes, refused before reading when it declares more than `max_bytes`, and
+    never read past its declared size; errors name archive, member and reason."""
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise FileNotFoundError(f"{archive}: no member {member}") from None
+    declared = max(info.file_size, info.compress_size)
+    if declared > max_bytes:
+        raise OSError(f"{archive}: member {member} declares {_size(declared)}, over the limit of "
+                      f"{_size(max_bytes)} for one member (max_member_mib raises it)")
+    try:
+        with zf.open(info) as f:
+            data = f.read(info.file_size)
+    except _MEMBER_ERRORS as e:
+        why = "cut short (the archive ends inside it)" if isinstance(e, EOFError) else (str(e) or type(e).__name__)
+        raise OSError(f"{archive}: member {member} is damaged: {why}") from e
+    if len(data) != info.file_size:
+        raise OSError(f"{archive}: member {member} is damaged: cut short ({len(data)} of {info.file_size} bytes)")
+    return data
 
 
 class PackedFramesBackend(BaseStorageBackend):
@@ -42,12 +89,20 @@ class PackedFramesBackend(BaseStorageBackend):
 
     Args:
         max_open: archives kept open per process (each holds one file descriptor).
+        max_member_mib: the largest member read, in MiB (default 64, or the environment's
+            KINETICS_PREP_MAX_MEMBER_MIB); a larger one is refused before it is read.
     """
 
-    def __init__(self, max_open: int = 64) -> None:
+    def __init__(self, max_open: int = 64, max_member_mib: float | None = None) -> None:
         if max_open < 1:
             raise ValueError(f"max_open must be >= 1, got {max_open}")
+        if max_member_mib is None:
+            max_member_mib = _default_max_member_mib()
+        if not 0 < max_member_mib < float("inf"):
+            raise ValueError(f"max_member_mib must be a positive number, got {max_member_mib}")
         self.max_open = max_open
+        self.max_member_mib = max_member_mib
+        self._max_bytes = int(max_member_mib * _MIB)
         self._pid = os.getpid()
         self._open: OrderedDict[str, zipfile.ZipFile] = OrderedDict()
         self._lock = threading.Lock()  # DataLoader threads may share one backend
@@ -63,13 +118,14 @@ class PackedFramesBackend(BaseStorageBackend):
                     return f.read()
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: no such frame, and no packed clip {archive}") from None
-        try:
-            return zf.read(member)
-        except KeyError:
-            raise FileNotFoundError(f"{archive}: no member {member} (asked for {path})") from None
+        return read_member(zf, archive, member, self._max_bytes)
 
     def get_text(self, filepath: Union[str, Path], encoding: str = "utf-8") -> str:
-        return self.get(filepath).decode(encoding)
+        data = self.get(filepath)
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{os.fspath(filepath)}: not {encoding} text ({e.reason} at byte {e.start})") from e
 
     def _archive(self, archive: str) -> zipfile.ZipFile | None:
         with self._lock:
@@ -86,8 +142,9 @@ class PackedFramesBackend(BaseStorageBackend):
                 zf = zipfile.ZipFile(archive)
             except FileNotFoundError:
                 return None
-            except (zipfile.BadZipFile, OSError) as e:
-                raise OSError(f"{archive}: cannot open packed clip: {e}") from e
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                # EOFError/ValueError: a central directory pointing outside the file.
+                raise OSError(f"{archive}: cannot open packed clip: {e or type(e).__name__}") from e
             self._open[archive] = zf
             while len(self._open) > self.max_open:
                 _, old = self._open.popitem(last=False)
@@ -102,10 +159,10 @@ class PackedFramesBackend(BaseStorageBackend):
 
     def __getstate__(self) -> dict:
         # Pickled into spawned workers: the open archives stay behind.
-        return {"max_open": self.max_open}
+        return {"max_open": self.max_open, "max_member_mib": self.max_member_mib}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["max_open"])
+        self.__init__(state["max_open"], state.get("max_member_mib"))
 
 
 def register() -> None:

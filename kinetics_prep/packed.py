@@ -9,6 +9,15 @@ directory only, no member is read but the metadata).
 Writing: `write_zip(final, members)` takes (name, bytes) pairs -- the frame writer can feed it
 directly -- writes `<final>.partial` and renames it into place (atomic.commit_file).
 
+One rule for what a valid packed clip is, applied by every reader (verify, unpack, read_frames,
+preview, --input-frames) when it opens one: member names are plain file names (no path, no `.`
+or `..`, no directory entry, no duplicate), no member declares more than
+`ArchiveLimits.member_bytes` (64 MiB by default) and all together no more than `clip_bytes`
+(16 GiB) -- checked on the central directory before anything is read, and every read is bounded
+by the declared size, so a lying header cannot make it larger -- and the metadata, when there is
+one, is a readable JSON object with a known naming and consistent values (`checked_meta`).
+A clip that breaks it raises `InvalidClipError` naming the clip and the reason.
+
 Pure file logic, no codecs: stdlib zipfile only.
 """
 
@@ -17,12 +26,13 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
 from .atomic import commit_file, partial_path, remove_tree
-from .errors import InputError, OutputError
-from .framedir import META_FILE, FrameCounts, FrameDirMeta, count_names, modalities, parse_meta
+from .errors import ConfigError, InputError, OutputError
+from .framedir import META_FILE, NAMINGS, FrameCounts, FrameDirMeta, count_names, modalities, parse_meta
 
 ZIP_SUFFIX = ".zip"
 # The config change that lets mmaction2 1.x read packed clips (kinetics_prep.mmaction).
@@ -46,6 +56,99 @@ def clip_name(path: str | os.PathLike) -> str:
     """The clip's name: a directory's name, a zip's without `.zip`."""
     name = Path(path).name
     return name[: -len(ZIP_SUFFIX)] if name.endswith(ZIP_SUFFIX) else name
+
+
+# ------------------------------------------------------------------ the rule
+
+MiB = 1 << 20
+GiB = 1 << 30
+# No real frame comes near 64 MiB (a 4K PNG is ~25 MB): a larger member is a zip bomb or damage.
+DEFAULT_MAX_MEMBER_MIB = 64
+DEFAULT_MAX_CLIP_GIB = 16
+MAX_MEMBER_ENV = "KINETICS_PREP_MAX_MEMBER_MIB"
+MAX_CLIP_ENV = "KINETICS_PREP_MAX_CLIP_GIB"
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How large a packed clip's members may be (declared, uncompressed): one member, and all of
+    them together. Defaults 64 MiB and 16 GiB; the environment variables
+    KINETICS_PREP_MAX_MEMBER_MIB / KINETICS_PREP_MAX_CLIP_GIB raise them (inherited by workers)."""
+
+    member_bytes: int = DEFAULT_MAX_MEMBER_MIB * MiB
+    clip_bytes: int = DEFAULT_MAX_CLIP_GIB * GiB
+
+    @classmethod
+    def from_env(cls) -> ArchiveLimits:
+        return cls(_env_size(MAX_MEMBER_ENV, DEFAULT_MAX_MEMBER_MIB, MiB), _env_size(MAX_CLIP_ENV, DEFAULT_MAX_CLIP_GIB, GiB))
+
+
+def _env_size(name: str, default: int, unit: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default * unit
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name}={raw!r}: expected a positive number")
+    return int(value * unit)
+
+
+def _size(n: int) -> str:
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n} bytes"
+
+
+class InvalidClipError(InputError):
+    """A clip that breaks the rule every reader applies (member names, sizes, metadata);
+    `reason` is the part after the clip's path (verify lists it as a `zip` problem)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+def member_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a member of a packed clip (None when it can): a clip holds plain
+    file names only, exactly what its frame directory would hold."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return f"member {name!r} is not a plain file name (a path, a directory, '.' or '..')"
+    return None
+
+
+def check_entries(path: Path, infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
+    """The archive part of the rule, on the central directory only (nothing is read):
+    InvalidClipError for a bad member name, a duplicate, or a declared size over the limits."""
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        why = member_name_problem(name)
+        if why is None and name in seen:
+            why = f"member {name!r} is stored twice"
+        if why is None and max(info.file_size, info.compress_size) > limits.member_bytes:
+            why = (f"member {name} declares {_size(max(info.file_size, info.compress_size))}, over the "
+                   f"limit of {_size(limits.member_bytes)} for one member (no frame is that large; "
+                   f"{MAX_MEMBER_ENV} raises it)")
+        if why is not None:
+            raise InvalidClipError(path, why)
+        seen.add(name)
+        total += info.file_size
+    if total > limits.clip_bytes:
+        raise InvalidClipError(path, f"members declare {_size(total)} in all, over the limit of "
+                                     f"{_size(limits.clip_bytes)} for one clip ({MAX_CLIP_ENV} raises it)")
+
+
+def meta_problem(meta: FrameDirMeta) -> str | None:
+    """The metadata part of the rule on parsed values: a known naming, consistent values."""
+    naming = meta.naming
+    if naming is not None and not (isinstance(naming, str) and naming in NAMINGS):
+        return f"{META_FILE} names unknown naming {naming!r} (known: {', '.join(sorted(NAMINGS))})"
+    problems = meta.problems()
+    return "; ".join(problems) if problems else None
 
 
 # ------------------------------------------------------------------ reading
@@ -96,17 +199,30 @@ class DamagedMemberError(InputError):
 _MEMBER_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 
 
-class ZipClip:
-    """A packed clip; the archive stays open until `close` (reads seek, nothing is extracted)."""
+def _member_error(e: BaseException) -> str:
+    if isinstance(e, EOFError):  # zipfile's is empty
+        return "cut short (the archive ends inside it)"
+    return str(e) or type(e).__name__
 
-    def __init__(self, path: Path) -> None:
+
+class ZipClip:
+    """A packed clip; the archive stays open until `close` (reads seek, nothing is extracted).
+    Opening applies the archive part of the rule (`check_entries`); InvalidClipError if broken."""
+
+    def __init__(self, path: Path, limits: ArchiveLimits | None = None) -> None:
         self.path = path
+        self.limits = limits or ArchiveLimits.from_env()
         try:
             self._zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             # ValueError/EOFError: a central directory whose entries point outside the file or
             # hold undecodable names (damage zipfile does not wrap in BadZipFile).
             raise InputError(f"{path}: not a readable zip archive: {e}") from e
+        try:
+            check_entries(path, self._zf.infolist(), self.limits)
+        except BaseException:
+            self._zf.close()
+            raise
 
     def names(self) -> list[str]:
         return sorted(self._zf.namelist())
@@ -116,11 +232,20 @@ class ZipClip:
 
     def read(self, name: str) -> bytes:
         try:
-            return self._zf.read(name)
+            info = self._zf.getinfo(name)
         except KeyError:
             raise FileNotFoundError(f"{self.path}: no member {name}") from None
+        try:
+            # Never more than the declared size (checked against the limit on opening): zipfile
+            # stops there and checks the CRC, so a member whose data inflates beyond what its
+            # header says cannot grow the read (ZipFile.read would inflate it whole first).
+            with self._zf.open(info) as f:
+                data = f.read(info.file_size)
         except _MEMBER_ERRORS as e:
-            raise DamagedMemberError(self.path, name, str(e) or type(e).__name__) from e
+            raise DamagedMemberError(self.path, name, _member_error(e)) from e
+        if len(data) != info.file_size:
+            raise DamagedMemberError(self.path, name, f"cut short ({len(data)} of {info.file_size} bytes)")
+        return data
 
     def close(self) -> None:
         self._zf.close()
@@ -158,6 +283,34 @@ def read_clip_meta(clip: DirClip | ZipClip) -> FrameDirMeta | None:
     except FileNotFoundError:
         return None
     return parse_meta(data)
+
+
+def checked_meta(clip: DirClip | ZipClip) -> FrameDirMeta | None:
+    """The metadata part of the rule: the clip's metadata (None when it has none), or
+    InvalidClipError naming the clip when it is unreadable (not UTF-8 JSON, nested too deeply,
+    not an object), names an unknown naming or holds inconsistent values. A damaged member
+    stays a DamagedMemberError."""
+    try:
+        meta = read_clip_meta(clip)
+    except DamagedMemberError:
+        raise
+    except (ValueError, OSError) as e:
+        raise InvalidClipError(clip.path, f"unreadable {META_FILE}: {e}") from e
+    why = meta_problem(meta) if meta is not None else None
+    if why is not None:
+        raise InvalidClipError(clip.path, why)
+    return meta
+
+
+def open_checked(path: str | os.PathLike) -> tuple[DirClip | ZipClip, FrameDirMeta | None]:
+    """`open_clip` and `checked_meta`: a clip that follows the whole rule, and its metadata.
+    The reader is closed again when the clip breaks it."""
+    clip = open_clip(path)
+    try:
+        return clip, checked_meta(clip)
+    except BaseException:
+        clip.close()
+        raise
 
 
 def count_clip(path: str | os.PathLike, naming: str | None = None) -> FrameCounts:

@@ -22,7 +22,7 @@ from .flow import dequantize, get_engine
 from .flow.quantize import DEFAULT_BOUND
 from .atomic import write_bytes_atomic
 from .framedir import NAMINGS, FlowInfo, FrameDirMeta
-from .packed import DirClip, ZipClip, count_clip, is_zip, open_clip
+from .packed import DirClip, ZipClip, count_clip, is_zip, open_checked
 from .options import PathLike, make_options
 from .preview_options import FLOW_TYPES, PreviewOptions  # noqa: F401  (re-exported)
 _OUTPUT_EXTS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
@@ -126,16 +126,18 @@ def _from_video(path: Path, opts: PreviewOptions) -> Preview:
 
 
 def _read_member(clip: DirClip | ZipClip, name: str, mode: str) -> np.ndarray | None:
-    """A member of a frame directory or packed clip, decoded (None when missing or broken)."""
+    """A member of a frame directory or packed clip, decoded (None when missing or not an
+    image). A damaged member of a zip (CRC, cut short) raises DamagedMemberError: the sheet
+    must not pass a broken archive off as a clip without RGB."""
     try:
         data = clip.read(name)
-    except (FileNotFoundError, InputError):
+    except FileNotFoundError:
         return None
     return images.decode_image(data, mode)
 
 
 def _from_frame_dir(path: Path, opts: PreviewOptions) -> Preview:
-    clip = open_clip(path)
+    clip, _ = open_checked(path)  # the rule of a valid clip: names, sizes, metadata
     try:
         return _from_clip(path, clip, opts)
     finally:

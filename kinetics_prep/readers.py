@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import DecodeError, InputError, MissingDependencyError
 from .framedir import META_FILE, FrameDirMeta, detect_naming, get_naming, parse_meta
-from .packed import open_clip, read_clip_meta
+from .packed import meta_problem, open_checked
 
 MODALITIES = ("rgb", "flow")
 
@@ -31,23 +31,15 @@ def read_frames(clip: str | os.PathLike, indices: Sequence[int], modality: str =
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     if lmdb is not None:
         return _read_lmdb(Path(lmdb), str(clip).strip("/"), indices, modality, naming)
-    with _opened(clip) as src:
+    # The rule of a valid clip (packed.open_checked): a broken one raises one line naming it.
+    src, meta = open_checked(clip)
+    try:
         names = src.names()
-        meta = read_clip_meta(src) if META_FILE in names else None
         nm = get_naming(naming or (meta.naming if meta is not None and meta.naming else None)
                         or detect_naming(names))
         return [_decode(src.read, nm, i, modality, str(src.path)) for i in indices]
-
-
-class _opened:
-    def __init__(self, clip: str | os.PathLike) -> None:
-        self.src = open_clip(clip)
-
-    def __enter__(self):
-        return self.src
-
-    def __exit__(self, *exc: object) -> None:
-        self.src.close()
+    finally:
+        src.close()
 
 
 def _decode(read, nm, i: int, modality: str, where: str) -> np.ndarray:
@@ -115,11 +107,23 @@ def lmdb_meta(txn, clip: str) -> FrameDirMeta | None:
     return parse_meta(bytes(data)) if data is not None else None
 
 
+def _checked_lmdb_meta(db: Path, txn, clip: str) -> FrameDirMeta | None:
+    """`lmdb_meta` under the metadata rule of packed clips: InputError naming db and clip."""
+    try:
+        meta = lmdb_meta(txn, clip)
+    except ValueError as e:
+        raise InputError(f"{db}: clip {clip}: unreadable {META_FILE}: {e}") from e
+    why = meta_problem(meta) if meta is not None else None
+    if why is not None:
+        raise InputError(f"{db}: clip {clip}: {why}")
+    return meta
+
+
 def _read_lmdb(db: Path, clip: str, indices: Sequence[int], modality: str, naming: str | None) -> list[np.ndarray]:
     env = open_lmdb(db)
     try:
         with env.begin(write=False) as txn:
-            meta = lmdb_meta(txn, clip)
+            meta = _checked_lmdb_meta(db, txn, clip)
             if naming is None and (meta is None or not meta.naming):
                 raise InputError(f"{db}: clip {clip} has no {META_FILE} key: pass naming=")
             nm = get_naming(naming or meta.naming)

@@ -195,3 +195,25 @@ def test_compute_batch_is_compute_in_a_loop():
     for batched, (prev, nxt) in zip(engine.compute_batch(pairs), pairs):
         assert np.array_equal(batched, engine.compute(prev, nxt))
     assert engine.compute_batch([]) == []
+
+
+@pytest.mark.parametrize(("name", "params"), [("dis", {"preset": "ultrafast"}), ("dis", {"preset": "fast"}),
+                                              ("dis", {"preset": "medium"}), ("tvl1", {}), ("farneback", {})])
+def test_flow_of_a_clip_does_not_depend_on_the_clip_computed_before(name, params):
+    """A worker keeps its engine for every clip it computes: clip B's flow after a (tiny) clip A
+    must be byte for byte B's flow computed alone, or a resumed run differs from a clean one.
+    OpenCV's DIS object kept state across calls (after a frame too small for its pyramid)."""
+    base = textured(60, 80, seed=3)
+    clip_a = [(base, translated(base, 1, 0))]
+    big = textured(120, 160, seed=4)
+    clip_b = [(big, translated(big, 2, 1)), (translated(big, 2, 1), translated(big, 3, 1))]
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as in a worker
+    try:
+        alone = get_engine(name, **params).compute_batch(clip_b)
+        engine = get_engine(name, **params)
+        engine.compute_batch(clip_a)
+        after = engine.compute_batch(clip_b)
+    finally:
+        cv2.setNumThreads(threads)
+    assert all(np.array_equal(x, y) for x, y in zip(after, alone))

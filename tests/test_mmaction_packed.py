@@ -69,3 +69,74 @@ def test_mmaction2_loads_zip_and_lmdb_like_directories(mmaction_python, tmp_path
     assert all(any(np.array_equal(f, o) for o in ours) for f in rgb)
     ours_flow = read_frames(zips / "abseiling" / "-id_000001_000011.zip", range(5), "flow")
     assert all(any(np.array_equal(f, o) for o in ours_flow) for f in flow)
+
+
+_BACKEND_PROBE = r"""
+import json, sys, tracemalloc
+from mmengine.fileio import FileClient
+from kinetics_prep.mmaction import PackedFramesBackend
+
+root, out = sys.argv[1], {}
+
+def attempt(name, fn):
+    tracemalloc.start()
+    try:
+        fn()
+        r = {"ok": True}
+    except Exception as e:
+        r = {"type": type(e).__name__, "msg": str(e), "cause": type(e.__cause__).__name__ if e.__cause__ else None}
+    r["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    out[name] = r
+
+backend = PackedFramesBackend()
+for case in ("bomb", "liar", "crc", "cut"):
+    attempt(case, lambda: backend.get(f"{root}/{case}/img_00002.jpg"))
+attempt("text", lambda: backend.get_text(f"{root}/text/kinetics_prep.json"))
+attempt("config", lambda: FileClient("kinetics_prep", max_member_mib=0.0001).get(f"{root}/crc/img_00001.jpg"))
+print(json.dumps(out))
+"""
+
+
+def test_mmaction_backend_bounds_reads_and_names_archive_member_and_reason(mmaction_python, tmp_path):
+    """Zip bombs, lying headers, damaged members and undecodable text through the mmengine
+    backend: stdlib exceptions whose one-line message names archive, member and reason, and
+    memory bounded by the member limit (64 MiB, or max_member_mib in the config)."""
+    import json
+    import zlib
+
+    from hostile_zips import DEFLATED, MiB, RawMember, deflated_zeros, member, write_raw_zip
+
+    frame = b"\xff\xd8" + bytes(range(256)) * 8 + b"\xff\xd9"
+    stream, crc = deflated_zeros(128)
+    bad = bytearray(frame)
+    bad[100] ^= 0x5A
+    zips = {
+        "bomb": [member("img_00001.jpg", frame), RawMember("img_00002.jpg", stream, DEFLATED, crc, 128 * MiB)],
+        "liar": [RawMember("img_00002.jpg", stream, DEFLATED, zlib.crc32(bytes(100)), 100)],
+        "crc": [member("img_00001.jpg", frame), RawMember("img_00002.jpg", bytes(bad), crc=zlib.crc32(frame))],
+        "cut": [member("img_00001.jpg", frame),
+                RawMember("img_00002.jpg", frame[:100], crc=zlib.crc32(frame), size=len(frame), csize=len(frame))],
+        "text": [member("kinetics_prep.json", b'{"naming": "\xff\xfe"}')],
+    }
+    for name, members in zips.items():
+        write_raw_zip(tmp_path / f"{name}.zip", members)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KINETICS_PREP_MAX_MEMBER_MIB")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([str(mmaction_python), "-c", _BACKEND_PROBE, str(tmp_path)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    z = {name: str(tmp_path / f"{name}.zip") for name in zips}
+    assert got["bomb"]["type"] == "OSError" and got["bomb"]["peak_mib"] < 16
+    assert got["bomb"]["msg"] == (f"{z['bomb']}: member img_00002.jpg declares 128.0 MiB, over the limit of "
+                                  "64.0 MiB for one member (max_member_mib raises it)")
+    assert got["liar"] == {"ok": True, "peak_mib": got["liar"]["peak_mib"]} and got["liar"]["peak_mib"] < 4
+    assert got["crc"]["msg"].startswith(f"{z['crc']}: member img_00002.jpg is damaged: Bad CRC-32")
+    assert got["crc"]["type"] == "OSError" and got["crc"]["cause"] == "BadZipFile"
+    assert got["cut"]["msg"] == f"{z['cut']}: member img_00002.jpg is damaged: cut short (the archive ends inside it)"
+    assert got["cut"]["cause"] == "EOFError"
+    assert got["text"]["type"] == "ValueError" and got["text"]["cause"] == "UnicodeDecodeError"
+    assert got["text"]["msg"].startswith(f"{tmp_path}/text/kinetics_prep.json: not utf-8 text")
+    assert "img_00001.jpg declares 2052 bytes, over the limit of 104 bytes" in got["config"]["msg"]
+    assert all("\n" not in r.get("msg", "") for r in got.values())

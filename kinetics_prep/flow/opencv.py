@@ -105,12 +105,13 @@ class OpenCVFarneback(_OpenCVEngine):
 class OpenCVDIS(_OpenCVEngine):
     name = "dis"
 
-    def __init__(self, params: dict[str, Any]) -> None:
-        super().__init__(params)
-        self._algo = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.params["preset"]])
-
     def _flow(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-        return self._algo.calc(prev_gray, next_gray, None)
+        # A fresh DIS object per pair: OpenCV's keeps state between calls (after a frame too
+        # small for its pyramid, later pairs came out up to ~1 px different), so a worker's
+        # flow depended on the clips it computed before and a resumed run differed from a
+        # clean one. Creating it costs nothing measurable (buffers are sized per call anyway).
+        algo = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.params["preset"]])
+        return algo.calc(prev_gray, next_gray, None)
 
 
 ENGINES: dict[str, type[_OpenCVEngine]] = {

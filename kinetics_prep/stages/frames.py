@@ -53,7 +53,8 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
-from ..packed import DirClip, ZipClip, is_clip_complete, is_zip, pack_dir, read_clip_meta, zip_members, zip_path
+from ..packed import (DirClip, ZipClip, is_clip_complete, is_zip, open_checked, pack_dir, read_clip_meta, zip_members,
+                      zip_path)
 from ..results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
 from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
@@ -296,7 +297,7 @@ def _read_frame_dir(path: Path, options: ExtractOptions) -> Iterator[video.Pictu
     """The RGB frames (img_*) of a frame directory or of a packed clip (`clip.zip`, read in
     place: members are decoded from the archive, nothing is extracted)."""
     packed = is_zip(path) and path.is_file()  # not a directory someone named x.zip
-    clip = ZipClip(path) if packed else DirClip(path)
+    clip, _ = open_checked(path)  # the rule of a valid clip: member names, sizes, metadata
     try:
         names = [n for n in clip.names() if n.lower().endswith(_IMAGE_EXTS) and n.startswith("img_")]
         if not names:

@@ -25,7 +25,8 @@ from ..framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_by
 from ..layout import check_not_inside, is_hidden, relative_key
 from ..locks import output_lock
 from ..options import make_options
-from ..packed import ZIP_SUFFIX, ZipClip, check_same, count_clip, is_zip, open_clip, pack_dir, zip_path
+from ..packed import (ZIP_SUFFIX, ZipClip, check_same, checked_meta, count_clip, is_zip, open_clip, pack_dir,
+                      zip_path)
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import Stage, pop_run_options, run_stage
 from .pack_options import PACK_TARGETS, PackOptions, UnpackOptions  # noqa: F401  (re-exported)
@@ -212,26 +213,38 @@ def _unpack_done(item: Item, options: UnpackOptions) -> bool:
     if not item.dst.is_dir():
         return False
     if item.src.is_file():
-        return not options.delete_source and _same(item.dst, item.src)
+        return not options.delete_source and _same(item.dst, item.src) and _valid(item.src)
     return True
+
+
+def _valid(packed: Path) -> bool:
+    """The archive follows the rule of a valid packed clip (a directory an older version
+    unpacked from an archive with broken metadata is not done)."""
+    try:
+        with ZipClip(packed) as clip:
+            checked_meta(clip)
+        return True
+    except (OSError, InputError):
+        return False
 
 
 def _unpack_one(item: Item, options: UnpackOptions, _state: Any = None) -> ItemResult:
     cleanup_scratch(item.dst)
     tmp = partial_path(item.dst)
-    tmp.mkdir(parents=True)
-    try:
-        with ZipClip(item.src) as clip:
+    # The rule of a valid packed clip (member names, declared sizes, metadata), checked before
+    # anything is written: verify fails exactly the archives this refuses.
+    with ZipClip(item.src) as clip:
+        checked_meta(clip)
+        tmp.mkdir(parents=True)
+        try:
             for name in clip.names():
-                if "/" in name or name in (".", ".."):
-                    raise InputError(f"{item.src}: member {name!r} is not a plain file name")
                 with open(tmp / name, "wb") as f:
                     f.write(clip.read(name))
-        check_same(tmp, item.src)  # every member, with its size, before the rename
-        commit_dir(tmp, item.dst)
-    except BaseException:
-        remove_tree(tmp)
-        raise
+            check_same(tmp, item.src)  # every member, with its size, before the rename
+            commit_dir(tmp, item.dst)
+        except BaseException:
+            remove_tree(tmp)
+            raise
     fc = count_clip(item.dst)
     if options.delete_source:
         item.src.unlink()

@@ -35,7 +35,7 @@ from ..atomic import PARTIAL_SUFFIX, write_text_atomic
 from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
 from ..layout import STATE_DIR, VIDEO_EXTENSIONS, is_hidden
 from ..options import PathLike, make_options, opt, path_tuple
-from ..packed import DamagedMemberError, DirClip, ZipClip, is_zip, zip_path
+from ..packed import DamagedMemberError, DirClip, InvalidClipError, ZipClip, is_zip, zip_path
 from ..results import FAILED, OK, Item, ItemResult
 from ..concurrency import available_cores
 
@@ -58,7 +58,8 @@ CHECKS = {
     "image": "an image that cannot be read or decoded",
     "image_size": "an image whose size differs from the clip's",
     "zip": "a packed clip (.zip) that cannot be read: not a zip, truncated, a bad central directory, "
-           "a member failing its CRC",
+           "a member failing its CRC, a member name that is not a plain file name, a member over the "
+           "size limit",
     "video": "a video that cannot be opened or decoded",
     "list_format": "a list line that cannot be parsed",
     "error": "an unexpected error while checking",
@@ -516,6 +517,8 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
         return _check_counted(fc, os.listdir(path), DirClip(path), want_frames, want_flow, deep)
     try:
         clip = ZipClip(path)
+    except InvalidClipError as e:  # the rule every reader applies: names, declared sizes
+        return [Problem("zip", e.reason)], {}
     except InputError as e:
         # zipfile's own words ("File is not a zip file", "Bad magic number for central
         # directory"); what they mean for a file we wrote is said first.
