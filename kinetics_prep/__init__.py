@@ -21,7 +21,7 @@ The public API is the same set of functions the command line calls, in pipeline 
     preview(input, output, **options)                -> Path                  # preview
     pack_frames(src, out, **options)                 -> RunSummary            # pack
     unpack_frames(src, out, **options)               -> RunSummary            # unpack
-    pack_lmdb(src, db, **options)                    -> LmdbSummary           # pack --to lmdb
+    pack_lmdb(src, db, **options)                    -> RunSummary            # pack --to lmdb
     read_frames(clip, indices, modality="rgb")     -> list[ndarray]         # dirs, zips, LMDB
     run_demo(out)                                    -> int                   # demo
 
@@ -63,7 +63,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("VerifyResult", "verify"), ".stages.verify"),
     **dict.fromkeys(("VideoInfo", "output_size", "probe"), ".video"),
     "read_frames": ".readers",
-    **dict.fromkeys(("pack_frames", "unpack_frames", "pack_lmdb", "LmdbSummary"), ".stages.pack"),
+    **dict.fromkeys(("pack_frames", "unpack_frames", "pack_lmdb"), ".stages.pack"),
 }
 
 
@@ -130,5 +130,4 @@ __all__ = [
     "pack_frames",
     "unpack_frames",
     "pack_lmdb",
-    "LmdbSummary",
 ]

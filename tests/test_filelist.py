@@ -304,3 +304,27 @@ def test_options_validation(tmp_path: Path) -> None:
         build_file_lists(root, tmp_path / "o", frobnicate=True)
     with pytest.raises(ConfigError, match="either"):
         build_file_lists(FileListOptions(root, tmp_path / "o"), split="val")
+
+
+def test_replaced_leftover_is_not_a_clip(tmp_path: Path) -> None:
+    # What a killed --overwrite leaves beside the committed clip: the old output moved aside.
+    root = tmp_path / "rawframes_train"
+    make_frames(root / "a" / "c1_000000_000010", 3, 2)
+    make_frames(root / "a" / "c1_000000_000010.replaced", 3, 2)
+    make_frames(root / "a.replaced" / "c2_000000_000010", 3, 2)
+    res = build_file_lists(root, tmp_path / "o", formats=("rawframes", "flow"), split="train")
+    raw, flow = res.summaries
+    assert raw.list_path.read_text() == "a/c1_000000_000010 3 0\n"
+    assert flow.list_path.read_text() == "a/c1_000000_000010 2 0\n"
+    assert raw.not_listed == 0 and flow.not_listed == 0
+
+
+def test_config_template_follows_the_flow_format(tmp_path: Path) -> None:
+    root = tmp_path / "rawframes_train"
+    make_frames(root / "a" / "c1_000000_000010", 3, 2, flow_ext="png")
+    res = build_file_lists(root, tmp_path / "o", formats=("rawframes", "flow"), split="train")
+    assert "filename_tmpl='{}_{:05d}.png', modality='Flow'" in res.config["flow"]
+    assert "filename_tmpl='img_{:05}.jpg', start_index=1" in res.config["rawframes"]
+    make_frames(root / "a" / "c2_000000_000010", 3, 2, naming="denseflow", flow_ext="png")
+    res = build_file_lists(root, tmp_path / "o", formats=("flow",), split="train", naming="denseflow")
+    assert "filename_tmpl='flow_{}_{:05d}.png', modality='Flow', start_index=0" in res.config["flow"]

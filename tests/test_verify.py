@@ -242,3 +242,12 @@ def test_cli_exit_codes_and_report(faulty, tmp_path: Path, capsys: pytest.Captur
     assert main(["verify", str(tmp_path / "absent")]) == 2
     assert "root directory does not exist" in capsys.readouterr().err
     assert main(["verify", str(ps.root), "--fix-lists"]) == 2
+
+
+def test_replaced_leftover_is_not_counted(tmp_path: Path) -> None:
+    # A killed --overwrite leaves the old output moved aside beside the committed one.
+    root = tmp_path / "root"
+    write_frame_dir(root / "c" / "clip", 4)
+    write_frame_dir(root / "c" / "clip.replaced", 4)
+    res = verify(root, **QUIET)
+    assert res.exit_code == 0 and res.items == 1, res.format()

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
-from ..atomic import cleanup_scratch, commit_dir, is_scratch_name, partial_path, remove_tree
+from ..atomic import cleanup_scratch, commit_dir, partial_path, remove_tree
 from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
 from ..flowservice import FlowServices, LocalFeed, ServiceSpec
@@ -44,7 +44,7 @@ from ..framedir import (
 from ..video import images
 from ..layout import (
     check_not_inside,
-    is_hidden,
+    iter_tree,
     iter_videos,
     link_ssd,
     normalize_extensions,
@@ -193,14 +193,11 @@ def plan(options: ExtractOptions) -> list[Item]:
 
 
 def _frame_dirs(options: ExtractOptions) -> Iterator[Path]:
-    """The RGB clips under SRC for --input-frames: frame directories and packed clips (clip.zip)."""
-    parents = [options.src] if options.level == 1 else sorted(
-        Path(e.path) for e in os.scandir(options.src) if e.is_dir() and not is_hidden(e.name))
-    for parent in parents:
-        # `clip.zip.partial` is scratch (is_scratch_name), never an input.
-        yield from sorted(Path(e.path) for e in os.scandir(parent)
-                          if not is_hidden(e.name) and not is_scratch_name(e.name)
-                          and (e.is_dir() or (is_zip(e.name) and e.is_file())))
+    """The RGB clips under SRC for --input-frames: frame directories and packed clips (clip.zip);
+    scratch (`clip.zip.partial`, `clip.replaced`) is never an input (layout's one rule)."""
+    for e in iter_tree(options.src, options.level):
+        if e.kind == "dir" or (e.kind == "file" and is_zip(e.name)):
+            yield e.path
 
 
 def is_done(item: Item, job: _Job) -> bool:
@@ -585,15 +582,3 @@ STAGE: Stage[_Job] = Stage(
     estimate=estimate, services=services,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
 )
-
-
-def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg",
-                 pack: str | None = None) -> list[str]:
-    """What to paste into an mmaction2 1.x config to read this stage's output."""
-    lines = get_naming(naming).config_lines(flow_ext=flow_format if task != "rgb" else None,
-                                            rgb_ext="jpg" if task != "flow" else None)
-    if pack == "zip":
-        from ..packed import MMACTION_ZIP_LINES
-
-        lines += MMACTION_ZIP_LINES
-    return lines
