@@ -24,7 +24,6 @@ from .atomic import write_bytes_atomic
 from .errors import ConfigError
 
 META_FILE = "kinetics_prep.json"
-FRAME_META_FILE = META_FILE  # the name other modules used before this module owned it
 TASKS: tuple[str, ...] = ("rgb", "flow", "both")
 
 

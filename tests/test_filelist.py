@@ -10,7 +10,7 @@ import pytest
 from conftest import require_shared
 
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.framedir import FRAME_META_FILE, NAMINGS, count_frames
+from kinetics_prep.framedir import META_FILE, NAMINGS, count_frames
 from kinetics_prep.stages.filelist import (
     FileListOptions,
     build_file_lists,
@@ -33,7 +33,7 @@ def make_frames(d: Path, frames: int, pairs: int, naming: str = "mmaction2", met
         data = {"naming": naming, "frames": frames, "flow_pairs": pairs, "flow_format": flow_ext}
         if isinstance(meta, dict):
             data.update(meta)
-        (d / FRAME_META_FILE).write_text(json.dumps(data))
+        (d / META_FILE).write_text(json.dumps(data))
     return d
 
 
@@ -276,9 +276,9 @@ def test_metadata_png_flow_and_unknown_naming(tmp_path: Path) -> None:
     d = make_frames(tmp_path / "c", 4, 3, flow_ext="png")
     fc = count_frames(d)
     assert (fc.frames, fc.flow_x, fc.flow_problem) == (4, 3, "")
-    (d / FRAME_META_FILE).write_text(json.dumps({"naming": "weird", "frames": 4, "flow_pairs": 3, "flow_format": "png"}))
+    (d / META_FILE).write_text(json.dumps({"naming": "weird", "frames": 4, "flow_pairs": 3, "flow_format": "png"}))
     assert "unknown naming" in count_frames(d).rgb_problem
-    (d / FRAME_META_FILE).write_text("{not json")
+    (d / META_FILE).write_text("{not json")
     assert "unreadable" in count_frames(d).rgb_problem
 
 

@@ -17,6 +17,8 @@ from kinetics_prep import pack_lmdb
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.synthetic import ClipSpec, write_clip
 
+pytestmark = pytest.mark.mmaction  # runs mmaction2 in its own venv (make mmaction-venv)
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = Path(os.environ.get("KINETICS_PREP_MMACTION_PYTHON", ROOT / ".venv-mmaction" / "bin" / "python"))
 

@@ -51,6 +51,7 @@ def _scratch(root: Path) -> list[str]:
     return sorted(p.name for p in root.rglob("*") if p.name.endswith((".partial", ".replaced")))
 
 
+@pytest.mark.slow
 def test_extract_pack_zip_holds_exactly_the_directory_files(videos, dirs, tmp_path, capsys):
     out = tmp_path / "zips"
     assert main(["extract-frames", os.fspath(videos), os.fspath(out), "--pack", "zip", "--workers", "2", "--no-progress"]) == 0
@@ -85,6 +86,7 @@ def test_modality_added_to_packed_clip_and_back_to_directories(videos, tmp_path)
     assert d.is_dir() and not z.exists() and {n for n in os.listdir(d)} == set(both)
 
 
+@pytest.mark.slow
 def test_pack_unpack_round_trip_resumable_and_delete_source(dirs, tmp_path, capsys):
     src = tmp_path / "tree"
     subprocess.run(["cp", "-a", os.fspath(dirs), os.fspath(src)], check=True)
@@ -183,6 +185,7 @@ def kill_on(module, name, n):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["both", "flow"])
 def test_extract_pack_zip_killed_before_a_commit_then_rerun(videos, tmp_path, task):
     out = tmp_path / "zips"

@@ -499,7 +499,8 @@ def _version() -> str:
 
 # ------------------------------------------------------------------------------ entry point
 
-def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> RunSummary:
+def extract_frames(src: str | os.PathLike, out: str | os.PathLike, *, flow_factory: Any = None,
+                   **options: Any) -> RunSummary:
     """Extract RGB frames and/or optical flow for every clip under `src` into `out`.
 
     Keyword options are the fields of `ExtractOptions` and of `RunOptions` (or run=RunOptions(...));
@@ -508,11 +509,16 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
     runs in one flow service per device that batches the pairs of every worker; the workers
     decode, resize and encode. With `ssd`, frames are written physically under that directory
     and `out` becomes a symlink to it. With Ray, GPU flow keeps one engine per GPU task
-    (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU) and no services.
+    (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU) and no services. `flow_factory`:
+    builds the flow engine on a device (`factory(device)`, picklable) instead of `get_engine`,
+    for tests and benchmarks that inject an engine.
     """
     run = pop_run_options(options)
     opts = make_options(ExtractOptions, src=Path(src), out=Path(out), **options)
-    job = _Job(opts, plan_flow(opts) if opts.wants_flow else None, overwrite=run.overwrite)
+    flow = plan_flow(opts) if opts.wants_flow else None
+    if flow is not None and flow_factory is not None:
+        flow = replace(flow, factory=flow_factory)
+    job = _Job(opts, flow, overwrite=run.overwrite)
     items = plan(opts)
     if opts.ssd is not None and not run.dry_run:
         link_ssd(opts.ssd, opts.out)

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
+from ..framedir import META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
 from ..layout import STATE_DIR, VIDEO_EXTENSIONS, TreeEntry, is_hidden, scan_entries
 from ..options import PathLike, make_options, opt, path_tuple
 from ..packed import DamagedMemberError, DirClip, ZipClip, is_zip, zip_path
@@ -368,7 +368,7 @@ def _looks_like_frame_dir(path: str) -> bool:
     try:
         with os.scandir(path) as it:
             for e in it:
-                if e.name == FRAME_META_FILE:
+                if e.name == META_FILE:
                     return True
                 if e.name.endswith((".jpg", ".png")) and e.name.startswith(tuple(prefixes)):
                     return True
@@ -516,7 +516,7 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
         names = clip.names()
         # A damaged metadata member is the archive's fault, not a metadata problem.
         try:
-            meta_bytes = clip.read(FRAME_META_FILE) if FRAME_META_FILE in names else None
+            meta_bytes = clip.read(META_FILE) if META_FILE in names else None
         except DamagedMemberError as e:
             return [Problem("zip", f"1 damaged member(s): {e.member} ({e.reason})")], {}
         fc = count_names(names, naming, lambda: parse_meta(meta_bytes) if meta_bytes is not None else None)
@@ -614,7 +614,8 @@ def check_video_file(path: Path, *, deep: bool = False) -> tuple[list[Problem], 
 
 
 def run_one(item: VerifyItem, options: VerifyOptions) -> ItemResult:
-    """Check one item; problems travel as 'check: message' lines in the result's error."""
+    """Check one item; its problems travel as typed values (`ItemResult.problems`), with one
+    line for people in `error`."""
     if item.kind == "partial":
         problems, counts = [Problem("unfinished", "only a .partial output exists: rerun the stage")], {}
     elif item.kind == "video":
@@ -623,20 +624,15 @@ def run_one(item: VerifyItem, options: VerifyOptions) -> ItemResult:
         problems, counts = check_frame_dir(item.src, want_frames=item.want_frames, want_flow=item.want_flow,
                                            deep=options.deep, naming=options.naming)
     if problems:
-        error = "\n".join(f"{p.check}: {p.message.replace(chr(10), ' ')}" for p in problems)
-        return ItemResult(key=item.key, status=FAILED, output=str(item.src), error=error, counts=counts)
+        error = "; ".join(f"{p.check}: {p.message}" for p in problems).replace("\n", " ")
+        return ItemResult(key=item.key, status=FAILED, output=str(item.src), error=error, counts=counts,
+                          problems=tuple(problems))
     return ItemResult(key=item.key, status=OK, output=str(item.src), counts=counts)
 
 
 def _problems_of(result: ItemResult) -> list[Problem]:
-    out = []
-    for line in (result.error or "unknown error").split("\n"):
-        check, sep, message = line.partition(": ")
-        if sep and check in CHECKS:
-            out.append(Problem(check, message))
-        else:  # an exception the runner caught: keep it whole
-            out.append(Problem("error", line))
-    return out
+    """The typed problems of a failed item; an exception the runner caught is one `error`."""
+    return list(result.problems) or [Problem("error", result.error or "unknown error")]
 
 
 def _never_done(item: Item, options: Any) -> bool:
