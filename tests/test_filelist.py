@@ -328,3 +328,18 @@ def test_config_template_follows_the_flow_format(tmp_path: Path) -> None:
     make_frames(root / "a" / "c2_000000_000010", 3, 2, naming="denseflow", flow_ext="png")
     res = build_file_lists(root, tmp_path / "o", formats=("flow",), split="train", naming="denseflow")
     assert "filename_tmpl='flow_{}_{:05d}.png', modality='Flow', start_index=0" in res.config["flow"]
+
+
+def test_file_list_prints_the_png_template_for_a_tree_extracted_with_png_flow(tmp_path: Path, capsys) -> None:
+    from kinetics_prep.cli import main
+    from kinetics_prep.synthetic import ClipSpec, write_clip
+
+    write_clip(tmp_path / "videos" / "a" / "c_000000_000010.mkv", ClipSpec(32, 24, frames=4, codec="ffv1"))
+    root = tmp_path / "rawframes_train"
+    assert main(["extract-frames", str(tmp_path / "videos"), str(root), "--flow-type", "dis", "--flow-format", "png",
+                 "--workers", "1", "--no-progress"]) == 0
+    assert "filename_tmpl='{}_{:05d}.png'" in capsys.readouterr().out
+    assert main(["file-list", str(root), "--format", "rawframes", "flow"]) == 0
+    err = capsys.readouterr().err
+    assert "filename_tmpl='{}_{:05d}.png', modality='Flow', start_index=1" in err
+    assert "filename_tmpl='img_{:05}.jpg', start_index=1" in err

@@ -306,10 +306,12 @@ def _lmdb_one(item: Item, options: PackOptions, env: Any) -> ItemResult:
 
 
 def _lmdb_estimate(item: Item, options: PackOptions) -> tuple[int, int]:
-    """(bytes, files) a clip adds: its files' bytes, no file (the database grows)."""
+    """(bytes, files) a clip adds: its files, each one key of the database."""
     if item.src.is_file():
-        return item.src.stat().st_size, 0
-    return sum(e.stat().st_size for e in os.scandir(item.src) if e.is_file()), 0
+        with ZipClip(item.src) as clip:
+            return item.src.stat().st_size, len(clip.names())
+    sizes = [e.stat().st_size for e in os.scandir(item.src) if e.is_file()]
+    return sum(sizes), len(sizes)
 
 
 def _lmdb_stage(items: list[Item]) -> Stage[PackOptions]:
