@@ -390,7 +390,7 @@ def _discovered(t: TreeEntry) -> VerifyItem | None:
     if t.kind == "dir" and not t.partial:
         kind = "frames"
     elif t.partial:
-        kind = "partial" if t.kind == "dir" or _is_file_item(t.name) else None
+        kind = "partial" if t.kind in ("dir", "broken") or _is_file_item(t.name) else None
     elif os.path.splitext(t.name)[1].lower() in VIDEO_EXTENSIONS:
         kind = "video"
     elif is_zip(t.name) or t.kind == "broken":
