@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test venv clean bench plan mmaction-venv
+.PHONY: demo test test-fast venv clean bench plan mmaction-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ mmaction-venv: $(MMACTION_VENV)/.installed
 
 test: $(VENV)/.installed-test $(MMACTION_VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# For development: the suite without the slow, Ray, Triton and mmaction2 tests (markers in
+# pyproject.toml); it needs no .venv-mmaction. `make test` stays the whole suite and CI's command.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m "not slow and not ray and not triton and not mmaction"
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_resize.py

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kinetics_prep.framedir import FRAME_META_FILE, NAMINGS
+from kinetics_prep.framedir import META_FILE, NAMINGS
 from kinetics_prep.stages.filelist import FileListOptions, build_file_lists
 
 
@@ -43,7 +43,7 @@ def build_tree(root: Path, clips: int, classes: int, frames: int, meta: bool) ->
             os.close(os.open(os.path.join(ds, n), flags, 0o644))
         files += len(names)
         if meta:
-            with open(os.path.join(ds, FRAME_META_FILE), "w") as f:
+            with open(os.path.join(ds, META_FILE), "w") as f:
                 f.write(meta_text)
             files += 1
     return files

@@ -21,13 +21,13 @@ The public API is the same set of functions the command line calls, in pipeline 
     preview(input, output, **options)                -> Path                  # preview
     pack_frames(src, out, **options)                 -> RunSummary            # pack
     unpack_frames(src, out, **options)               -> RunSummary            # unpack
-    pack_lmdb(src, db, **options)                    -> LmdbSummary           # pack --to lmdb
+    pack_lmdb(src, db, **options)                    -> RunSummary            # pack --to lmdb
     read_frames(clip, indices, modality="rgb")     -> list[ndarray]         # dirs, zips, LMDB
     run_demo(out)                                    -> int                   # demo
 
 plus RunOptions(workers=, overwrite=, retries=, report=, progress=, executor=, shard=, dry_run=,
 ...): the runner options of every per-clip stage (also accepted as keyword options by
-resize_videos / extract_frames; RunControl is its former name), format_summary(summary),
+resize_videos / extract_frames), format_summary(summary),
 load_annotations / write_annotations, Clip, LabelMap, read_label_map / write_label_map, and
 the flow engines in `kinetics_prep.flow` (get_engine, quantize, dequantize).
 
@@ -53,7 +53,7 @@ _LAZY: dict[str, str] = {
     "preview": ".preview_sheet",
     **dict.fromkeys(("MergeResult", "format_summary", "merge_reports"), ".reports"),
     **dict.fromkeys(("ItemResult", "RunSummary"), ".results"),
-    **dict.fromkeys(("RunControl", "RunOptions"), ".run_options"),
+    "RunOptions": ".run_options",
     **dict.fromkeys(("arrange_clips", "rename_classes"), ".stages.arrange"),
     "build_file_lists": ".stages.filelist",
     "ExtractOptions": ".stages.frames_options",
@@ -63,7 +63,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("VerifyResult", "verify"), ".stages.verify"),
     **dict.fromkeys(("VideoInfo", "output_size", "probe"), ".video"),
     "read_frames": ".readers",
-    **dict.fromkeys(("pack_frames", "unpack_frames", "pack_lmdb", "LmdbSummary"), ".stages.pack"),
+    **dict.fromkeys(("pack_frames", "unpack_frames", "pack_lmdb"), ".stages.pack"),
 }
 
 
@@ -104,7 +104,6 @@ __all__ = [
     "ItemResult",
     "MergeResult",
     "PrepareResult",
-    "RunControl",
     "RunOptions",
     "format_summary",
     "load_config",
@@ -130,5 +129,4 @@ __all__ = [
     "pack_frames",
     "unpack_frames",
     "pack_lmdb",
-    "LmdbSummary",
 ]

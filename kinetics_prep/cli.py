@@ -436,7 +436,9 @@ def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
 
 def _run_extract_frames(a: argparse.Namespace) -> int:
     from .reports import format_summary
-    from .stages.frames import config_lines, extract_frames
+    from .framedir import modalities
+    from .packed import mmaction_config_lines
+    from .stages.frames import extract_frames
     from .stages.frames_options import ExtractOptions, FlowTuning
 
     flow_params = FlowTuning(**options_from(FlowTuning, a)).params(a.flow_type, a.flow_backend)
@@ -445,8 +447,9 @@ def _run_extract_frames(a: argparse.Namespace) -> int:
     print(format_summary(summary), file=sys.stderr)
     if summary.dry_run:
         return summary.exit_code
-    print("mmaction2 config lines for this output:", *config_lines(a.task, a.naming, a.flow_format, a.pack),
-          sep="\n  ")
+    lines = mmaction_config_lines(sorted(modalities(a.task), reverse=True), naming=a.naming,
+                                  flow_ext=a.flow_format, packing=a.pack)
+    print("mmaction2 config lines for this output:", *lines, sep="\n  ")
     return summary.exit_code
 
 
@@ -654,22 +657,16 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(a: argparse.Namespace) -> int:
+    from .packed import mmaction_config_lines
     from .reports import format_summary
-    from .stages.pack import LmdbSummary, config_lines, pack
+    from .stages.pack import pack
     from .stages.pack_options import PackOptions
 
     res = pack(**options_from(PackOptions, a), **_runner_kwargs(a))
-    if isinstance(res, LmdbSummary):
-        print(f"{res.db}: {res.written} clip(s) written, {res.skipped} already there, {len(res.failed)} failed; "
-              f"{res.frames} RGB frames, {res.bytes / 1e6:.1f} MB, map size {res.map_size / 2**30:.1f} GiB",
-              file=sys.stderr)
-        for clip, why in res.failed:
-            print(f"  failed: {clip}: {why}", file=sys.stderr)
-        print("mmaction2 config lines for this output:", *config_lines("lmdb", res.db, a.key_prefix), sep="\n  ")
-        return res.exit_code
     print(format_summary(res), file=sys.stderr)
     if not res.dry_run:
-        print("mmaction2 config lines for this output:", *config_lines("zip"), sep="\n  ")
+        lines = mmaction_config_lines((), packing=a.to, db=a.out, key_prefix=a.key_prefix)
+        print("mmaction2 config lines for this output:", *lines, sep="\n  ")
     return res.exit_code
 
 
@@ -699,14 +696,32 @@ def _run_unpack(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- main
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Options may come between positionals (`pack SRC --to lmdb DB`), in every command:
+    argparse's intermixed parsing, except for a parser whose positional is the subcommand
+    (argparse cannot intermix those; the command's own parser then intermixes its arguments)."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._intermixing or any(a.nargs == argparse.PARSER for a in self._actions):
+            return super().parse_known_args(args, namespace)
+        # parse_known_intermixed_args calls parse_known_args itself (Python < 3.13): once only.
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _IntermixedParser(
         prog="kinetics-prep",
         description="Prepare Kinetics-style action videos for mmaction2-style training.",
         epilog="Exit status: 0 ok, 1 some items failed (see the report), 2 bad arguments, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"kinetics-prep {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_IntermixedParser)
     # In pipeline order, as `--help` lists them.
     for add in (_add_demo, _add_prepare, _add_download_annotations, _add_download, _add_classes, _add_select,
                 _add_arrange, _add_rename_classes, _add_resize, _add_extract_frames, _add_pack, _add_unpack, _add_link_ssd,

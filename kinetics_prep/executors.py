@@ -25,7 +25,7 @@ import signal
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
@@ -113,12 +113,12 @@ def _attempts(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
             tb = traceback.extract_tb(e.__traceback__)[-1]
             error = f"{type(e).__name__}: {item.src}: {e} (at {Path(tb.filename).name}:{tb.lineno})"
         else:
-            fields_ = asdict(result)
-            if result.status == OK and result.bytes is None:
+            size = result.bytes
+            if result.status == OK and size is None:
                 counted = result.counts.get("bytes")
-                fields_["bytes"] = counted if counted is not None else output_bytes(result.output)
-            fields_.update(seconds=round(time.perf_counter() - t0, 3), attempts=attempt)
-            return ItemResult(**fields_)
+                size = counted if counted is not None else output_bytes(result.output)
+            # replace, not asdict: typed values in the result (its problems) stay typed.
+            return replace(result, bytes=size, seconds=round(time.perf_counter() - t0, 3), attempts=attempt)
         if attempt > spec.retries:
             return ItemResult(key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),
                               error=error.replace("\n", " "), attempts=attempt)

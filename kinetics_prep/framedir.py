@@ -24,7 +24,6 @@ from .atomic import write_bytes_atomic
 from .errors import ConfigError
 
 META_FILE = "kinetics_prep.json"
-FRAME_META_FILE = META_FILE  # the name other modules used before this module owned it
 TASKS: tuple[str, ...] = ("rgb", "flow", "both")
 
 
@@ -62,17 +61,6 @@ class Naming:
         '{}_{:05d}.jpg' or 'flow_{}_{:05d}.jpg'."""
         prefix = self.flow_prefixes()[0]  # "x_" or "flow_x_"
         return prefix[: -len("x_")] + "{}_" + self.flow_x[len(prefix):] + "." + ext
-
-    def config_lines(self, flow_ext: str | None = "jpg", rgb_ext: str | None = "jpg") -> list[str]:
-        """The lines to paste into an mmaction2 1.x dataset config for this naming."""
-        lines = []
-        if rgb_ext:
-            lines.append(f"RGB:  dict(type='RawframeDataset', filename_tmpl='{self.rgb_template(rgb_ext)}', "
-                         f"start_index={self.start}, modality='RGB', ...)")
-        if flow_ext:
-            lines.append(f"flow: dict(type='RawframeDataset', filename_tmpl='{self.flow_template(flow_ext)}', "
-                         f"start_index={self.start}, modality='Flow', ...)")
-        return lines
 
 
 NAMINGS: dict[str, Naming] = {
@@ -256,6 +244,8 @@ class FrameCounts:
     flow_problem: str = ""  # why its flow entry is not complete
     rgb_kind: CountProblem | None = None  # the type of rgb_problem (None when complete)
     flow_kind: CountProblem | None = None
+    rgb_ext: str = ""  # the image format on disk ("jpg", "png"; "" when there is none)
+    flow_ext: str = ""
 
     def complete(self, task: str) -> bool:
         """Whether the files of `task` ("rgb", "flow" or "both") are all there."""
@@ -356,7 +346,13 @@ def count_names(names: list[str], naming: str | None, load: Any) -> FrameCounts:
     if meta_problem:
         rgb_problem = flow_problem = meta_problem
         rgb_kind = flow_kind = CountProblem.METADATA
-    return FrameCounts(nm.name, frames, nx, ny, meta, rgb_problem, flow_problem, rgb_kind, flow_kind)
+    return FrameCounts(nm.name, frames, nx, ny, meta, rgb_problem, flow_problem, rgb_kind, flow_kind,
+                       _ext(names, lo, hi), _ext(names, xlo, xhi))
+
+
+def _ext(names: list[str], lo: int, hi: int) -> str:
+    """The extension of the first of names[lo:hi] ("" when the range is empty)."""
+    return names[lo].rsplit(".", 1)[-1] if hi > lo and "." in names[lo] else ""
 
 
 def is_complete(frame_dir: Path, task: str) -> bool:

@@ -1,4 +1,5 @@
-"""Where things go: clip discovery, output paths, the SSD symlink.
+"""Where things go: clip discovery (one walker, one rule for scratch names), output paths, the
+SSD symlink.
 
 Pure path logic; no codecs, no parallelism.
 """
@@ -6,6 +7,7 @@ Pure path logic; no codecs, no parallelism.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -40,31 +42,87 @@ def normalize_extensions(exts: str | list[str] | tuple[str, ...] | None) -> froz
     return frozenset(out)
 
 
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a tree of clips: a video, a frame directory, a packed clip, or (only when
+    asked for) the `.partial` of one."""
+
+    path: Path
+    rel: str  # relative to the walked root, '/' separated
+    class_dir: str | None  # None at level 1
+    kind: str  # "dir" (links followed), "file", "broken" (a dangling link) or "other" (fifo, ...)
+    partial: bool = False  # an unfinished output (`<name>.partial`)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def is_skipped_name(name: str) -> bool:
+    """The one rule every walker keeps: hidden names (our state directory included) and scratch
+    names (`.partial`, `.replaced`: atomic.is_scratch_name) are never inputs nor finished outputs."""
+    return is_hidden(name) or is_scratch_name(name)
+
+
+def _kind(e: os.DirEntry) -> str:
+    # d_type answers without a stat on most file systems; links are followed.
+    if e.is_dir():
+        return "dir"
+    if e.is_file():
+        return "file"
+    return "broken" if not os.path.exists(e.path) else "other"
+
+
+def scan_entries(folder: Path, class_dir: str | None = None, *, partials: bool = False) -> list[TreeEntry]:
+    """The entries of one folder, sorted by name, under the one rule (`is_skipped_name`);
+    `partials` adds the `.partial` leftovers, marked (verify and file-list report them as
+    unfinished). A `.replaced` leftover is never an entry: its replacement is committed, or
+    its `.partial` is there."""
+    out = []
+    with os.scandir(folder) as it:
+        for e in it:
+            partial = partials and e.name.endswith(PARTIAL_SUFFIX) and not is_hidden(e.name)
+            if is_skipped_name(e.name) and not partial:
+                continue
+            rel = e.name if class_dir is None else f"{class_dir}/{e.name}"
+            out.append(TreeEntry(Path(e.path), rel, class_dir, _kind(e), partial))
+    out.sort(key=lambda t: t.rel)
+    return out
+
+
+def class_dirs(root: Path) -> list[str]:
+    """The class directories of a level-2 tree, sorted (scratch and hidden ones excluded)."""
+    with os.scandir(root) as it:
+        return sorted(e.name for e in it if e.is_dir() and not is_skipped_name(e.name))
+
+
+def iter_tree(root: Path, level: int, *, partials: bool = False) -> Iterator[TreeEntry]:
+    """The one walker over trees of clips: level 1 = `root/clip`, level 2 = `root/class/clip`;
+    every entry under the one rule for names (`scan_entries`); callers pick by kind and name."""
+    if level not in (1, 2):
+        raise ConfigError(f"--level must be 1 or 2, got {level}")
+    if level == 1:
+        yield from scan_entries(root, partials=partials)
+        return
+    for c in class_dirs(root):
+        yield from scan_entries(root / c, c, partials=partials)
+
+
 def iter_videos(src: Path, level: int, exts: frozenset[str]) -> Iterator[Path]:
     """Videos under `src`: level 1 = `src/clip.ext`, level 2 = `src/class/clip.ext`.
 
-    Hidden files and folders, non-video files and partial outputs are ignored; sorted for a
+    Hidden files and folders, non-video files and scratch outputs are ignored; sorted for a
     stable order.
     """
     if level not in (1, 2):
         raise ConfigError(f"--level must be 1 or 2, got {level}")
     if not src.is_dir():
         raise InputError(f"source directory does not exist: {src}")
-    dirs = [src] if level == 1 else sorted(
-        Path(e.path) for e in os.scandir(src) if e.is_dir() and not is_hidden(e.name)
-    )
-    for d in dirs:
+    for e in iter_tree(src, level):
         # Everything named like a video is an item, also a broken symlink or a directory called
         # "x.mp4": those are bad inputs, reported by name as failed items, never skipped silently.
-        files = sorted(
-            e.name
-            for e in os.scandir(d)
-            if not is_hidden(e.name) and not is_scratch_name(e.name)
-            and os.path.splitext(e.name)[1].lower() in exts
-            and (e.is_file() or e.is_dir() or not os.path.exists(e.path))
-        )
-        for name in files:
-            yield d / name
+        if os.path.splitext(e.name)[1].lower() in exts and e.kind != "other":
+            yield e.path
 
 
 def nothing_found(src: Path, level: int, exts: frozenset[str], what: str = "videos") -> ConfigError:

@@ -6,8 +6,11 @@ generates its arguments (`add_arguments`, `options_from`)."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
+import types
+import typing
 from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
@@ -57,6 +60,79 @@ def check_fps(fps: Any) -> float | None:
         raise ConfigError(f"--fps must be a frame rate from 0.001 to below {MAX_FPS:g} frames per second "
                           f"(e.g. 25), got {fps!r}")
     return value
+
+
+# ------------------------------------------------------------------ checking plain values
+# A config file (TOML) or a keyword gives plain values; what an option accepts is derived once,
+# here, from its field: the resolved annotation and the `opt()` metadata (choices, switches).
+
+_PLAIN: dict[Any, tuple[type, ...]] = {
+    bool: (bool,), int: (int,), float: (int, float), str: (str,), Path: (str,), os.PathLike: (str,),
+    type(None): (type(None),),
+}
+
+
+def accepted_types(annotation: Any, default: Any = MISSING) -> tuple[type, ...] | None:
+    """The plain types an option's value may have, from its resolved annotation (a union of
+    bool, int, float, str, Path, None: a path is given as text) or, without one, its default;
+    None when the annotation is anything else (a tuple, a frozenset: not checked here)."""
+    if annotation is None:
+        for t in (bool, int, float, str):  # bool first: it is an int to isinstance
+            if isinstance(default, t):
+                return _PLAIN[t]
+        return None
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    out: list[type] = []
+    for a in args:
+        plain = _PLAIN.get(typing.get_origin(a) or a)  # os.PathLike[str] -> os.PathLike
+        if plain is None:
+            return None
+        out.extend(plain)
+    return tuple(dict.fromkeys(out))
+
+
+def option_types(cls: type) -> dict[str, tuple[type, ...] | None]:
+    """`accepted_types` of every field of an options dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: accepted_types(hints.get(f.name), f.default) for f in fields(cls)}  # type: ignore[arg-type]
+
+
+def parameter_types(fn: Callable[..., Any]) -> dict[str, tuple[type, ...] | None]:
+    """`accepted_types` of a function's keyword-only parameters (a public function's options)."""
+    hints = typing.get_type_hints(fn)
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: accepted_types(hints.get(p.name), p.default) for p in params if p.kind is p.KEYWORD_ONLY}
+
+
+def option_choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The allowed values of every field that has them: `opt(choices=...)`, or the values its
+    `switches` store."""
+    out = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        choices = f.metadata.get("choices")
+        if choices is None and f.metadata.get("switches"):
+            choices = [value for value, _ in f.metadata["switches"].values()]
+        if choices is not None:
+            out[f.name] = tuple(choices)
+    return out
+
+
+def check_type(what: str, value: Any, want: type | tuple[type, ...]) -> None:
+    """ConfigError unless `value` is of `want` (`workers = true` is not an int: bool never passes
+    for a number)."""
+    want = want if isinstance(want, tuple) else (want,)
+    if not isinstance(value, want) or (isinstance(value, bool) and bool not in want):
+        names = " or ".join("none" if t is type(None) else t.__name__ for t in want)
+        raise ConfigError(f"{what} must be {names}, got {type(value).__name__} {value!r}")
+
+
+def check_choice(what: str, value: Any, allowed: Sequence[Any]) -> None:
+    """ConfigError unless `value` (or each of a list of values) is one of `allowed` (None passes:
+    the option's default)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    bad = [v for v in values if v is not None and v not in allowed]
+    if bad:
+        raise ConfigError(f"{what}: {bad[0]!r} is not one of {', '.join(map(str, allowed))}")
 
 
 # ------------------------------------------------------------------ the command line, from the fields

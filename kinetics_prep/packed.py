@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 from .atomic import commit_file, partial_path, remove_tree
 from .errors import ConfigError, InputError, OutputError
-from .framedir import META_FILE, NAMINGS, FrameCounts, FrameDirMeta, count_names, modalities, parse_meta
+from .framedir import META_FILE, NAMINGS, FrameCounts, FrameDirMeta, count_names, get_naming, modalities, parse_meta
 
 ZIP_SUFFIX = ".zip"
 # The config change that lets mmaction2 1.x read packed clips (kinetics_prep.mmaction).
@@ -40,6 +40,45 @@ MMACTION_ZIP_LINES = [
     "custom_imports = dict(imports=['kinetics_prep.mmaction'], allow_failed_imports=False)",
     "dict(type='RawFrameDecode', io_backend='kinetics_prep')  # in every pipeline, replacing RawFrameDecode",
 ]
+
+
+PACKINGS: tuple[str, ...] = ("zip", "lmdb")
+
+
+def mmaction_config_lines(datasets: Iterable[str] = ("rgb", "flow"), *, naming: str = "mmaction2",
+                          rgb_ext: str = "jpg", flow_ext: str = "jpg", packing: str | None = None,
+                          ann_file: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
+                          db: str | os.PathLike | None = None, key_prefix: str = "") -> list[str]:
+    """The one writer of mmaction2 1.x config text (extract-frames, pack and file-list print it).
+
+    `datasets`: "rgb" (or "rawframes"), "flow", "videos", one dataset line each, with the naming
+    preset's `filename_tmpl` and `start_index` and the image format on disk; `ann_file` /
+    `data_root` fill in the list and its root (else `...`). `packing`: "zip" adds the lines that
+    load our backend, "lmdb" the RawFrameDecode line for the database `db` and its key prefix."""
+    nm = get_naming(naming)
+    lines = []
+    for ds in datasets:
+        where = (f"ann_file='{ann_file}', data_prefix=dict({'video' if ds == 'videos' else 'img'}='{data_root}')"
+                 if ann_file is not None else "...")
+        if ds == "videos":
+            lines.append(f"dict(type='VideoDataset', {where})")
+        elif ds in ("rgb", "rawframes"):
+            lines.append(f"dict(type='RawframeDataset', {where}, filename_tmpl='{nm.rgb_template(rgb_ext)}', "
+                         f"start_index={nm.start})")
+        elif ds == "flow":
+            # mmaction2 formats a flow template with ('x'|'y', index)
+            lines.append(f"dict(type='RawframeDataset', {where}, filename_tmpl='{nm.flow_template(flow_ext)}', "
+                         f"modality='Flow', start_index={nm.start})")
+        else:
+            raise ValueError(f"unknown dataset kind {ds!r}")
+    if packing == "zip":
+        lines += MMACTION_ZIP_LINES
+    elif packing == "lmdb":
+        lines += [f"dict(type='RawFrameDecode', io_backend='lmdb', db_path='{os.path.abspath(os.fspath(db))}')",
+                  f"data_prefix=dict(img='{key_prefix}')  # on the RawframeDataset"]
+    elif packing is not None:
+        raise ValueError(f"unknown packing {packing!r}; choose from {list(PACKINGS)}")
+    return lines
 
 
 def zip_path(clip: str | os.PathLike) -> Path:

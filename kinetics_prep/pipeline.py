@@ -16,7 +16,6 @@ second run over a finished dataset therefore does nothing but check. `stages` ru
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -27,6 +26,7 @@ from .errors import ConfigError, InputError, KineticsPrepError, MissingDependenc
 from .kinetics import SPLITS
 from .reports import format_summary
 from .results import RunSummary
+from .options import check_choice, check_type, option_choices, option_types, parameter_types
 from .runner import RUN_OPTIONS, RunOptions
 from .sharding import resolve_shard
 
@@ -131,38 +131,7 @@ def load_config(path: str | os.PathLike) -> PrepareConfig:
 
 
 def _check_type(where: str, value: Any, want: type | tuple[type, ...], what: str) -> None:
-    # bool is an int to isinstance; a config's `workers = true` is a mistake, not 1.
-    ok = isinstance(value, want) and not (isinstance(value, bool) and bool not in _as_tuple(want))
-    if not ok:
-        names = " or ".join("none" if t is type(None) else t.__name__ for t in _as_tuple(want))
-        raise ConfigError(f"{where}{what} must be {names}, got {type(value).__name__} {value!r}")
-
-
-def _as_tuple(want: type | tuple[type, ...]) -> tuple[type, ...]:
-    return want if isinstance(want, tuple) else (want,)
-
-
-_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
-    "bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "Path": (str,),
-    "os.PathLike": (str,), "PathLike": (str,), "None": (type(None),),
-}
-
-
-def _types_of(annotation: Any, default: Any) -> tuple[type, ...] | None:
-    """TOML types a value may have, from an option's annotation ("int | None") or, without one,
-    its default; None when the annotation is not a plain union of simple types (not checked)."""
-    if isinstance(annotation, str) and annotation:
-        out: list[type] = []
-        for part in annotation.split("|"):
-            types = _SIMPLE_TYPES.get(part.strip().strip("'\""))
-            if types is None:
-                return None
-            out.extend(types)
-        return tuple(dict.fromkeys(out))
-    for t in (bool, int, float, str):  # bool first: it is an int to isinstance
-        if isinstance(default, t):
-            return _SIMPLE_TYPES[t.__name__]
-    return None
+    check_type(f"{where}{what}", value, want)
 
 
 def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
@@ -175,14 +144,7 @@ def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
     from .stages.resize_options import ResizeOptions
     from .stages.verify import VerifyOptions
 
-    def kw(fn: Callable[..., Any]) -> dict[str, tuple[type, ...] | None]:
-        params = inspect.signature(fn).parameters.items()
-        return {n: _types_of(p.annotation if p.annotation is not p.empty else None, p.default)
-                for n, p in params if p.kind is p.KEYWORD_ONLY}
-
-    def dc(cls: type) -> dict[str, tuple[type, ...] | None]:
-        return {f.name: _types_of(f.type, f.default) for f in fields(cls)}
-
+    kw, dc = parameter_types, option_types
     control = dc(RunOptions)
     return {
         "annotations": kw(download_annotations),
@@ -300,25 +262,15 @@ def _check_values(cfg: PrepareConfig, where: str) -> None:
         except ConfigError as e:
             raise ConfigError(f"{where}[{_section(stage)}] {e}") from e
     # Enumerated values of the other stages (their option classes also check paths, which may
-    # not exist yet): a typo must not surface after hours of resizing.
-    from .kinetics import CLASS_STYLES, LABEL_ORDERS
-    from .framedir import NAMINGS
-    from .stages.arrange import ARRANGE_MODES
-    from .stages.filelist import FORMATS, OUTPUT_FORMATS
+    # not exist yet): a typo must not surface after hours of resizing. The allowed values are
+    # the options' own (`opt(choices=...)`).
+    from .stages.arrange import ArrangeOptions
+    from .stages.filelist import FileListOptions
+    from .stages.verify import VerifyOptions
 
-    choices = {
-        "arrange": {"mode": ARRANGE_MODES, "class_style": CLASS_STYLES},
-        "file-list": {"formats": FORMATS, "output_format": OUTPUT_FORMATS, "label_order": LABEL_ORDERS,
-                      "naming": tuple(NAMINGS)},
-        "verify": {"naming": tuple(NAMINGS)},
-    }
-    for stage, keys in choices.items():
-        for key, allowed in keys.items():
-            value = cfg.sections[stage].get(key)
-            values = value if isinstance(value, (list, tuple)) else [value]
-            bad = [v for v in values if v is not None and v not in allowed]
-            if bad:
-                raise ConfigError(f"{where}[{_section(stage)}] {key}: {bad[0]!r} is not one of {', '.join(allowed)}")
+    for stage, cls in (("arrange", ArrangeOptions), ("file-list", FileListOptions), ("verify", VerifyOptions)):
+        for key, allowed in option_choices(cls).items():
+            check_choice(f"{where}[{_section(stage)}] {key}", cfg.sections[stage].get(key), allowed)
 
 
 def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:

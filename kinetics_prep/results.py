@@ -40,10 +40,13 @@ class ItemResult:
     note: str | None = None  # something a user should know about an ok item
     attempts: int = 1
     bytes: int | None = None  # size of the output (the executor measures it when the stage does not)
+    # Typed reasons of a failed item, carried unchanged to the caller (verify's `Problem`s);
+    # `error` stays the one line people read.
+    problems: tuple[Any, ...] = ()
 
     def to_json(self) -> str:
         """One report line (no newline inside: errors are single lines)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {})}, ensure_ascii=False)
+        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, {}, ())}, ensure_ascii=False)
 
 
 @dataclass

@@ -87,20 +87,14 @@ class RunOptions:
         return res
 
 
-# The name this class had before it also carried workers, overwrite, retries, report, progress.
-RunControl = RunOptions
 RUN_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(RunOptions))
-RUN_CONTROL_OPTIONS = RUN_OPTIONS
 
 
 def pop_run_options(options: MutableMapping[str, Any]) -> RunOptions:
-    """Take the runner's keyword options (the fields of RunOptions, or `run=RunOptions(...)` /
-    `control=...`) out of a stage's keyword options and return them; the stage keeps the rest.
+    """Take the runner's keyword options (the fields of RunOptions, or `run=RunOptions(...)`)
+    out of a stage's keyword options and return them; the stage keeps the rest.
     Without a shard, the SLURM array task's shard applies (SLURM_ARRAY_TASK_ID / _COUNT / ...)."""
     given = options.pop("run", None)
-    control = options.pop("control", None)
-    if given is None:
-        given = control
     kwargs = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     if given is not None:
         if not isinstance(given, RunOptions):
@@ -112,6 +106,3 @@ def pop_run_options(options: MutableMapping[str, Any]) -> RunOptions:
         # Inside a SLURM job array each task does its shard unless told otherwise ("1/1": all).
         run = replace(run, shard=resolve_shard(None))
     return run
-
-
-pop_run_control = pop_run_options

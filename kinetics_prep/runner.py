@@ -53,19 +53,16 @@ from .progress import UnitBar
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
 from .run_options import (  # noqa: F401  (re-exported: the runner's options live in a light module)
     EXECUTORS,
-    RUN_CONTROL_OPTIONS,
     RUN_OPTIONS,
-    RunControl,
     RunOptions,
-    pop_run_control,
     pop_run_options,
 )
 from .results import FAILED, OK, SKIPPED, Calibration, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
 from .sharding import Shard, resolve_shard, sharded_path
 
 __all__ = [
-    "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunOptions", "RunControl",
-    "DryRunPlan", "Stage", "Estimator", "run_stage", "run_items", "pop_run_options", "pop_run_control",
+    "OK", "SKIPPED", "FAILED", "EXECUTORS", "Item", "ItemResult", "RunSummary", "RunOptions",
+    "DryRunPlan", "Stage", "Estimator", "run_stage", "run_items", "pop_run_options",
     "default_workers", "WorkerContext", "Services",
 ]
 
@@ -179,14 +176,14 @@ def run_items(
     progress: bool = True,
     rate_key: str | tuple[str, ...] | None = None,
     setup: Callable[[], None] | None = None,
-    control: RunOptions | None = None,
+    run: RunOptions | None = None,
     resources: Mapping[str, float] | None = None,
     estimate: Estimator | None = None,
 ) -> RunSummary:
     """Run a plain `run_one(item, options)` over `items` without a Stage (no output lock, and
     a report only when `report_path` is given): for callers with their own item lists, like
     verify. `setup()` runs once in every worker process."""
-    run = replace(control or RunOptions(), workers=workers, overwrite=overwrite, retries=retries,
+    run = replace(run or RunOptions(), workers=workers, overwrite=overwrite, retries=retries,
                   progress=progress)
     keys = (rate_key,) if isinstance(rate_key, str) else tuple(rate_key or ())
     st: Stage = Stage(

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from kinetics_prep.flow import quantize
-from kinetics_prep.framedir import FRAME_META_FILE, NAMINGS
+from kinetics_prep.framedir import META_FILE, NAMINGS
 from kinetics_prep.synthetic import moving_frames
 
 W, H = 64, 48
@@ -41,7 +41,7 @@ def write_frame_dir(d: Path, frames: int = 6, *, step: int = 1, naming: str = "m
             cv2.imwrite(str(d / xn), q[..., 0])
             cv2.imwrite(str(d / yn), q[..., 1])
     if meta:
-        (d / FRAME_META_FILE).write_text(json.dumps({
+        (d / META_FILE).write_text(json.dumps({
             "frames": frames, "flow_pairs": pairs if task != "rgb" else 0, "width": w, "height": h,
             "fps": 25.0, "naming": naming, "step": step, "task": task, "rgb_format": "jpg",
             "flow_format": flow_format, "bound": bound,

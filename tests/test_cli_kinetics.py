@@ -165,3 +165,14 @@ def test_parser_has_all_commands() -> None:
     text = build_parser().format_help()
     for cmd in ("classes", "select", "arrange", "rename-classes", "file-list", "overlap"):
         assert cmd in text
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["pack", "SRC", "--to", "lmdb", "DB"], {"src": "SRC", "out": "DB", "to": "lmdb"}),
+    (["extract-frames", "V", "--task", "rgb", "OUT", "--workers", "1"], {"src": "V", "out": "OUT", "task": "rgb"}),
+    (["unpack", "SRC", "--level", "1", "OUT"], {"src": "SRC", "out": "OUT", "level": 1}),
+    (["resize", "IN", "--no-progress", "OUT"], {"src": "IN", "out": "OUT", "progress": False}),
+])
+def test_options_between_positionals(argv: list[str], want: dict) -> None:
+    a = build_parser().parse_args(argv)
+    assert {k: getattr(a, k) if not isinstance(getattr(a, k), Path) else str(getattr(a, k)) for k in want} == want

@@ -2,9 +2,12 @@
 
 import os
 
+import pytest
+
 from kinetics_prep.demo import DATASET, run_demo
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     out = tmp_path / "demo"
     assert run_demo(out, workers=2, progress=False) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,10 @@ from test_reliability import _children
 from kinetics_prep import extract_frames
 from kinetics_prep.cli import main
 from kinetics_prep.framedir import read_meta
-from kinetics_prep.runner import RunOptions, run_stage
-from kinetics_prep.stages import frames as frames_stage
 from kinetics_prep.synthetic import ClipSpec, write_clip
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # every test here runs the torch TV-L1 or flow services: 5-15 s each
 # A short TV-L1 (fewer scales and iterations): the same code paths, seconds instead of minutes.
 FAST = {"scales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 10}
 
@@ -68,24 +66,21 @@ def _wait_no_children() -> bool:
     return _children(os.getpid()) == []
 
 
-def _job(src: Path, out: Path, factory, **kw) -> frames_stage._Job:
-    opts = frames_stage.ExtractOptions(src=src, out=out, flow_backend="torch", device="cpu", flow_params=FAST,
-                                       flow_service=True, **kw)
-    return frames_stage._Job(opts, replace(frames_stage.plan_flow(opts), factory=factory))
-
-
 def test_an_engine_error_fails_the_clip_in_flight_by_name_restarts_the_service_and_a_rerun_completes(
         src, reference, tmp_path):
     out = tmp_path / "frames"
-    job = _job(src, out, FailingTorchFactory(str(tmp_path / "failed"), fail_on_call=1, params=tuple(FAST.items())),
-               batch_size=4)
-    s = run_stage(frames_stage.STAGE, job, RunOptions(workers=1, progress=False))
+    factory = FailingTorchFactory(str(tmp_path / "failed"), fail_on_call=1, params=tuple(FAST.items()))
+
+    def run():
+        return _torch(src, out, workers=1, batch_size=4, flow_service=True, flow_factory=factory)
+
+    s = run()
     assert s.exit_code == 1 and s.ok == 2 and s.failed == 1  # the run went on after the restart
     error = s.failures[0].error
     assert "clip0_000001_000011.mp4" in error and "CUDA out of memory (injected)" in error
     assert "--batch-size" in error and error.startswith("FlowServiceError")
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
-    again = run_stage(frames_stage.STAGE, job, RunOptions(workers=1, progress=False))
+    again = run()
     assert again.exit_code == 0 and again.ok == 1 and again.skipped == 2
     assert _digest(out) == _digest(reference)
     assert _wait_no_children()
@@ -93,13 +88,17 @@ def test_an_engine_error_fails_the_clip_in_flight_by_name_restarts_the_service_a
 
 def test_a_killed_service_loses_only_the_clips_in_flight(src, tmp_path):
     out = tmp_path / "frames"
-    opts = frames_stage.ExtractOptions(src=src, out=out, flow_type="dis", flow_service=True)
-    job = frames_stage._Job(opts, replace(frames_stage.plan_flow(opts), factory=SuicidalFactory(str(tmp_path / "k"))))
-    s = run_stage(frames_stage.STAGE, job, RunOptions(workers=2, progress=False))
+    factory = SuicidalFactory(str(tmp_path / "k"))
+
+    def run():
+        return extract_frames(src, out, flow_type="dis", flow_service=True, flow_factory=factory, workers=2,
+                              progress=False)
+
+    s = run()
     assert s.exit_code == 1 and s.ok + s.failed == 3 and 1 <= s.failed <= 2
     for f in s.failures:
         assert "the flow service on cpu stopped while computing this clip" in f.error and f.key in f.error
-    again = run_stage(frames_stage.STAGE, job, RunOptions(workers=2, progress=False))
+    again = run()
     assert again.exit_code == 0 and again.ok == s.failed
     # Names only: OpenCV's DIS object computes its very first pair differently from later ones,
     # so its bytes depend on which clip an engine saw first (in the per-clip path too).

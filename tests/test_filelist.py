@@ -10,7 +10,7 @@ import pytest
 from conftest import require_shared
 
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.framedir import FRAME_META_FILE, NAMINGS, count_frames
+from kinetics_prep.framedir import META_FILE, NAMINGS, count_frames
 from kinetics_prep.stages.filelist import (
     FileListOptions,
     build_file_lists,
@@ -33,7 +33,7 @@ def make_frames(d: Path, frames: int, pairs: int, naming: str = "mmaction2", met
         data = {"naming": naming, "frames": frames, "flow_pairs": pairs, "flow_format": flow_ext}
         if isinstance(meta, dict):
             data.update(meta)
-        (d / FRAME_META_FILE).write_text(json.dumps(data))
+        (d / META_FILE).write_text(json.dumps(data))
     return d
 
 
@@ -276,9 +276,9 @@ def test_metadata_png_flow_and_unknown_naming(tmp_path: Path) -> None:
     d = make_frames(tmp_path / "c", 4, 3, flow_ext="png")
     fc = count_frames(d)
     assert (fc.frames, fc.flow_x, fc.flow_problem) == (4, 3, "")
-    (d / FRAME_META_FILE).write_text(json.dumps({"naming": "weird", "frames": 4, "flow_pairs": 3, "flow_format": "png"}))
+    (d / META_FILE).write_text(json.dumps({"naming": "weird", "frames": 4, "flow_pairs": 3, "flow_format": "png"}))
     assert "unknown naming" in count_frames(d).rgb_problem
-    (d / FRAME_META_FILE).write_text("{not json")
+    (d / META_FILE).write_text("{not json")
     assert "unreadable" in count_frames(d).rgb_problem
 
 
@@ -304,3 +304,42 @@ def test_options_validation(tmp_path: Path) -> None:
         build_file_lists(root, tmp_path / "o", frobnicate=True)
     with pytest.raises(ConfigError, match="either"):
         build_file_lists(FileListOptions(root, tmp_path / "o"), split="val")
+
+
+def test_replaced_leftover_is_not_a_clip(tmp_path: Path) -> None:
+    # What a killed --overwrite leaves beside the committed clip: the old output moved aside.
+    root = tmp_path / "rawframes_train"
+    make_frames(root / "a" / "c1_000000_000010", 3, 2)
+    make_frames(root / "a" / "c1_000000_000010.replaced", 3, 2)
+    make_frames(root / "a.replaced" / "c2_000000_000010", 3, 2)
+    res = build_file_lists(root, tmp_path / "o", formats=("rawframes", "flow"), split="train")
+    raw, flow = res.summaries
+    assert raw.list_path.read_text() == "a/c1_000000_000010 3 0\n"
+    assert flow.list_path.read_text() == "a/c1_000000_000010 2 0\n"
+    assert raw.not_listed == 0 and flow.not_listed == 0
+
+
+def test_config_template_follows_the_flow_format(tmp_path: Path) -> None:
+    root = tmp_path / "rawframes_train"
+    make_frames(root / "a" / "c1_000000_000010", 3, 2, flow_ext="png")
+    res = build_file_lists(root, tmp_path / "o", formats=("rawframes", "flow"), split="train")
+    assert "filename_tmpl='{}_{:05d}.png', modality='Flow'" in res.config["flow"]
+    assert "filename_tmpl='img_{:05}.jpg', start_index=1" in res.config["rawframes"]
+    make_frames(root / "a" / "c2_000000_000010", 3, 2, naming="denseflow", flow_ext="png")
+    res = build_file_lists(root, tmp_path / "o", formats=("flow",), split="train", naming="denseflow")
+    assert "filename_tmpl='flow_{}_{:05d}.png', modality='Flow', start_index=0" in res.config["flow"]
+
+
+def test_file_list_prints_the_png_template_for_a_tree_extracted_with_png_flow(tmp_path: Path, capsys) -> None:
+    from kinetics_prep.cli import main
+    from kinetics_prep.synthetic import ClipSpec, write_clip
+
+    write_clip(tmp_path / "videos" / "a" / "c_000000_000010.mkv", ClipSpec(32, 24, frames=4, codec="ffv1"))
+    root = tmp_path / "rawframes_train"
+    assert main(["extract-frames", str(tmp_path / "videos"), str(root), "--flow-type", "dis", "--flow-format", "png",
+                 "--workers", "1", "--no-progress"]) == 0
+    assert "filename_tmpl='{}_{:05d}.png'" in capsys.readouterr().out
+    assert main(["file-list", str(root), "--format", "rawframes", "flow"]) == 0
+    err = capsys.readouterr().err
+    assert "filename_tmpl='{}_{:05d}.png', modality='Flow', start_index=1" in err
+    assert "filename_tmpl='img_{:05}.jpg', start_index=1" in err

@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO
 
 pytest.importorskip("triton")
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
 SCRIPT = REPO / "benchmarks" / "triton_compile_check.py"
 
 

@@ -116,13 +116,17 @@ def test_an_engine_error_fails_the_clips_in_flight_by_name_and_the_service_resta
 
 
 def test_a_killed_service_fails_only_the_clip_in_flight(tmp_path):
-    factory = EchoFactory(delay=3.0)
+    log = tmp_path / "engine.log"  # the engine writes "pid pairs" as it starts a batch
+    factory = EchoFactory(log=str(log), delay=3.0)
     with FlowServices(_spec(tmp_path, factory, batch=2), workers=1) as services:
         feed = services.handles.feed(0)
         s = feed.session("cls/inflight.mp4")
         list(s.put(_pairs(2, 1)))
-        time.sleep(1.0)  # the service is computing it
-        os.kill(services._procs[0].pid, signal.SIGKILL)
+        deadline = time.time() + 10
+        while not (log.exists() and log.read_text().endswith("\n")) and time.time() < deadline:
+            time.sleep(0.05)  # until the service is computing it
+        (pid, _), = (line.split() for line in log.read_text().splitlines())
+        os.kill(int(pid), signal.SIGKILL)
         with pytest.raises(FlowServiceError, match="cls/inflight.mp4: the flow service on cpu stopped"):
             list(s.drain())
         s.__exit__(None, None, None)

@@ -34,6 +34,7 @@ def _names(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir())
 
 
+@pytest.mark.slow
 def test_both_tasks_exact_counts_naming_and_metadata(lossless_tree, tmp_path):
     out = tmp_path / "rawframes"
     summary = extract_frames(lossless_tree, out, workers=2, progress=False)
@@ -227,6 +228,7 @@ def test_extract_options_validate():
         frames_stage.ExtractOptions(src=".", out="o", jpeg_quality=0)
 
 
+@pytest.mark.slow
 def test_torch_backend_runs_through_extract_frames_on_cpu(tmp_path):
     pytest.importorskip("torch")
     src = tmp_path / "v" / "c"

@@ -51,6 +51,7 @@ def _scratch(root: Path) -> list[str]:
     return sorted(p.name for p in root.rglob("*") if p.name.endswith((".partial", ".replaced")))
 
 
+@pytest.mark.slow
 def test_extract_pack_zip_holds_exactly_the_directory_files(videos, dirs, tmp_path, capsys):
     out = tmp_path / "zips"
     assert main(["extract-frames", os.fspath(videos), os.fspath(out), "--pack", "zip", "--workers", "2", "--no-progress"]) == 0
@@ -85,6 +86,7 @@ def test_modality_added_to_packed_clip_and_back_to_directories(videos, tmp_path)
     assert d.is_dir() and not z.exists() and {n for n in os.listdir(d)} == set(both)
 
 
+@pytest.mark.slow
 def test_pack_unpack_round_trip_resumable_and_delete_source(dirs, tmp_path, capsys):
     src = tmp_path / "tree"
     subprocess.run(["cp", "-a", os.fspath(dirs), os.fspath(src)], check=True)
@@ -112,8 +114,8 @@ def test_pack_denseflow_tree_without_metadata(tmp_path):
     assert pack_frames(tmp_path / "src", tmp_path / "zips", progress=False).ok == 1
     fc = count_clip(tmp_path / "zips" / "c" / "v.zip")
     assert (fc.naming, fc.frames, fc.flow_x) == ("denseflow", 3, 2)
-    r = pack_lmdb(tmp_path / "zips", tmp_path / "db")
-    assert (r.written, r.failed) == (1, [])
+    r = pack_lmdb(tmp_path / "zips", tmp_path / "db", progress=False)
+    assert (r.ok, r.failed) == (1, 0)
 
 
 def test_lmdb_keys_prefix_and_ascii_refusal(dirs, tmp_path, capsys):
@@ -183,6 +185,7 @@ def kill_on(module, name, n):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["both", "flow"])
 def test_extract_pack_zip_killed_before_a_commit_then_rerun(videos, tmp_path, task):
     out = tmp_path / "zips"
@@ -220,8 +223,8 @@ pack.pack_lmdb({os.fspath(dirs)!r}, {os.fspath(db)!r})
         clips = {k.decode().rsplit("/", 1)[0] for k, _ in txn.cursor()}
     env.close()
     assert clips == {CLIPS[0]}  # the clip in flight left nothing
-    r = pack_lmdb(dirs, db)
-    assert (r.written, r.skipped, r.failed) == (1, 1, [])
+    r = pack_lmdb(dirs, db, progress=False)
+    assert (r.ok, r.skipped, r.failed) == (1, 1, 0)
     for clip in CLIPS:
         n = len([f for f in os.listdir(dirs / clip) if f.startswith("img_")])
         assert all(np.array_equal(x, y) for x, y in zip(read_frames(dirs / clip, range(n)),
@@ -271,3 +274,27 @@ def test_input_frames_reads_packed_rgb_clips(dirs, tmp_path):
     bad.write_bytes(bad.read_bytes()[:-100])
     s = extract_frames(zips, tmp_path / "again", **flow)
     assert (s.ok, s.failed) == (1, 1) and f"{CLIPS[1]}.zip: not a readable zip archive" in s.failures[0].error
+
+
+def test_pack_lmdb_dry_run_writes_nothing(dirs, tmp_path, capsys):
+    db = tmp_path / "db"
+    s = pack_lmdb(dirs, db, dry_run=True, progress=False)
+    assert s.dry_run and s.plan.todo == sorted(CLIPS) and not db.exists()
+    # the command line, options between the positionals, reaches the same runner
+    assert main(["pack", os.fspath(dirs), "--to", "lmdb", os.fspath(db), "--dry-run", "--no-progress"]) == 0
+    assert "pack-lmdb (dry run, nothing changed): 2 items" in capsys.readouterr().err and not db.exists()
+    report = tmp_path / "r.jsonl"
+    s = pack_lmdb(dirs, db, progress=False, report=report)
+    assert (s.ok, s.failed, s.report_path) == (2, 0, os.fspath(report)) and len(report.read_text().splitlines()) == 2
+    s = pack_lmdb(dirs, db, dry_run=True, progress=False)
+    assert (s.plan.done, s.plan.todo) == (2, [])
+
+
+def test_pack_lmdb_refuses_what_one_writer_cannot_do(dirs, tmp_path, capsys):
+    db = tmp_path / "db"
+    with pytest.raises(ConfigError, match="one LMDB writer: --workers 2"):
+        pack_lmdb(dirs, db, workers=2)
+    with pytest.raises(ConfigError, match="--shard 1/2 does not apply"):
+        pack_lmdb(dirs, db, shard="1/2")
+    assert main(["pack", os.fspath(dirs), os.fspath(db), "--to", "lmdb", "--workers", "2"]) == 2
+    assert "--workers 2 does not apply" in capsys.readouterr().err and not db.exists()

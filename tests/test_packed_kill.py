@@ -237,9 +237,9 @@ def test_lmdb_overwrite_replaces_every_key_of_a_clip(tmp_path):
     _write_frames(tmp_path / "long" / "c" / "v2", 2, seed=2)  # a clip whose name extends v's
     _write_frames(tmp_path / "short" / "c" / "v", 3, seed=3)
     db = tmp_path / "db"
-    assert pack_lmdb(tmp_path / "long", db).written == 2
+    assert pack_lmdb(tmp_path / "long", db).ok == 2
     r = pack_lmdb(tmp_path / "short", db, overwrite=True)
-    assert (r.written, r.failed) == (1, [])
+    assert (r.ok, r.failed) == (1, 0)
     keys = _keys(db)
     assert sorted(k for k in keys if k.startswith("c/v/")) == \
         ["c/v/img_00001.jpg", "c/v/img_00002.jpg", "c/v/img_00003.jpg", "c/v/kinetics_prep.json"]
@@ -252,7 +252,7 @@ def test_a_truncated_lmdb_fails_with_one_line_instead_of_sigbus(tmp_path):
     pytest.importorskip("lmdb")
     _write_frames(tmp_path / "src" / "c" / "v", 40, seed=4)
     db = tmp_path / "db"
-    assert pack_lmdb(tmp_path / "src", db).written == 1
+    assert pack_lmdb(tmp_path / "src", db).ok == 1
     data = db / "data.mdb"
     with open(data, "r+b") as f:
         f.truncate(data.stat().st_size // 2)

@@ -57,6 +57,7 @@ ssd = "{tmp_path}/ssd/{{dataset}}_{{split}}"
     return cfg
 
 
+@pytest.mark.slow
 def test_prepare_end_to_end_then_nothing_to_do(dataset, tmp_path, capsys):
     root = tmp_path / "k"
     plan_before = tree_state(tmp_path)
@@ -89,6 +90,7 @@ def test_prepare_end_to_end_then_nothing_to_do(dataset, tmp_path, capsys):
     assert (tree_state(outputs, state), tree_state(root / "videos_train", state)) == before  # nothing redone
 
 
+@pytest.mark.slow
 def test_prepare_stage_subsets_shards_and_bad_configs(dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     res = prepare(dataset, stages=["annotations", "arrange"], echo=lambda line: None)
@@ -128,6 +130,10 @@ def test_shipped_kinetics400_config_is_valid():
     ("extract_frames", "flow_params = { tau = -1 }", "tau"),
     ("file_list", 'formats = ["bogus"]', "formats"),
     ("arrange", 'mode = "bogus"', "mode"),
+    ("file_list", "level = 3", r"level: 3 is not one of 1, 2"),  # choices from the option's own opt()
+    ("verify", 'naming = "bogus"', "naming: 'bogus' is not one of"),
+    ("resize", 'workers = "4"', "workers must be int or none, got str"),
+    ("runner", "retries = true", "retries must be int, got bool"),
 ])
 def test_bad_stage_values_fail_before_any_work(tmp_path, capsys, section, line, message):
     cfg = tmp_path / "bad.toml"

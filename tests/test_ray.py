@@ -30,13 +30,15 @@ from kinetics_prep.runner import (
     OK,
     Item,
     ItemResult,
-    RunControl,
+    RunOptions,
     run_items,
 )
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.stages.resize import resize_videos
 
-RAY = RunControl(executor="ray")
+pytestmark = pytest.mark.ray  # a local Ray instance (~7 s to start here)
+
+RAY = RunOptions(executor="ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -133,7 +135,7 @@ def _crash_once(item: Item, options) -> ItemResult:
 
 def test_failed_tasks_are_retried(tmp_path):
     items = _items(tmp_path, 3)
-    s = run_items("flaky", items, _flaky, None, is_done=_done, retries=1, progress=False, control=RAY,
+    s = run_items("flaky", items, _flaky, None, is_done=_done, retries=1, progress=False, run=RAY,
                   report_path=tmp_path / "r.jsonl")
     assert (s.ok, s.failed) == (3, 0)
     assert {r["attempts"] for r in read_report(tmp_path / "r.jsonl")} == {2}
@@ -141,13 +143,13 @@ def test_failed_tasks_are_retried(tmp_path):
     crash = _items(tmp_path / "c", 2)
     (tmp_path / "c").mkdir()
     s = run_items("crash", crash, _crash_once, None, is_done=_done, progress=False,
-                  control=RunControl(executor="ray", ray_max_retries=1))
+                  run=RunOptions(executor="ray", ray_max_retries=1))
     assert (s.ok, s.failed) == (2, 0)  # Ray reran the tasks whose worker died
 
     dead = _items(tmp_path / "d", 2)
     (tmp_path / "d").mkdir()
     s = run_items("crash", dead, _crash_once, "always", is_done=_done, progress=False,
-                  control=RunControl(executor="ray", ray_max_retries=0))
+                  run=RunOptions(executor="ray", ray_max_retries=0))
     assert (s.ok, s.failed) == (0, 2)  # reported, and the run went on
     assert "system retries" in s.failures[0].error
 
@@ -156,10 +158,10 @@ def test_resources_the_cluster_cannot_give_fail_fast(tmp_path):
     items = _items(tmp_path, 2)
     with pytest.raises(ConfigError, match="cannot run a task needing"):
         run_items("gpu", items, _flaky, None, is_done=_done, progress=False, resources={"num_gpus": 1},
-                  control=RAY)
+                  run=RAY)
     # --ray-num-gpus 0 overrides what the stage asks for
     s = run_items("gpu", items, _flaky, None, is_done=_done, retries=1, progress=False,
-                  resources={"num_gpus": 1}, control=RunControl(executor="ray", ray_num_gpus=0))
+                  resources={"num_gpus": 1}, run=RunOptions(executor="ray", ray_num_gpus=0))
     assert s.ok == 2
 
 

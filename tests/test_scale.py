@@ -16,7 +16,7 @@ from kinetics_prep.runner import (
     OK,
     Item,
     ItemResult,
-    RunControl,
+    RunOptions,
     run_items,
 )
 from kinetics_prep.sharding import (
@@ -123,7 +123,7 @@ def test_sharded_runs_cover_everything_once_and_merge(tmp_path, monkeypatch):
     seen: list[str] = []
     for k in (1, 2, 3):
         s = run_items("toy", items, _square, None, is_done=_done, report_path=report, progress=False,
-                      control=RunControl(shard=f"{k}/3"))
+                      run=RunOptions(shard=f"{k}/3"))
         assert s.shard == f"{k}/3" and s.all_items == 40
         shard_report = tmp_path / "state" / f"toy_report.shard-{k}-of-3.jsonl"
         assert s.report_path == str(shard_report)
@@ -144,7 +144,7 @@ def test_sharded_runs_cover_everything_once_and_merge(tmp_path, monkeypatch):
     # Fix the bug, rerun shard 2 only: the latest status per key wins; done items stay "ok".
     (tmp_path / "out").joinpath("1.out").unlink()
     s2 = run_items("toy", items, _squares_fixed, None, is_done=_done, report_path=report, progress=False,
-                   control=RunControl(shard="2/3"))
+                   run=RunOptions(shard="2/3"))
     res = merge_reports([tmp_path / "state"], expected_shards=3)
     fixed_in_2 = [k for k in res.records if Shard(2, 3).contains(k) and k.endswith("7.x")]
     assert all(res.records[k]["status"] == "ok" for k in fixed_in_2) and s2.failed == 0
@@ -161,9 +161,9 @@ def test_merge_reports_tells_what_is_missing(tmp_path, monkeypatch, capsys):
     items = _toy(tmp_path, 30)
     report = tmp_path / "state" / "toy_report.jsonl"
     run_items("toy", items, _square, None, is_done=_done, report_path=report, progress=False,
-              control=RunControl(shard="1/4"))
+              run=RunOptions(shard="1/4"))
     run_items("toy", items, _square, None, is_done=_done, report_path=report, progress=False,
-              control=RunControl(shard="3/4"))
+              run=RunOptions(shard="3/4"))
     # Shard 3 was killed after two items: its report is cut short (last line half written).
     p3 = tmp_path / "state" / "toy_report.shard-3-of-4.jsonl"
     lines = p3.read_text().splitlines()
@@ -244,9 +244,9 @@ def test_summary_reports_throughput_size_and_grouped_failures(tmp_path):
 
 def test_run_control_is_validated_up_front(tiny_tree, tmp_path):
     with pytest.raises(ConfigError):
-        RunControl(executor="slurm")
+        RunOptions(executor="slurm")
     with pytest.raises(ConfigError, match="needs --executor ray"):
-        RunControl(ray_address="auto")
+        RunOptions(ray_address="auto")
     with pytest.raises(ConfigError):
         resize_videos(tiny_tree, tmp_path / "o", shard="3/2")
     with pytest.raises(ConfigError, match="unknown option.*sharding"):

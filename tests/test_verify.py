@@ -242,3 +242,28 @@ def test_cli_exit_codes_and_report(faulty, tmp_path: Path, capsys: pytest.Captur
     assert main(["verify", str(tmp_path / "absent")]) == 2
     assert "root directory does not exist" in capsys.readouterr().err
     assert main(["verify", str(ps.root), "--fix-lists"]) == 2
+
+
+def test_replaced_leftover_is_not_counted(tmp_path: Path) -> None:
+    # A killed --overwrite leaves the old output moved aside beside the committed one.
+    root = tmp_path / "root"
+    write_frame_dir(root / "c" / "clip", 4)
+    write_frame_dir(root / "c" / "clip.replaced", 4)
+    res = verify(root, **QUIET)
+    assert res.exit_code == 0 and res.items == 1, res.format()
+
+
+def test_problems_travel_typed_through_the_runner(tmp_path: Path) -> None:
+    from kinetics_prep.stages.verify import Problem, VerifyItem, VerifyOptions, check_frame_dir, run_one
+
+    root = tmp_path / "root"
+    d = write_frame_dir(root / "c" / "clip", 4)
+    (d / "img_00002.jpg").unlink()
+    (d / "y_00003.jpg").unlink()
+    want, _ = check_frame_dir(d)
+    assert [p.check for p in want] == ["rgb", "flow_xy"]
+    result = run_one(VerifyItem(key="c/clip", src=d, dst=d), VerifyOptions(root))
+    assert result.problems == tuple(want) and all(isinstance(p, Problem) for p in result.problems)
+    for workers in (1, 2):  # in this process and through pool workers alike
+        res = verify(root, workers=workers, progress=False)
+        assert res.problems == {"c/clip": want}

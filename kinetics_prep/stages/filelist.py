@@ -46,8 +46,8 @@ from ..kinetics import (
 from ..kinetics import class_dir_name as _class_dir_name
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
 from ..framedir import NAMINGS, FrameCounts
-from ..packed import MMACTION_ZIP_LINES, ZIP_SUFFIX, count_clip
-from ..layout import is_hidden, normalize_extensions
+from ..packed import ZIP_SUFFIX, count_clip, mmaction_config_lines
+from ..layout import class_dirs, iter_tree, normalize_extensions
 from ..options import opt
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")
@@ -209,62 +209,33 @@ class _Entry:
 
 def _scan(root: Path, level: int, exts: frozenset[str], want_videos: bool, want_dirs: bool
           ) -> tuple[list[_Entry], dict[str, str], list[str]]:
-    """Entries under root; also .partial leftovers (key -> rel) and the class directories."""
+    """Entries under root (layout's walker: scratch and hidden names are never clips); also
+    .partial leftovers (key -> rel) and the class directories."""
     entries: list[_Entry] = []
     partial: dict[str, str] = {}
-    root_s = os.fspath(root)
-    if level == 1:
-        groups = [(None, root_s)]
-        class_dirs: list[str] = []
-    else:
-        with os.scandir(root_s) as it:
-            class_dirs = sorted(e.name for e in it if not is_hidden(e.name) and e.is_dir()
-                                and not e.name.endswith(PARTIAL_SUFFIX))
-        groups = [(c, os.path.join(root_s, c)) for c in class_dirs]
-    for cdir, folder in groups:
-        with os.scandir(folder) as it:
-            for e in it:
-                name = e.name
-                if is_hidden(name):
-                    continue
-                rel = name if cdir is None else f"{cdir}/{name}"
-                if name.endswith(PARTIAL_SUFFIX):
-                    stem = name[: -len(PARTIAL_SUFFIX)]
-                    partial[os.path.splitext(stem)[0]] = rel
-                    continue
-                stem, ext = os.path.splitext(name)
-                is_dir = e.is_dir()  # follows links; d_type, no stat on most filesystems
-                if want_videos and not is_dir and ext.lower() in exts:
-                    # a dangling link is kept here and reported as broken later
-                    entries.append(_Entry(stem, rel, cdir, True, e.path))
-                elif want_dirs and is_dir:
-                    entries.append(_Entry(name, rel, cdir, False, e.path))
-                elif want_dirs and ext == ZIP_SUFFIX:
-                    # A packed clip: listed under its directory's path, which RawFrameDecode
-                    # asks for (the kinetics_prep backend maps it to the archive).
-                    entries.append(_Entry(stem, rel[: -len(ZIP_SUFFIX)], cdir, False, e.path))
+    classes = class_dirs(root) if level == 2 else []
+    for t in iter_tree(root, level, partials=True):
+        name, rel = t.name, t.rel
+        if t.partial:
+            partial[os.path.splitext(name[: -len(PARTIAL_SUFFIX)])[0]] = rel
+            continue
+        stem, ext = os.path.splitext(name)
+        is_dir = t.kind == "dir"
+        if want_videos and not is_dir and ext.lower() in exts:
+            # a dangling link is kept here and reported as broken later
+            entries.append(_Entry(stem, rel, t.class_dir, True, os.fspath(t.path)))
+        elif want_dirs and is_dir:
+            entries.append(_Entry(name, rel, t.class_dir, False, os.fspath(t.path)))
+        elif want_dirs and ext == ZIP_SUFFIX:
+            # A packed clip: listed under its directory's path, which RawFrameDecode
+            # asks for (the kinetics_prep backend maps it to the archive).
+            entries.append(_Entry(stem, rel[: -len(ZIP_SUFFIX)], t.class_dir, False, os.fspath(t.path)))
     entries.sort(key=lambda x: x.rel)
-    return entries, partial, class_dirs
+    return entries, partial, classes
 
 
 def _escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _mmaction2_config(fmt: str, naming: str, list_path: Path, root: Path) -> str:
-    nm = NAMINGS.get(naming, NAMINGS["mmaction2"])
-    if fmt == "videos":
-        return (f"dict(type='VideoDataset', ann_file='{list_path}', "
-                f"data_prefix=dict(video='{root}'))")
-    if fmt == "rawframes":
-        tmpl = nm.rgb_template("jpg")
-        return (f"dict(type='RawframeDataset', ann_file='{list_path}', "
-                f"data_prefix=dict(img='{root}'), filename_tmpl='{tmpl}', start_index={nm.start})")
-    # flow: mmaction2 formats filename_tmpl with ('x'|'y', index)
-    tmpl = nm.flow_template("jpg")
-    return (f"dict(type='RawframeDataset', ann_file='{list_path}', "
-            f"data_prefix=dict(img='{root}'), filename_tmpl='{tmpl}', modality='Flow', "
-            f"start_index={nm.start})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,10 +299,10 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
     # ---- scan
     want_videos = "videos" in opts.formats
     want_dirs = any(f != "videos" for f in opts.formats)
-    entries, partial, class_dirs = _scan(opts.root, opts.level, opts.exts, want_videos, want_dirs)
+    entries, partial, classes = _scan(opts.root, opts.level, opts.exts, want_videos, want_dirs)
     if not opts.annotations and not is_test and label_map is None:
-        label_map = LabelMap(tuple(class_dirs))
-        label_source = f"sorted class directories of {opts.root} ({len(class_dirs)})"
+        label_map = LabelMap(tuple(classes))
+        label_source = f"sorted class directories of {opts.root} ({len(classes)})"
 
     seed = opts.seed
     if opts.shuffle and seed is None:
@@ -361,29 +332,33 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
     summaries = []
     config = {}
     for fmt in opts.formats:
-        summary, used_namings = _build_one(opts, fmt, entries, partial, annotated, label_map,
-                                           is_test, seed, counts_cache)
+        summary, styles = _build_one(opts, fmt, entries, partial, annotated, label_map,
+                                     is_test, seed, counts_cache)
         summaries.append(summary)
-        if len(used_namings) > 1:
-            warnings.append(f"{fmt}: frame directories use different namings {dict(used_namings)}; "
+        if len(summary.namings) > 1:
+            warnings.append(f"{fmt}: frame directories use different namings {dict(summary.namings)}; "
                             "one mmaction2 config cannot read them all (use --naming to pick one)")
-        naming = used_namings.most_common(1)[0][0] if used_namings else (opts.naming or "mmaction2")
-        config[fmt] = _mmaction2_config(fmt, naming, summary.list_path, opts.root)
-        if fmt != "videos" and any(e.path.endswith(ZIP_SUFFIX) for e in entries):
-            # Packed clips listed: mmaction2 reads them through our backend (two config lines).
-            config[fmt] += "\n" + "\n".join(MMACTION_ZIP_LINES)
+        elif len(styles) > 1:
+            warnings.append(f"{fmt}: frame directories use different image formats "
+                            f"{sorted({ext for _, ext in styles})}; one mmaction2 config cannot read them all")
+        naming, ext = styles.most_common(1)[0][0] if styles else (opts.naming or "mmaction2", "jpg")
+        # Packed clips listed: mmaction2 reads them through our backend (two config lines).
+        packed = fmt != "videos" and any(e.path.endswith(ZIP_SUFFIX) for e in entries)
+        config[fmt] = "\n".join(mmaction_config_lines(
+            (fmt,), naming=naming, rgb_ext=ext, flow_ext=ext, packing="zip" if packed else None,
+            ann_file=summary.list_path, data_root=opts.root))
     return FileListResult(tuple(summaries), label_source, seed, mismatch, tuple(warnings), config, opts.strict)
 
 
 def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: dict[str, str],
                annotated: dict[str, Clip] | None, label_map: LabelMap | None, is_test: bool,
                seed: int | None, counts_cache: dict[str, FrameCounts]):
-    """One list: (summary, Counter of namings used by listed items)."""
+    """One list: (summary, Counter of the (naming, image format) of listed items)."""
     is_video_fmt = fmt == "videos"
     items: list[tuple[str, int, int]] = []  # (rel, count, label); count -1 for videos
     report: list[tuple[str, str, str]] = []  # (clip, rel, reason)
     missing = incomplete = refused = unannotated = 0
-    namings: Counter = Counter()
+    styles: Counter = Counter()
     seen: dict[str, str] = {}
     for e in entries:
         if e.is_video != is_video_fmt:
@@ -445,7 +420,7 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
                 report.append((e.key, e.rel, f"incomplete ({fc.naming} naming): {problem}"))
                 continue
             count = fc.frames if fmt == "rawframes" else fc.flow_x
-            namings[fc.naming] += 1
+            styles[fc.naming, fc.rgb_ext if fmt == "rawframes" else fc.flow_ext] += 1
         seen[e.key] = e.rel
         items.append((e.rel, count, label))
 
@@ -485,5 +460,12 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
     for path, content in ((list_path, text), (missing_path, report_text)):
         write_text_atomic(path, content)
     summary = FormatSummary(fmt, list_path, missing_path, len(items), n_annotated, missing,
-                            incomplete, refused, unannotated, dict(namings))
-    return summary, namings
+                            incomplete, refused, unannotated, _namings(styles))
+    return summary, styles
+
+
+def _namings(styles: Counter) -> dict[str, int]:
+    namings: Counter = Counter()
+    for (naming, _), n in styles.items():
+        namings[naming] += n
+    return dict(namings)

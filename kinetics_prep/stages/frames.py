@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
-from ..atomic import cleanup_scratch, commit_dir, delete_tree, is_scratch_name, partial_path, remove_tree
+from ..atomic import cleanup_scratch, commit_dir, delete_tree, partial_path, remove_tree
 from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
 from ..flowservice import FlowServices, LocalFeed, ServiceSpec
@@ -45,7 +45,7 @@ from ..framedir import (
 from ..video import images
 from ..layout import (
     check_not_inside,
-    is_hidden,
+    iter_tree,
     iter_videos,
     link_ssd,
     normalize_extensions,
@@ -197,14 +197,11 @@ def plan(options: ExtractOptions) -> list[Item]:
 
 
 def _frame_dirs(options: ExtractOptions) -> Iterator[Path]:
-    """The RGB clips under SRC for --input-frames: frame directories and packed clips (clip.zip)."""
-    parents = [options.src] if options.level == 1 else sorted(
-        Path(e.path) for e in os.scandir(options.src) if e.is_dir() and not is_hidden(e.name))
-    for parent in parents:
-        # `clip.zip.partial` is scratch (is_scratch_name), never an input.
-        yield from sorted(Path(e.path) for e in os.scandir(parent)
-                          if not is_hidden(e.name) and not is_scratch_name(e.name)
-                          and (e.is_dir() or (is_zip(e.name) and e.is_file())))
+    """The RGB clips under SRC for --input-frames: frame directories and packed clips (clip.zip);
+    scratch (`clip.zip.partial`, `clip.replaced`) is never an input (layout's one rule)."""
+    for e in iter_tree(options.src, options.level):
+        if e.kind == "dir" or (e.kind == "file" and is_zip(e.name)):
+            yield e.path
 
 
 def is_done(item: Item, job: _Job) -> bool:
@@ -534,7 +531,8 @@ def _version() -> str:
 
 # ------------------------------------------------------------------------------ entry point
 
-def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> RunSummary:
+def extract_frames(src: str | os.PathLike, out: str | os.PathLike, *, flow_factory: Any = None,
+                   **options: Any) -> RunSummary:
     """Extract RGB frames and/or optical flow for every clip under `src` into `out`.
 
     Keyword options are the fields of `ExtractOptions` and of `RunOptions` (or run=RunOptions(...));
@@ -543,11 +541,16 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, **options: An
     runs in one flow service per device that batches the pairs of every worker; the workers
     decode, resize and encode. With `ssd`, frames are written physically under that directory
     and `out` becomes a symlink to it. With Ray, GPU flow keeps one engine per GPU task
-    (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU) and no services.
+    (`num_gpus=1`; `ray_num_gpus=0.5` puts two on each GPU) and no services. `flow_factory`:
+    builds the flow engine on a device (`factory(device)`, picklable) instead of `get_engine`,
+    for tests and benchmarks that inject an engine.
     """
     run = pop_run_options(options)
     opts = make_options(ExtractOptions, src=Path(src), out=Path(out), **options)
-    job = _Job(opts, plan_flow(opts) if opts.wants_flow else None, overwrite=run.overwrite)
+    flow = plan_flow(opts) if opts.wants_flow else None
+    if flow is not None and flow_factory is not None:
+        flow = replace(flow, factory=flow_factory)
+    job = _Job(opts, flow, overwrite=run.overwrite)
     items = plan(opts)
     if opts.ssd is not None and not run.dry_run:
         link_ssd(opts.ssd, opts.out)
@@ -722,15 +725,3 @@ STAGE: Stage[_Job] = Stage(
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
     unit=lambda job: "pairs" if job.options.wants_flow else None, units=planned_pairs, calibrate=calibrate,
 )
-
-
-def config_lines(task: str = "both", naming: str = "mmaction2", flow_format: str = "jpg",
-                 pack: str | None = None) -> list[str]:
-    """What to paste into an mmaction2 1.x config to read this stage's output."""
-    lines = get_naming(naming).config_lines(flow_ext=flow_format if task != "rgb" else None,
-                                            rgb_ext="jpg" if task != "flow" else None)
-    if pack == "zip":
-        from ..packed import MMACTION_ZIP_LINES
-
-        lines += MMACTION_ZIP_LINES
-    return lines

@@ -6,43 +6,39 @@ what mmaction2's RawFrameDecode asks for.
   place). The archive is written as `.partial`, checked to hold exactly the directory's files
   with their sizes, then renamed; `delete_source` removes a directory only after that check.
 - `unpack_frames(src, out)`: the reverse, through a `.partial` directory checked the same way.
-- `pack_lmdb(src, db)`: a single writer, one transaction per clip (a kill loses at most the clip
-  in flight; a rerun skips clips whose metadata key is present), the map grown as needed.
+- `pack_lmdb(src, db)`: through the shared runner (lock, progress, report, summary, dry run)
+  with one writer (the runner's `services` hook holds the database), one transaction per clip (a
+  kill loses at most the clip in flight; a rerun skips clips whose metadata key is present), the
+  map grown as needed; more workers, a shard or Ray are refused before any work.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import (REPLACED_SUFFIX, cleanup_scratch, commit_dir, delete_tree, is_scratch_name, partial_path,
+from ..atomic import (REPLACED_SUFFIX, cleanup_scratch, commit_dir, delete_tree, partial_path,
                       remove_tree, replaced_path)
-from ..errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError, MissingDependencyError, OutputError
 from ..framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_bytes, task_of
-from ..layout import check_not_inside, is_hidden, relative_key
-from ..locks import output_lock
+from ..layout import check_not_inside, is_hidden, iter_tree, relative_key
 from ..options import make_options
 from ..packed import (ZIP_SUFFIX, ZipClip, check_same, checked_meta, count_clip, is_zip, open_clip, pack_dir,
                       zip_path)
 from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
-from ..runner import Stage, pop_run_options, run_stage
+from ..runner import RunOptions, Stage, pop_run_options, run_stage
 from .pack_options import PACK_TARGETS, PackOptions, UnpackOptions  # noqa: F401  (re-exported)
 
 def _clips(root: Path, level: int, want_zip: bool) -> Iterator[Path]:
-    """Clip directories (or, with want_zip, packed clips) under root, sorted."""
-    parents = [root] if level == 1 else sorted(
-        Path(e.path) for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
-    for parent in parents:
-        for e in sorted(os.scandir(parent), key=lambda e: e.name):
-            if is_hidden(e.name) or is_scratch_name(e.name):
-                continue
-            if want_zip and e.name.endswith(ZIP_SUFFIX) and e.is_file():
-                yield Path(e.path)
-            elif not want_zip and e.is_dir():
-                yield Path(e.path)
+    """Clip directories (or, with want_zip, packed clips) under root, sorted (layout's walker:
+    scratch and hidden names are never clips)."""
+    for e in iter_tree(root, level):
+        if (e.kind == "file" and is_zip(e.name)) if want_zip else e.kind == "dir":
+            yield e.path
 
 
 def _deleted_sources(root: Path, level: int) -> Iterator[Path]:
@@ -194,15 +190,14 @@ def pack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, **
     return run_stage(PACK_STAGE, opts, run)
 
 
-def pack(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary | LmdbSummary:
+def pack(src: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> RunSummary:
     """`kinetics-prep pack`: keyword options are the fields of PackOptions (to="zip"|"lmdb",
     level, delete_source, key_prefix) and the runner's. to="zip" is `pack_frames`; to="lmdb" is
-    `pack_lmdb` into the database `out`, which uses only the runner's overwrite and progress."""
+    `pack_lmdb` into the database `out` (one writer: workers > 1 and shards are refused)."""
     run = pop_run_options(options)
     opts = make_options(PackOptions, src=Path(src), out=Path(out) if out is not None else None, **options)
     if opts.to == "lmdb":
-        return pack_lmdb(opts.src, opts.out, key_prefix=opts.key_prefix, level=opts.level,  # type: ignore[arg-type]
-                         overwrite=run.overwrite, progress=run.progress)
+        return _run_lmdb(opts, run)
     return run_stage(PACK_STAGE, opts, run)
 
 
@@ -265,20 +260,7 @@ def unpack_frames(src: str | os.PathLike, out: str | os.PathLike | None = None, 
 
 # ------------------------------------------------------------------ one LMDB per split
 
-
-@dataclass
-class LmdbSummary:
-    db: Path
-    written: int = 0
-    skipped: int = 0
-    frames: int = 0
-    bytes: int = 0
-    map_size: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (clip, reason)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
+_INITIAL_MAP_SIZE = 1 << 30  # grown by doubling when a clip does not fit
 
 
 def lmdb_clip_sources(src: Path, level: int) -> list[tuple[str, Path]]:
@@ -296,76 +278,149 @@ def lmdb_key(prefix: str, clip: str, name: str) -> str:
     return posixpath.join(prefix, clip, name) if prefix else f"{clip}/{name}"
 
 
-def pack_lmdb(src: str | os.PathLike, db: str | os.PathLike, *, key_prefix: str = "", level: int = 2,
-              overwrite: bool = False, progress: bool = False, initial_map_size: int = 1 << 30) -> LmdbSummary:
-    """Write every clip under `src` (directories or zips) into the LMDB `db`, one transaction
-    per clip, keys `key_prefix/class/clip/img_00001.jpg` (mmengine's LmdbBackend looks keys up
-    as ASCII: a non-ASCII clip path is refused before anything is written)."""
-    from ..readers import open_lmdb
+def _refuse_run_options(run: RunOptions) -> None:
+    """An LMDB has one writer: what would split the work is refused, in one line, before any work."""
+    if run.workers not in (None, 1):
+        raise ConfigError(f"pack --to lmdb writes through one LMDB writer: --workers {run.workers} does not "
+                          "apply (leave it out)")
+    if run.shard is not None:
+        raise ConfigError(f"pack --to lmdb writes one database through one writer: --shard {run.shard} does not "
+                          "apply (one run per database; a SLURM array task sets a shard too)")
+    if run.executor != "local":
+        raise ConfigError(f"pack --to lmdb writes a local database through one writer: --executor {run.executor} "
+                          "does not apply")
 
-    src_p, db_p = Path(src), Path(db)
-    if not src_p.is_dir():
-        raise ConfigError(f"source directory does not exist: {src_p}")
-    check_not_inside(db_p, src_p)
-    clips = lmdb_clip_sources(src_p, level)
+
+def _lmdb_plan(options: PackOptions) -> list[Item]:
+    """Every clip under SRC as an item (key: its clip key, dst: the database); refused up front:
+    a missing SRC, no clip, a clip whose key is not ASCII, a missing lmdb package."""
+    try:
+        import lmdb  # noqa: F401  (the optional extra: missing, the run stops before any work)
+    except ImportError as e:
+        raise MissingDependencyError("pack --to lmdb needs the lmdb package: pip install 'kinetics-prep[lmdb]'") from e
+    db = options.out
+    if not options.src.is_dir():
+        raise ConfigError(f"source directory does not exist: {options.src}")
+    check_not_inside(db, options.src)  # type: ignore[arg-type]
+    clips = lmdb_clip_sources(options.src, options.level)
     if not clips:
-        raise ConfigError(f"no frame directories or packed clips under {src_p} at --level {level}")
-    bad = [c for c, _ in clips if not lmdb_key(key_prefix, c, "").isascii()]
+        raise ConfigError(f"no frame directories or packed clips under {options.src} at --level {options.level}")
+    bad = [c for c, _ in clips if not lmdb_key(options.key_prefix, c, "").isascii()]
     if bad:
         raise ConfigError(f"LMDB keys must be ASCII (mmengine's lmdb backend encodes them so): "
                           f"{len(bad)} clip(s) are not, e.g. {bad[0]!r}; run rename-classes or pick another --key-prefix")
-    summary = LmdbSummary(db_p)
-    db_p.mkdir(parents=True, exist_ok=True)
-    with output_lock(db_p, what="LMDB"):
-        env = open_lmdb(db_p, write=True, map_size=initial_map_size)
-        try:
-            bar = _bar(len(clips), progress)
-            for clip, path in clips:
-                try:
-                    _lmdb_one(env, clip, path, key_prefix, overwrite, summary)
-                except (OSError, ValueError, InputError, OutputError) as e:
-                    summary.failed.append((clip, str(e)))
-                bar.update(1)
-            bar.close()
-            summary.map_size = env.info()["map_size"]
-        finally:
-            env.close()
-    return summary
+    return [Item(key=clip, src=path, dst=db) for clip, path in clips]  # type: ignore[arg-type]
 
 
-def _bar(total: int, progress: bool):
-    from tqdm import tqdm
+@dataclass
+class _LmdbDone:
+    """Resume: a clip is done when its metadata key is in the database (committed last, in the
+    clip's one transaction). Read once, on the first question (the runner asks under the
+    run lock, before the writer opens the database; a dry run only reads)."""
 
-    return tqdm(total=total, unit="clip", disable=not progress, desc="pack --to lmdb")
+    items: list[Item]
+    done: set[str] | None = None
+
+    def __call__(self, item: Item, options: PackOptions) -> bool:
+        if self.done is None:
+            self.done = _committed_clips(options, [it.key for it in self.items])
+        return item.key in self.done
 
 
-def _lmdb_one(env, clip: str, path: Path, prefix: str, overwrite: bool, summary: LmdbSummary) -> None:
+def _committed_clips(options: PackOptions, clips: list[str]) -> set[str]:
+    from ..readers import open_lmdb
+
+    db = options.out
+    if not (db / "data.mdb").is_file():  # type: ignore[operator]
+        return set()
+    env = open_lmdb(db, write=False)  # type: ignore[arg-type]
+    try:
+        with env.begin(write=False) as txn:
+            return {c for c in clips if txn.get(lmdb_key(options.key_prefix, c, META_FILE).encode("ascii")) is not None}
+    finally:
+        env.close()
+
+
+@dataclass
+class _Database:
+    """The run's one LMDB writer, shared by its one worker (the runner's `services` hook: opened
+    before the worker starts, closed after the run)."""
+
+    handles: Any
+
+    def postfix(self) -> str:
+        return ""
+
+
+@contextmanager
+def _open_database(options: PackOptions, run: RunOptions, workers: int) -> Iterator[_Database]:
+    from ..readers import open_lmdb
+
+    env = open_lmdb(options.out, write=True, map_size=_INITIAL_MAP_SIZE)  # type: ignore[arg-type]
+    try:
+        yield _Database(env)
+    finally:
+        env.close()
+
+
+def _database(options: PackOptions, context: WorkerContext) -> Any:
+    return context.services
+
+
+def _lmdb_one(item: Item, options: PackOptions, env: Any) -> ItemResult:
+    """One clip into the database, in one transaction (the map doubled until it fits)."""
     import lmdb
 
-    meta_key = lmdb_key(prefix, clip, META_FILE).encode("ascii")
-    with env.begin(write=False) as txn:
-        if not overwrite and txn.get(meta_key) is not None:
-            summary.skipped += 1  # committed with its frames in one transaction: complete
-            return
-    fc = count_clip(path)
+    fc = count_clip(item.src)
     if fc.rgb_problem and fc.flow_problem:
-        raise InputError(f"{path}: nothing complete to pack ({fc.rgb_problem}; {fc.flow_problem})")
-    src = open_clip(path)
+        raise InputError(f"{item.src}: nothing complete to pack ({fc.rgb_problem}; {fc.flow_problem})")
+    meta = fc.meta if fc.meta is not None else _meta_from_counts(fc)
+    src = open_clip(item.src)
     try:
         names = [n for n in src.names() if n != META_FILE]
-        meta = fc.meta if fc.meta is not None else _meta_from_counts(fc)
         while True:
             try:
-                size = _put_clip(env, src, clip, names, meta, prefix)
+                size = _put_clip(env, src, item.key, names, meta, options.key_prefix)
                 break
             except lmdb.MapFullError:
                 # The transaction was aborted; nothing of this clip is in the database.
                 env.set_mapsize(env.info()["map_size"] * 2)
     finally:
         src.close()
-    summary.written += 1
-    summary.frames += fc.frames
-    summary.bytes += size
+    return ItemResult(key=item.key, status=OK, output=str(item.dst), bytes=size,
+                      counts={"clips": 1, "frames": fc.frames, "pairs": fc.flow_x})
+
+
+def _lmdb_estimate(item: Item, options: PackOptions) -> tuple[int, int]:
+    """(bytes, files) a clip adds: its files, each one key of the database."""
+    if item.src.is_file():
+        with ZipClip(item.src) as clip:
+            return item.src.stat().st_size, len(clip.names())
+    sizes = [e.stat().st_size for e in os.scandir(item.src) if e.is_file()]
+    return sum(sizes), len(sizes)
+
+
+def _lmdb_stage(items: list[Item]) -> Stage[PackOptions]:
+    return Stage(name="pack-lmdb", plan=lambda o: items, is_done=_LmdbDone(items), run_one=_lmdb_one,
+                 out=lambda o: o.out, setup=_database, workers=lambda o: 1, services=_open_database,
+                 estimate=_lmdb_estimate, rate_keys=lambda o: ("frames",))
+
+
+def pack_lmdb(src: str | os.PathLike, db: str | os.PathLike, **options: Any) -> RunSummary:
+    """Write every clip under `src` (directories or zips) into the LMDB `db`, one transaction
+    per clip, keys `key_prefix/class/clip/img_00001.jpg` (mmengine's LmdbBackend looks keys up
+    as ASCII: a non-ASCII clip path is refused before anything is written). Keyword options:
+    key_prefix="", level=2 and the runner's (overwrite, progress, report, dry_run, retries; one
+    writer: workers > 1, a shard and the Ray executor are refused)."""
+    run = pop_run_options(options)
+    opts = make_options(PackOptions, src=Path(src), out=Path(db), to="lmdb", **options)
+    return _run_lmdb(opts, run)
+
+
+def _run_lmdb(opts: PackOptions, run: RunOptions) -> RunSummary:
+    _refuse_run_options(run)
+    items = _lmdb_plan(opts)
+    return run_stage(_lmdb_stage(items), opts, run, items=items)
 
 
 def _put_clip(env, src, clip: str, names: list[str], meta: FrameDirMeta, prefix: str) -> int:
@@ -400,13 +455,3 @@ def _meta_from_counts(fc: FrameCounts) -> FrameDirMeta:
     nm = get_naming(fc.naming)
     return FrameDirMeta(frames=fc.frames if "rgb" in has else None, flow_pairs=fc.flow_x if "flow" in has else None,
                         naming=nm.name, start_index=nm.start, task=task_of(has))
-
-
-def config_lines(target: str, db: Path | None = None, key_prefix: str = "") -> list[str]:
-    """The mmaction2 1.x config lines that read this command's output."""
-    if target == "lmdb":
-        return [f"dict(type='RawFrameDecode', io_backend='lmdb', db_path='{os.path.abspath(db)}')",
-                f"data_prefix=dict(img='{key_prefix}')  # on the RawframeDataset"]
-    from ..packed import MMACTION_ZIP_LINES
-
-    return list(MMACTION_ZIP_LINES)

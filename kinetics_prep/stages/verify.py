@@ -32,8 +32,8 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
 from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import FRAME_META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
-from ..layout import STATE_DIR, VIDEO_EXTENSIONS, is_hidden
+from ..framedir import META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
+from ..layout import STATE_DIR, VIDEO_EXTENSIONS, TreeEntry, is_hidden, scan_entries
 from ..options import PathLike, make_options, opt, path_tuple
 from ..packed import DamagedMemberError, DirClip, InvalidClipError, ZipClip, is_zip, zip_path
 from ..results import FAILED, OK, Item, ItemResult
@@ -369,7 +369,7 @@ def _looks_like_frame_dir(path: str) -> bool:
     try:
         with os.scandir(path) as it:
             for e in it:
-                if e.name == FRAME_META_FILE:
+                if e.name == META_FILE:
                     return True
                 if e.name.endswith((".jpg", ".png")) and e.name.startswith(tuple(prefixes)):
                     return True
@@ -385,43 +385,34 @@ def _is_file_item(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS or is_zip(name)
 
 
+def _discovered(t: TreeEntry) -> VerifyItem | None:
+    """The item one walker entry is, if any: an unfinished output, a video, a packed clip or a
+    frame directory (a dangling link not named like a file counts as a missing frame directory)."""
+    if t.kind == "dir" and not t.partial:
+        kind = "frames"
+    elif t.partial:
+        kind = "partial" if t.kind in ("dir", "broken") or _is_file_item(t.name) else None
+    elif os.path.splitext(t.name)[1].lower() in VIDEO_EXTENSIONS:
+        kind = "video"
+    elif is_zip(t.name) or t.kind == "broken":
+        # A packed clip: its key keeps `.zip`, so a clip present in both layouts is two items.
+        kind = "frames"
+    else:
+        kind = None
+    return None if kind is None else VerifyItem(key=t.rel, src=t.path, dst=t.path, kind=kind)
+
+
 def discover(root: Path) -> tuple[list[VerifyItem], dict[str, list[str]]]:
     """Frame directories, packed clips (``clip.zip``) and videos under ROOT (level 1 or 2, told
-    apart by content); ``.partial`` leftovers are items too (they fail as unfinished)."""
-    items: list[VerifyItem] = []
-
-    def add(path: str, rel: str, is_dir: bool | None) -> None:
-        name = os.path.basename(path)
-        if name.endswith(PARTIAL_SUFFIX):
-            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="partial"))
-        elif is_dir is False and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
-            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="video"))
-        elif is_dir is False and is_zip(name):
-            # A packed clip: its key keeps `.zip`, so a clip present in both layouts is two items.
-            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="frames"))
-        elif is_dir or is_dir is None:  # None: a dangling symlink, reported by the check
-            items.append(VerifyItem(key=rel, src=Path(path), dst=Path(path), kind="frames"))
-
-    def kind_of(entry: os.DirEntry) -> bool | None:
-        if entry.is_dir():
-            return True
-        if entry.is_file():
-            return False
-        if entry.is_symlink():  # dangling
-            return False if _is_file_item(entry.name) else None
-        return False
-
-    with os.scandir(root) as it:
-        top = sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
-    for e in top:
-        k = kind_of(e)
-        if k is True and not e.name.endswith(PARTIAL_SUFFIX) and not _looks_like_frame_dir(e.path):
-            with os.scandir(e.path) as it2:
-                children = sorted((c for c in it2 if not is_hidden(c.name)), key=lambda c: c.name)
-            for c in children:
-                add(c.path, f"{e.name}/{c.name}", kind_of(c))
-        elif k is not False or _is_file_item(e.name):
-            add(e.path, e.name, k)
+    apart by content), through layout's walker (scratch and hidden names are never items);
+    ``.partial`` leftovers are items too (they fail as unfinished)."""
+    entries: list[TreeEntry] = []
+    for t in scan_entries(root, partials=True):
+        if t.kind == "dir" and not t.partial and not _looks_like_frame_dir(os.fspath(t.path)):
+            entries += scan_entries(t.path, t.name, partials=True)  # a class directory
+        else:
+            entries.append(t)
+    items = [it for it in map(_discovered, entries) if it is not None]
     sources: dict[str, list[str]] = {}
     for it_ in items:
         name = {"video": "discovered videos", "partial": "unfinished (.partial)"}.get(it_.kind, "discovered frame dirs")
@@ -528,7 +519,7 @@ def check_frame_dir(path: Path, *, want_frames: int | None = None, want_flow: in
         names = clip.names()
         # A damaged metadata member is the archive's fault, not a metadata problem.
         try:
-            meta_bytes = clip.read(FRAME_META_FILE) if FRAME_META_FILE in names else None
+            meta_bytes = clip.read(META_FILE) if META_FILE in names else None
         except DamagedMemberError as e:
             return [Problem("zip", f"1 damaged member(s): {e.member} ({e.reason})")], {}
         fc = count_names(names, naming, lambda: parse_meta(meta_bytes) if meta_bytes is not None else None)
@@ -626,7 +617,8 @@ def check_video_file(path: Path, *, deep: bool = False) -> tuple[list[Problem], 
 
 
 def run_one(item: VerifyItem, options: VerifyOptions) -> ItemResult:
-    """Check one item; problems travel as 'check: message' lines in the result's error."""
+    """Check one item; its problems travel as typed values (`ItemResult.problems`), with one
+    line for people in `error`."""
     if item.kind == "partial":
         problems, counts = [Problem("unfinished", "only a .partial output exists: rerun the stage")], {}
     elif item.kind == "video":
@@ -635,20 +627,15 @@ def run_one(item: VerifyItem, options: VerifyOptions) -> ItemResult:
         problems, counts = check_frame_dir(item.src, want_frames=item.want_frames, want_flow=item.want_flow,
                                            deep=options.deep, naming=options.naming)
     if problems:
-        error = "\n".join(f"{p.check}: {p.message.replace(chr(10), ' ')}" for p in problems)
-        return ItemResult(key=item.key, status=FAILED, output=str(item.src), error=error, counts=counts)
+        error = "; ".join(f"{p.check}: {p.message}" for p in problems).replace("\n", " ")
+        return ItemResult(key=item.key, status=FAILED, output=str(item.src), error=error, counts=counts,
+                          problems=tuple(problems))
     return ItemResult(key=item.key, status=OK, output=str(item.src), counts=counts)
 
 
 def _problems_of(result: ItemResult) -> list[Problem]:
-    out = []
-    for line in (result.error or "unknown error").split("\n"):
-        check, sep, message = line.partition(": ")
-        if sep and check in CHECKS:
-            out.append(Problem(check, message))
-        else:  # an exception the runner caught: keep it whole
-            out.append(Problem("error", line))
-    return out
+    """The typed problems of a failed item; an exception the runner caught is one `error`."""
+    return list(result.problems) or [Problem("error", result.error or "unknown error")]
 
 
 def _never_done(item: Item, options: Any) -> bool:
