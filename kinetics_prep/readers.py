@@ -53,10 +53,14 @@ def _decode(read, nm, i: int, modality: str, where: str) -> np.ndarray:
 
 
 def _imdecode(read, name: str, flag: int, where: str) -> np.ndarray:
+    # video.images.decode_image does this too, but importing video/ loads PyAV: read_frames
+    # serves plain PyTorch data loaders, which should not pay for a codec library they never use.
     try:
         data = read(name)
     except (FileNotFoundError, KeyError) as e:
         raise InputError(f"{where}: no frame {name}") from e
+    if not data:  # cv2.imdecode asserts on an empty buffer (a cv2.error, not a named one)
+        raise DecodeError(f"{where}/{name}: cannot decode image (empty file)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if img is None:
         raise DecodeError(f"{where}/{name}: cannot decode image")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
+
+from .video.encode import write_frames
 
 
 def texture(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -59,28 +60,20 @@ class ClipSpec:
 
 
 def write_clip(path: str | os.PathLike, spec: ClipSpec) -> Path:
-    """Encode a synthetic clip with PyAV. Odd sizes work (yuv444p for x264, bgr0 for FFV1)."""
+    """Encode a synthetic clip (through `video.encode`). Odd sizes work (yuv444p for x264, bgr0
+    for FFV1)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = moving_frames(spec.width, spec.height, spec.frames, spec.motion, spec.seed)
     odd = spec.width % 2 or spec.height % 2
     pix_fmt = "bgr0" if spec.codec == "ffv1" else ("yuv444p" if odd else "yuv420p")
-    time_base = Fraction(1, spec.fps * 100)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(spec.codec, rate=spec.fps)
-        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, pix_fmt
-        stream.time_base = time_base
-        stream.codec_context.time_base = time_base
-        if spec.codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "18"}
-        pts = 0
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts, frame.time_base = pts, time_base
-            # VFR: alternate short and long gaps (1x and 3x the nominal duration).
-            pts += 100 * (3 if (spec.vfr and i % 2) else 1)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    # A time base of 1/100 of a frame, so VFR gaps are whole ticks: alternate short and long
+    # gaps (1x and 3x the nominal duration).
+    steps = [100 * (3 if (spec.vfr and i % 2) else 1) for i in range(spec.frames)]
+    timestamps = [sum(steps[:i]) for i in range(spec.frames)]
+    options = {"preset": "ultrafast", "crf": "18"} if spec.codec == "libx264" else None
+    write_frames(path, frames, fps=spec.fps, codec=spec.codec, pix_fmt=pix_fmt, options=options,
+                 time_base=Fraction(1, spec.fps * 100), timestamps=timestamps)
     return path
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prepared import write_frame_dir
 
 from kinetics_prep import pack_frames, pack_lmdb, read_frames, unpack_frames
 from kinetics_prep.cli import main
-from kinetics_prep.errors import ConfigError
+from kinetics_prep.errors import ConfigError, DecodeError
 from kinetics_prep.packed import count_clip, is_clip_complete
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.synthetic import ClipSpec, write_clip
@@ -149,6 +150,13 @@ def test_read_frames_same_pixels_from_every_layout(dirs, tmp_path):
         c = read_frames(CLIPS[0], range(n), modality, lmdb=tmp_path / "db")
         assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(a, b, c))
     assert a[0].shape == (48, 64, 2) and read_frames(dirs / CLIPS[0], [0])[0].shape == (48, 64, 3)
+
+
+def test_read_frames_names_an_empty_frame_file(tmp_path):
+    clip = write_frame_dir(tmp_path / "c" / "v", frames=3)
+    (clip / "img_00002.jpg").write_bytes(b"")
+    with pytest.raises(DecodeError, match=r"v/img_00002\.jpg: cannot decode image \(empty file\)"):
+        read_frames(clip, [1])
 
 
 def test_file_list_lists_packed_clips_like_directories(dirs, tmp_path):

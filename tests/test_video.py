@@ -7,7 +7,7 @@ import pytest
 from conftest import real_video
 
 from kinetics_prep import video
-from kinetics_prep.errors import ConfigError, DecodeError, ProbeError
+from kinetics_prep.errors import ConfigError, DecodeError, EncodeError, ProbeError
 from kinetics_prep.synthetic import ClipSpec, moving_frames, write_clip
 
 # name -> displayed (w, h), frames a decoder yields
@@ -85,6 +85,21 @@ def test_lossless_synthetic_clip_roundtrips_exactly(tmp_path):
         np.testing.assert_array_equal(a, b)
     # Known motion: content at (x, y) moves to (x + 2, y + 1).
     np.testing.assert_array_equal(decoded[1][1:, 2:], decoded[0][:-1, :-2])
+
+
+def test_vfr_synthetic_clip_has_its_irregular_timestamps(tmp_path):
+    # write_clip goes through video.write_frames with explicit timestamps: gaps 1x, 3x, 1x, 3x.
+    path = write_clip(tmp_path / "v.mkv", ClipSpec(32, 24, frames=5, fps=25, codec="ffv1", vfr=True))
+    with video.open_video(path) as container:
+        stream = container.streams.video[0]
+        times = [round(float(f.pts * f.time_base), 3) for f in container.decode(stream)]
+    assert times == [0.0, 0.04, 0.16, 0.2, 0.32]
+
+
+def test_write_frames_refuses_fewer_timestamps_than_frames(tmp_path):
+    with pytest.raises(EncodeError, match=r"short\.mkv: encoding with ffv1 failed \(fewer timestamps"):
+        video.write_frames(tmp_path / "short.mkv", moving_frames(32, 24, 3), codec="ffv1", pix_fmt="bgr0",
+                           timestamps=[0, 1])
 
 
 def _closest_source_frame(img, source):

@@ -206,23 +206,11 @@ def download_videos(
     if arch_dir.resolve() == out_dir.resolve():
         raise ConfigError("--archive-dir must differ from the video folder")
 
-    # 1. the list of parts (cached: a rerun makes no request for it)
-    list_url = remap(src.path_lists[split], mirror)
-    list_path = state / "path_lists" / file_name(list_url)
-    if not list_path.exists():
-        http.fetch(list_url, list_path, policy=policy)
-    urls = parse_path_list(list_path.read_text(encoding="utf-8"), list_url, mirror)
-    if not urls:
-        raise DownloadError(f"path list {list_url} names no archive")
-
+    # 1. the list of parts, and which of them an earlier run finished
+    urls = _part_urls(src.path_lists[split], mirror, state, policy)
     ledger = JsonLedger(state / f"download_{src.name}_{split}.json", {"dataset": src.name, "split": split})
     summary = VideoDownloadSummary(src.name, split, out_dir, parts_total=len(urls))
-    pending: list[str] = []
-    for url in urls:
-        if ledger.get(file_name(url)).get("extracted"):
-            summary.parts.append(PartOutcome(file_name(url), "done-before"))
-        else:
-            pending.append(url)
+    pending = _not_extracted(urls, ledger, summary)
     repl_url = None
     if replacement and src.replacement and split in src.replacement_splits:
         if not ledger.get(REPLACEMENT_KEY).get("applied"):
@@ -232,158 +220,229 @@ def download_videos(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     arch_dir.mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
-
+    parts = _Parts(ledger, policy, arch_dir, out_dir, expected=expected, keep_archives=keep_archives,
+                   connections=connections, repl_url=repl_url)
     # 2. sizes: the ledger's for verified archives, a HEAD request for the rest
-    def size_of(url: str) -> tuple[str, http.RemoteInfo | str]:
-        entry = ledger.get(file_name(url))
-        if entry.get("downloaded") and (arch_dir / file_name(url)).exists():
+    pending = parts.learn_sizes(pending, summary)
+    jobs = pending + ([parts.repl_url] if parts.repl_url else [])
+    # 3. disk space: archives still to fetch + the videos they hold (about the archive size)
+    have = _check_disk(parts, pending, jobs, check_space)
+
+    # 4. download + verify + extract, `connections` parts at a time
+    parts.bar = _Bar(progress, sum(parts.infos[u].size for u in jobs), sum(have.values()),  # type: ignore[misc]
+                     f"{src.name} {split}")
+    try:
+        summary.parts.extend(parts.run(pending))
+        if parts.repl_url is not None:
+            _apply_replacement(parts, summary)
+    finally:
+        parts.bar.close()
+    summary.parts.sort(key=lambda p: p.name)
+    return summary
+
+
+def _part_urls(path_list_url: str, mirror: str | None, state: Path, policy: http.RetryPolicy) -> list[str]:
+    """The split's archive URLs from its path list (cached: a rerun makes no request for it)."""
+    list_url = remap(path_list_url, mirror)
+    list_path = state / "path_lists" / file_name(list_url)
+    if not list_path.exists():
+        http.fetch(list_url, list_path, policy=policy)
+    urls = parse_path_list(list_path.read_text(encoding="utf-8"), list_url, mirror)
+    if not urls:
+        raise DownloadError(f"path list {list_url} names no archive")
+    return urls
+
+
+def _not_extracted(urls: list[str], ledger: JsonLedger, summary: VideoDownloadSummary) -> list[str]:
+    """The parts still to do; those the ledger says are extracted go into `summary` as done."""
+    pending: list[str] = []
+    for url in urls:
+        if ledger.get(file_name(url)).get("extracted"):
+            summary.parts.append(PartOutcome(file_name(url), "done-before"))
+        else:
+            pending.append(url)
+    return pending
+
+
+def _check_disk(parts: _Parts, pending: list[str], jobs: list[str], check_space: bool) -> dict[str, int]:
+    """Refuse before downloading when the archives still to fetch and the videos they hold do not
+    fit; return the bytes of each job already on disk (the byte bar starts there)."""
+    have = {url: parts.on_disk(url) for url in jobs}
+    to_fetch = {url: max(parts.infos[url].size - have[url], 0) for url in jobs}  # type: ignore[operator]
+    video_bytes = sum(parts.infos[u].size for u in pending)  # type: ignore[misc]
+    if parts.keep_archives:
+        archive_bytes = sum(to_fetch.values())
+    else:  # each archive is deleted once extracted: at most `connections` live at once
+        biggest = sorted(to_fetch.values(), reverse=True)[:parts.connections]
+        archive_bytes = sum(biggest)
+    if check_space:
+        check_free_space({parts.out_dir: video_bytes, parts.arch_dir: archive_bytes})
+    return have
+
+
+def _apply_replacement(parts: _Parts, summary: VideoDownloadSummary) -> None:
+    """The replacement archive goes last, over the extracted parts, and only when none failed."""
+    if summary.failed:
+        summary.replacement = {"applied": False, "reason": "some parts failed; rerun first"}
+        return
+    (repl,) = parts.run([parts.repl_url])  # type: ignore[list-item]
+    if repl.status == "failed":
+        summary.parts.append(repl)
+    else:
+        e = parts.ledger.get(REPLACEMENT_KEY)
+        summary.replacement = {"applied": True, "replaced": e.get("replaced"), "unmatched": e.get("unmatched")}
+
+
+class _Parts:
+    """What the worker threads share while one split's parts download: the ledger, the retry
+    policy, the stop flag (set on Ctrl-C), the byte bar and the sizes the HEAD requests gave."""
+
+    def __init__(self, ledger: JsonLedger, policy: http.RetryPolicy, arch_dir: Path, out_dir: Path, *,
+                 expected: dict[str, str], keep_archives: bool, connections: int, repl_url: str | None):
+        self.ledger, self.policy = ledger, policy
+        self.arch_dir, self.out_dir = arch_dir, out_dir
+        self.expected, self.keep_archives, self.connections = expected, keep_archives, connections
+        self.repl_url = repl_url
+        self.stop = threading.Event()
+        self.infos: dict[str, http.RemoteInfo] = {}
+        self.bar = _Bar(False, 0, 0, "")  # the real bar once the sizes are known
+
+    def size_of(self, url: str) -> tuple[str, http.RemoteInfo | str]:
+        """The ledger's size for a verified archive on disk, else a HEAD request's (or why not)."""
+        entry = self.ledger.get(file_name(url))
+        if entry.get("downloaded") and (self.arch_dir / file_name(url)).exists():
             return url, http.RemoteInfo(url, entry["size"], entry.get("etag"), True)
         try:
-            info = http.head(url, policy=policy, stop=stop)
+            info = http.head(url, policy=self.policy, stop=self.stop)
         except DownloadError as e:
             return url, str(e)
         if info.size is None:
             return url, f"{url}: the server gives no Content-Length; cannot verify the download"
         return url, info
 
-    with ThreadPoolExecutor(max_workers=min(connections, 16)) as pool:
-        heads = dict(pool.map(size_of, pending + ([repl_url] if repl_url else [])))
-    # a part whose HEAD failed for good is reported as failed; the others go on
-    for url, info in heads.items():
-        if isinstance(info, str):
-            summary.parts.append(PartOutcome(file_name(url), "failed", error=info))
-    infos: dict[str, http.RemoteInfo] = {u: i for u, i in heads.items() if not isinstance(i, str)}
-    pending = [u for u in pending if u in infos]
-    if repl_url is not None and repl_url not in infos:
-        repl_url = None
-    jobs = pending + ([repl_url] if repl_url else [])
+    def learn_sizes(self, pending: list[str], summary: VideoDownloadSummary) -> list[str]:
+        """Size every job; a part whose HEAD failed for good is reported as failed, the others
+        go on (returned). A replacement that cannot be sized is dropped."""
+        with ThreadPoolExecutor(max_workers=min(self.connections, 16)) as pool:
+            heads = dict(pool.map(self.size_of, pending + ([self.repl_url] if self.repl_url else [])))
+        for url, info in heads.items():
+            if isinstance(info, str):
+                summary.parts.append(PartOutcome(file_name(url), "failed", error=info))
+        self.infos = {u: i for u, i in heads.items() if not isinstance(i, str)}
+        if self.repl_url is not None and self.repl_url not in self.infos:
+            self.repl_url = None
+        return [u for u in pending if u in self.infos]
 
-    # 3. disk space: archives still to fetch + the videos they hold (about the archive size)
-    def on_disk(url: str) -> int:
-        p = arch_dir / file_name(url)
+    def on_disk(self, url: str) -> int:
+        """Bytes of this archive already here, finished or partial."""
+        p = self.arch_dir / file_name(url)
         if p.exists():
             return p.stat().st_size
         pp = partial_path(p)
         return pp.stat().st_size if pp.exists() else 0
 
-    have = {url: on_disk(url) for url in jobs}
-    to_fetch = {url: max(infos[url].size - have[url], 0) for url in jobs}  # type: ignore[operator]
-    video_bytes = sum(infos[u].size for u in pending)  # type: ignore[misc]
-    if keep_archives:
-        archive_bytes = sum(to_fetch.values())
-    else:  # each archive is deleted once extracted: at most `connections` live at once
-        biggest = sorted(to_fetch.values(), reverse=True)[:connections]
-        archive_bytes = sum(biggest)
-    if check_space:
-        check_free_space({out_dir: video_bytes, arch_dir: archive_bytes})
-
-    # 4. download + verify + extract, `connections` parts at a time
-    bar = _Bar(progress, sum(infos[u].size for u in jobs), sum(have.values()), f"{src.name} {split}")  # type: ignore[misc]
-
-    def download(url: str, name: str, archive: Path, size: int | None, etag: str | None) -> tuple[int, str]:
+    def download(self, url: str, name: str, archive: Path, size: int | None, etag: str | None) -> tuple[int, str]:
         """Fetch one part (verified against `size`) and record it as downloaded, not yet good."""
         res = http.fetch(
-            url, archive, expected_size=size, etag=etag, policy=policy, progress=bar.update, stop=stop,
+            url, archive, expected_size=size, etag=etag, policy=self.policy, progress=self.bar.update,
+            stop=self.stop,
         )
         digest = res.sha256
+        expected = self.expected
         if expected.get(name) and expected[name] != digest:
             archive.unlink()
             raise DownloadError(f"{name}: sha256 {digest} does not match the checksum file ({expected[name]})")
-        ledger.update(name, url=url, size=res.size, sha256=digest, etag=etag, downloaded=True)
+        self.ledger.update(name, url=url, size=res.size, sha256=digest, etag=etag, downloaded=True)
         return res.size - res.resumed_from, digest
 
-    def extract(url: str, archive: Path) -> ExtractReport:
-        if stop.is_set():
+    def extract(self, url: str, archive: Path) -> ExtractReport:
+        if self.stop.is_set():
             raise http.Aborted(url)
-        target = _replacement_target(out_dir) if url == repl_url else None
-        return extract_flat(archive, out_dir, target=target)
+        target = _replacement_target(self.out_dir) if url == self.repl_url else None
+        return extract_flat(archive, self.out_dir, target=target)
 
-    def work(url: str) -> PartOutcome:
-        name = file_name(url)
-        info = infos[url]
-        archive = arch_dir / name
+    def _digest_on_disk(self, name: str, archive: Path) -> str | None:
+        """The recorded sha256 of an archive downloaded earlier, if it still matches its file."""
+        entry = self.ledger.get(name)
+        digest = entry.get("sha256") if entry.get("downloaded") and archive.exists() else None
+        if digest is not None and http.sha256_file(archive) != digest:
+            self.bar.write(f"{name}: archive on disk no longer matches its recorded sha256; downloading again")
+            archive.unlink()
+            digest = None
+        return digest
+
+    def _extract_or_refetch(self, url: str, name: str, archive: Path, digest: str) -> tuple[ExtractReport, int, str]:
+        """Extract; an archive that cannot be extracted is fetched once more and tried again.
+        Returns the report, the bytes fetched again and the digest of the archive extracted."""
         try:
-            entry = ledger.get(name)
+            return self.extract(url, archive), 0, digest
+        except ArchiveError as first:
+            # A damaged archive (a short body the server announced as complete, a copy gone
+            # bad on disk, a mirror serving a broken file) must not stay recorded as
+            # downloaded: every rerun would reuse it and fail the same way without a
+            # request. Forget it and fetch it once more, sized by a fresh HEAD.
+            self.ledger.update(name, downloaded=False, damaged_sha256=digest)
+            archive.unlink(missing_ok=True)
+            self.bar.write(f"{name}: cannot be extracted ({first}); downloading it again")
+            fresh = http.head(url, policy=self.policy, stop=self.stop)
+            if fresh.size is None:
+                raise DownloadError(f"{url}: the server gives no Content-Length; cannot verify the "
+                                    "download") from first
+        again, digest = self.download(url, name, archive, fresh.size, fresh.etag)
+        try:
+            return self.extract(url, archive), again, digest
+        except ArchiveError as second:
+            self.ledger.update(name, downloaded=False, damaged_sha256=digest)
+            archive.unlink(missing_ok=True)
+            raise ArchiveError(
+                f"{name}: still cannot be extracted after downloading it again ({fresh.size} bytes, "
+                f"the size the server announces; sha256 {digest}): {second}; the copy on {url} "
+                "looks damaged: try another mirror (--mirror) or later, then rerun download "
+                "(the other parts stay done)"
+            ) from second
+
+    def _record_extracted(self, url: str, name: str, digest: str, report: ExtractReport) -> None:
+        refused = [list(r) for r in report.refused]
+        if url == self.repl_url:
+            self.ledger.update(REPLACEMENT_KEY, applied=True, replaced=report.written, unmatched=report.skipped,
+                               refused=refused, sha256=digest)
+        self.ledger.update(name, extracted=True, files=report.written, skipped=report.skipped, refused=refused)
+
+    def work(self, url: str) -> PartOutcome:
+        """One part, start to end: reuse or fetch, extract (refetching a damaged copy once),
+        record, delete the archive unless kept."""
+        name = file_name(url)
+        info = self.infos[url]
+        archive = self.arch_dir / name
+        try:
             fetched = 0
-            digest = entry.get("sha256") if entry.get("downloaded") and archive.exists() else None
-            if digest is not None and http.sha256_file(archive) != digest:
-                bar.write(f"{name}: archive on disk no longer matches its recorded sha256; downloading again")
-                archive.unlink()
-                digest = None
+            digest = self._digest_on_disk(name, archive)
             if digest is None:
-                fetched, digest = download(url, name, archive, info.size, info.etag)
-            try:
-                report = extract(url, archive)
-            except ArchiveError as first:
-                # A damaged archive (a short body the server announced as complete, a copy gone
-                # bad on disk, a mirror serving a broken file) must not stay recorded as
-                # downloaded: every rerun would reuse it and fail the same way without a
-                # request. Forget it and fetch it once more, sized by a fresh HEAD.
-                ledger.update(name, downloaded=False, damaged_sha256=digest)
+                fetched, digest = self.download(url, name, archive, info.size, info.etag)
+            report, again, digest = self._extract_or_refetch(url, name, archive, digest)
+            self._record_extracted(url, name, digest, report)
+            if not self.keep_archives:
                 archive.unlink(missing_ok=True)
-                bar.write(f"{name}: cannot be extracted ({first}); downloading it again")
-                fresh = http.head(url, policy=policy, stop=stop)
-                if fresh.size is None:
-                    raise DownloadError(f"{url}: the server gives no Content-Length; cannot verify the "
-                                        "download") from first
-                again, digest = download(url, name, archive, fresh.size, fresh.etag)
-                fetched += again
-                try:
-                    report = extract(url, archive)
-                except ArchiveError as second:
-                    ledger.update(name, downloaded=False, damaged_sha256=digest)
-                    archive.unlink(missing_ok=True)
-                    raise ArchiveError(
-                        f"{name}: still cannot be extracted after downloading it again ({fresh.size} bytes, "
-                        f"the size the server announces; sha256 {digest}): {second}; the copy on {url} "
-                        "looks damaged: try another mirror (--mirror) or later, then rerun download "
-                        "(the other parts stay done)"
-                    ) from second
-            refused = [list(r) for r in report.refused]
-            if url == repl_url:
-                ledger.update(REPLACEMENT_KEY, applied=True, replaced=report.written, unmatched=report.skipped,
-                              refused=refused, sha256=digest)
-            ledger.update(name, extracted=True, files=report.written, skipped=report.skipped, refused=refused)
-            if not keep_archives:
-                archive.unlink(missing_ok=True)
-            return PartOutcome(name, "extracted", fetched, report.written, tuple(report.refused))
+            return PartOutcome(name, "extracted", fetched + again, report.written, tuple(report.refused))
         except (DownloadError, ArchiveError, OutputError) as e:
             return PartOutcome(name, "failed", error=str(e))
 
-    def run(urls_: list[str]) -> list[PartOutcome]:
+    def run(self, urls: list[str]) -> list[PartOutcome]:
+        """`work` on every URL, `connections` at a time; failures are shown as they come."""
         results: list[PartOutcome] = []
-        pool = ThreadPoolExecutor(max_workers=connections)
+        pool = ThreadPoolExecutor(max_workers=self.connections)
         try:
-            futures: set[Future] = {pool.submit(work, u) for u in urls_}
+            futures: set[Future] = {pool.submit(self.work, u) for u in urls}
             while futures:
                 done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 for f in done:
                     out = f.result()
                     results.append(out)
                     if out.status == "failed":
-                        bar.write(f"FAILED {out.name}: {out.error}")
+                        self.bar.write(f"FAILED {out.name}: {out.error}")
         except BaseException:
-            stop.set()  # Ctrl-C: workers stop at their next chunk; .partial files stay for resume
+            self.stop.set()  # Ctrl-C: workers stop at their next chunk; .partial files stay for resume
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return results
-
-    try:
-        summary.parts.extend(run(pending))
-        if repl_url is not None:
-            if summary.failed:
-                summary.replacement = {"applied": False, "reason": "some parts failed; rerun first"}
-            else:
-                (repl,) = run([repl_url])
-                if repl.status == "failed":
-                    summary.parts.append(repl)
-                else:
-                    e = ledger.get(REPLACEMENT_KEY)
-                    summary.replacement = {"applied": True, "replaced": e.get("replaced"),
-                                           "unmatched": e.get("unmatched")}
-    finally:
-        bar.close()
-    summary.parts.sort(key=lambda p: p.name)
-    return summary

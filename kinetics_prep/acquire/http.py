@@ -167,95 +167,10 @@ def fetch(
     dest = Path(dest)
     part = partial_path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    state = {"hasher": hashlib.sha256(), "hashed": 0, "requests": 0}
     start_size = part.stat().st_size if part.exists() else 0
+    download = _Download(url, part, expected_size, etag, policy, progress, stop)
 
-    def rehash_prefix(size: int) -> None:
-        if state["hashed"] == size:
-            return
-        h = hashlib.sha256()
-        done = 0
-        if size:
-            with open(part, "rb") as f:
-                while done < size:
-                    block = f.read(min(CHUNK, size - done))
-                    if not block:
-                        break
-                    h.update(block)
-                    done += len(block)
-        state["hasher"], state["hashed"] = h, done
-
-    def truncate() -> None:
-        with open(part, "wb"):
-            pass
-        state["hasher"], state["hashed"] = hashlib.sha256(), 0
-
-    def once() -> int:
-        have = part.stat().st_size if part.exists() else 0
-        if expected_size is not None:
-            if have == expected_size:
-                rehash_prefix(have)
-                return have
-            if have > expected_size:
-                truncate()
-                have = 0
-        headers: dict[str, str] = {}
-        if have:
-            headers["Range"] = f"bytes={have}-"
-            if etag:
-                headers["If-Range"] = etag
-        state["requests"] += 1
-        try:
-            resp = _open(url, headers, policy.timeout)
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and have:  # nothing left past `have`, or the file changed
-                info = head(url, policy=policy, stop=stop)
-                if info.size == have and (expected_size is None or expected_size == have):
-                    rehash_prefix(have)
-                    return have
-                truncate()
-                raise _Transient("HTTP 416 with a partial file that does not match; restarting") from e
-            raise
-        with resp:
-            if resp.status == 206:
-                m = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
-                if not m or int(m.group(1)) != have:
-                    truncate()
-                    raise _Transient(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
-                total = int(m.group(3)) if m.group(3) != "*" else None
-                mode = "ab"
-                rehash_prefix(have)
-            else:
-                # 200: the server ignored Range (or If-Range said the file changed): start over.
-                length = resp.headers.get("Content-Length")
-                total = int(length) if length is not None and length.isdigit() else None
-                have, mode = 0, "wb"
-                state["hasher"], state["hashed"] = hashlib.sha256(), 0
-            if expected_size is not None and total is not None and total != expected_size:
-                raise DownloadError(
-                    f"{url}: server reports {total} bytes, expected {expected_size} (remote file changed?)"
-                )
-            target = total if total is not None else expected_size
-            got = have
-            with open(part, mode) as f:
-                while True:
-                    if stop is not None and stop.is_set():
-                        raise Aborted(url)
-                    # read1: whatever has arrived (up to CHUNK), so a kill loses little
-                    block = resp.read1(CHUNK if target is None else min(CHUNK, max(target - got, 1)))
-                    if not block:
-                        break
-                    f.write(block)
-                    state["hasher"].update(block)
-                    got += len(block)
-                    state["hashed"] = got
-                    if progress is not None:
-                        progress(len(block))
-            if target is not None and got != target:
-                raise _Transient(f"connection closed at {got} of {target} bytes")
-            return got
-
-    size = _with_retries(url, policy, once, stop)
+    size = _with_retries(url, policy, download.once, stop)
     assert isinstance(size, int)
     if expected_size is not None and size != expected_size:
         raise DownloadError(f"{url}: got {size} bytes, expected {expected_size}")
@@ -263,4 +178,122 @@ def fetch(
         os.replace(part, dest)
     elif not dest.exists():  # pragma: no cover - defensive
         raise DownloadError(f"{url}: download finished but {part} is missing")
-    return FetchResult(dest, size, state["hasher"].hexdigest(), start_size, state["requests"])
+    return FetchResult(dest, size, download.hasher.hexdigest(), start_size, download.requests)
+
+
+class _Download:
+    """One file's download into its `.partial`, over as many requests as it takes: the SHA-256 of
+    the bytes in the partial file so far (`hasher` covers its first `hashed` bytes) and the
+    number of requests made. `once` is one attempt, retried by `_with_retries`."""
+
+    def __init__(self, url: str, part: Path, expected_size: int | None, etag: str | None,
+                 policy: RetryPolicy, progress: Callable[[int], None] | None, stop: threading.Event | None):
+        self.url, self.part, self.expected_size, self.etag = url, part, expected_size, etag
+        self.policy, self.progress, self.stop = policy, progress, stop
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self.requests = 0
+
+    def rehash_prefix(self, size: int) -> None:
+        if self.hashed == size:
+            return
+        h = hashlib.sha256()
+        done = 0
+        if size:
+            with open(self.part, "rb") as f:
+                while done < size:
+                    block = f.read(min(CHUNK, size - done))
+                    if not block:
+                        break
+                    h.update(block)
+                    done += len(block)
+        self.hasher, self.hashed = h, done
+
+    def truncate(self) -> None:
+        with open(self.part, "wb"):
+            pass
+        self.hasher, self.hashed = hashlib.sha256(), 0
+
+    def once(self) -> int:
+        """One request from where the partial file ends; the size of the partial file after it."""
+        have = self.part.stat().st_size if self.part.exists() else 0
+        if self.expected_size is not None:
+            if have == self.expected_size:
+                self.rehash_prefix(have)
+                return have
+            if have > self.expected_size:
+                self.truncate()
+                have = 0
+        resp = self._request(have)
+        if isinstance(resp, int):
+            return resp
+        with resp:
+            have, mode, total = self._continue_or_restart(resp, have)
+            target = total if total is not None else self.expected_size
+            got = self._copy_body(resp, have, mode, target)
+            if target is not None and got != target:
+                raise _Transient(f"connection closed at {got} of {target} bytes")
+            return got
+
+    def _request(self, have: int):
+        """The response for the bytes past `have`, or the final size when the server says there
+        are none left and the partial file is whole."""
+        headers: dict[str, str] = {}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if self.etag:
+                headers["If-Range"] = self.etag
+        self.requests += 1
+        try:
+            return _open(self.url, headers, self.policy.timeout)
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:  # nothing left past `have`, or the file changed
+                info = head(self.url, policy=self.policy, stop=self.stop)
+                if info.size == have and (self.expected_size is None or self.expected_size == have):
+                    self.rehash_prefix(have)
+                    return have
+                self.truncate()
+                raise _Transient("HTTP 416 with a partial file that does not match; restarting") from e
+            raise
+
+    def _continue_or_restart(self, resp, have: int) -> tuple[int, str, int | None]:
+        """(bytes kept, file mode, the file's total size if the server says) for a response:
+        a 206 continues the partial file, a 200 starts it over."""
+        if resp.status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
+            if not m or int(m.group(1)) != have:
+                self.truncate()
+                raise _Transient(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+            total = int(m.group(3)) if m.group(3) != "*" else None
+            mode = "ab"
+            self.rehash_prefix(have)
+        else:
+            # 200: the server ignored Range (or If-Range said the file changed): start over.
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length is not None and length.isdigit() else None
+            have, mode = 0, "wb"
+            self.hasher, self.hashed = hashlib.sha256(), 0
+        if self.expected_size is not None and total is not None and total != self.expected_size:
+            raise DownloadError(
+                f"{self.url}: server reports {total} bytes, expected {self.expected_size} (remote file changed?)"
+            )
+        return have, mode, total
+
+    def _copy_body(self, resp, have: int, mode: str, target: int | None) -> int:
+        """Append the body to the partial file (hashing it); the partial file's size after."""
+        got = have
+        with open(self.part, mode) as f:
+            while True:
+                if self.stop is not None and self.stop.is_set():
+                    raise Aborted(self.url)
+                # read1: whatever has arrived (up to CHUNK), so a kill loses little
+                block = resp.read1(CHUNK if target is None else min(CHUNK, max(target - got, 1)))
+                if not block:
+                    break
+                f.write(block)
+                self.hasher.update(block)
+                got += len(block)
+                self.hashed = got
+                if self.progress is not None:
+                    self.progress(len(block))
+        return got

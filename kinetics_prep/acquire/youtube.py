@@ -188,6 +188,49 @@ def download_youtube(
     A clip listed twice is fetched once; `limit` keeps the first N distinct clips. The split
     is not needed (a file without a ``split`` column is fine).
     """
+    rate_s = _check_options(rate, sleep, trim, max_throttled, limit)
+    clips = list(load_annotations(annotations, require_split=False).clips)
+    if limit is not None:
+        clips = clips[:limit]
+    exe = find_yt_dlp(yt_dlp)
+
+    out = Path(out)
+    state = _state_dir(out)
+    fetcher = _Fetcher(exe, out, state, fmt=fmt, rate=rate_s, extra=tuple(str(a) for a in extra_args),
+                       timeout=timeout, trim=trim)
+    status_path = state / "youtube_status.jsonl"
+    log = _StatusLog(YoutubeSummary(out, total=len(clips)), status_path, _load_status(status_path),
+                     retry_unavailable=retry_unavailable, progress=progress)
+
+    # Clips (already unique by name) grouped by video id in first-appearance order: one
+    # download per id.
+    by_id: dict[str, list[Clip]] = defaultdict(list)
+    for c in clips:
+        by_id[c.youtube_id].append(c)
+    throttled_run = 0
+    calls = 0
+    try:
+        for n_id, (yid, group) in enumerate(by_id.items()):
+            todo = log.unsettled(group)
+            if not todo:
+                continue
+            if max_throttled and throttled_run >= max_throttled:
+                log.stop_early(list(by_id.values())[n_id:], throttled_run)
+                break
+            if calls and sleep:
+                time.sleep(sleep)
+            calls += 1
+            throttled_run = throttled_run + 1 if fetcher.fetch(yid, todo, log) == "throttled" else 0
+            log.advance(len(todo))
+    finally:
+        log.close()
+        _write_report(state / "youtube_report.json", log.summary)
+    return log.summary
+
+
+def _check_options(rate: int | str | None, sleep: float, trim: str, max_throttled: int,
+                   limit: int | None) -> str | None:
+    """Refuse bad settings before any work; return the rate as yt-dlp takes it."""
     rate_s = check_rate(rate)
     if sleep < 0:
         raise ConfigError(f"--sleep must be >= 0, got {sleep}")
@@ -197,115 +240,132 @@ def download_youtube(
         raise ConfigError("--max-throttled must be >= 0 (0: never stop)")
     if limit is not None and limit < 0:
         raise ConfigError("--limit must be >= 0")
-    clips = list(load_annotations(annotations, require_split=False).clips)
-    if limit is not None:
-        clips = clips[:limit]
-    exe = find_yt_dlp(yt_dlp)
-    extra = tuple(str(a) for a in extra_args)
+    return rate_s
 
-    out = Path(out)
+
+def _state_dir(out: Path) -> Path:
+    """`out/.kinetics_prep/`, made, without the temporary folders a killed run left."""
     out.mkdir(parents=True, exist_ok=True)
     state = out / STATE_DIR
     state.mkdir(exist_ok=True)
     for stale in state.glob("yt-*"):  # temporary folders of a killed run
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    status_path = state / "youtube_status.jsonl"
-    previous = _load_status(status_path)
+    return state
 
-    # Clips (already unique by name) grouped by video id in first-appearance order: one
-    # download per id.
-    by_id: dict[str, list[Clip]] = defaultdict(list)
-    for c in clips:
-        by_id[c.youtube_id].append(c)
-    summary = YoutubeSummary(out, total=len(clips))
 
-    def settled(c: Clip) -> bool:
-        rec = previous.get(c.name)
+class _StatusLog:
+    """The run's record: the status file (one JSON line per clip, appended as it settles), the
+    summary, and the clip bar."""
+
+    def __init__(self, summary: YoutubeSummary, status_path: Path, previous: dict[str, dict], *,
+                 retry_unavailable: bool, progress: bool):
+        self.summary, self.status_path, self.previous = summary, status_path, previous
+        self.retry_unavailable = retry_unavailable
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=summary.total, unit="clip", desc="youtube", dynamic_ncols=True)
+
+    def settled(self, c: Clip) -> bool:
+        """Done by an earlier run: fetched (and still there) or failed for good."""
+        rec = self.previous.get(c.name)
         if rec is None:
             return False
         if rec["status"] == "ok":
-            return (out / f"{c.name}.mp4").exists()
-        return rec["status"] in FINAL_STATUSES and not retry_unavailable
+            return (self.summary.out_dir / f"{c.name}.mp4").exists()
+        return rec["status"] in FINAL_STATUSES and not self.retry_unavailable
 
-    def record(c: Clip, status: str, reason: str = "") -> None:
-        append_jsonl(status_path, {"name": c.name, "youtube_id": c.youtube_id, "label": c.label,
-                                   "status": status, "reason": reason, "time": time.time()})
-        summary.outcomes.append(ClipOutcome(c.name, c.youtube_id, c.label, status, reason))
+    def unsettled(self, group: list[Clip]) -> list[Clip]:
+        """The clips of one video still to fetch; the settled ones are counted as skipped."""
+        todo = []
+        for c in group:
+            if self.settled(c):
+                self.summary.skipped += 1
+                rec = self.previous[c.name]
+                self.summary.outcomes.append(
+                    ClipOutcome(c.name, c.youtube_id, c.label, rec["status"], rec.get("reason", "")))
+                self.advance(1)
+            else:
+                todo.append(c)
+        return todo
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def record(self, c: Clip, status: str, reason: str = "") -> None:
+        append_jsonl(self.status_path, {"name": c.name, "youtube_id": c.youtube_id, "label": c.label,
+                                        "status": status, "reason": reason, "time": time.time()})
+        self.summary.outcomes.append(ClipOutcome(c.name, c.youtube_id, c.label, status, reason))
 
-        bar = tqdm(total=summary.total, unit="clip", desc="youtube", dynamic_ncols=True)
-    throttled_run = 0
-    calls = 0
-    try:
-        for n_id, (yid, group) in enumerate(by_id.items()):
-            todo = []
-            for c in group:
-                if settled(c):
-                    summary.skipped += 1
-                    rec = previous[c.name]
-                    summary.outcomes.append(ClipOutcome(c.name, yid, c.label, rec["status"], rec.get("reason", "")))
-                    if bar is not None:
-                        bar.update(1)
-                else:
-                    todo.append(c)
-            if not todo:
-                continue
-            if max_throttled and throttled_run >= max_throttled:
-                summary.pending = sum(
-                    1 for g in list(by_id.values())[n_id:] for c in g if not settled(c)
-                )
-                summary.stopped_early = (
-                    f"{throttled_run} clips in a row were throttled by YouTube; rerun later "
-                    "(or raise --sleep / lower --rate)"
-                )
-                break
-            if calls and sleep:
-                time.sleep(sleep)
-            calls += 1
-            with tempfile.TemporaryDirectory(prefix="yt-", dir=state) as tmp_s:
-                tmp = Path(tmp_s)
-                args = ytdlp_args(exe, yid, tmp, fmt=fmt, rate=rate_s, extra=extra)
-                try:
-                    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                                          stdin=subprocess.DEVNULL)
-                    failed = proc.returncode != 0
-                    output = (proc.stderr or "") + "\n" + (proc.stdout or "")
-                except subprocess.TimeoutExpired:
-                    failed, output = True, f"ERROR: yt-dlp timed out after {timeout} s"
-                except OSError as e:
-                    raise MissingDependencyError(f"cannot run {exe}: {e}; {INSTALL_HINT}") from e
-                src = None if failed else _downloaded_file(tmp)
-                if failed or src is None:
-                    status, reason = classify_ytdlp_error(output) if failed else (
-                        "error", "yt-dlp succeeded but wrote no file")
-                    throttled_run = throttled_run + 1 if status == "throttled" else 0
-                    for c in todo:
-                        record(c, status, reason)
-                else:
-                    throttled_run = 0
-                    for c in todo:
-                        final = out / f"{c.name}.mp4"
-                        tmp_out = partial_path(final)
-                        try:
-                            video.trim(src, tmp_out, c.start, c.end, mode=trim)
-                            os.replace(tmp_out, final)
-                            record(c, "ok")
-                        except (KineticsPrepError, OSError) as e:
-                            tmp_out.unlink(missing_ok=True)
-                            if isinstance(e, OutputError):
-                                raise
-                            record(c, "error", f"trim: {e}")
-            if bar is not None:
-                bar.update(len(todo))
-    finally:
-        if bar is not None:
-            bar.close()
-        _write_report(state / "youtube_report.json", summary)
-    return summary
+    def stop_early(self, groups: list[list[Clip]], throttled_run: int) -> None:
+        self.summary.pending = sum(1 for g in groups for c in g if not self.settled(c))
+        self.summary.stopped_early = (
+            f"{throttled_run} clips in a row were throttled by YouTube; rerun later "
+            "(or raise --sleep / lower --rate)"
+        )
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass(frozen=True)
+class _Fetcher:
+    """One yt-dlp download per video id into a temporary folder, then one trim per clip."""
+
+    exe: str
+    out: Path
+    state: Path
+    fmt: str
+    rate: str | None
+    extra: tuple[str, ...]
+    timeout: float | None
+    trim: str
+
+    def fetch(self, yid: str, todo: list[Clip], log: _StatusLog) -> str:
+        """Fetch video `yid` and trim `todo` from it, each clip recorded in `log`; return the
+        download's status ("ok" when yt-dlp wrote a file)."""
+        with tempfile.TemporaryDirectory(prefix="yt-", dir=self.state) as tmp_s:
+            tmp = Path(tmp_s)
+            failed, output = self._run_ytdlp(ytdlp_args(self.exe, yid, tmp, fmt=self.fmt, rate=self.rate,
+                                                        extra=self.extra))
+            src = None if failed else _downloaded_file(tmp)
+            if failed or src is None:
+                status, reason = classify_ytdlp_error(output) if failed else (
+                    "error", "yt-dlp succeeded but wrote no file")
+                for c in todo:
+                    log.record(c, status, reason)
+                return status
+            for c in todo:
+                self._trim_one(src, c, log)
+            return "ok"
+
+    def _run_ytdlp(self, args: list[str]) -> tuple[bool, str]:
+        """(failed, what yt-dlp said); a timeout is a failure like any other."""
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=self.timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return True, f"ERROR: yt-dlp timed out after {self.timeout} s"
+        except OSError as e:
+            raise MissingDependencyError(f"cannot run {self.exe}: {e}; {INSTALL_HINT}") from e
+        return proc.returncode != 0, (proc.stderr or "") + "\n" + (proc.stdout or "")
+
+    def _trim_one(self, src: Path, c: Clip, log: _StatusLog) -> None:
+        final = self.out / f"{c.name}.mp4"
+        tmp_out = partial_path(final)
+        try:
+            video.trim(src, tmp_out, c.start, c.end, mode=self.trim)
+            os.replace(tmp_out, final)
+            log.record(c, "ok")
+        except (KineticsPrepError, OSError) as e:
+            tmp_out.unlink(missing_ok=True)
+            if isinstance(e, OutputError):
+                raise
+            log.record(c, "error", f"trim: {e}")
 
 
 def _write_report(path: Path, summary: YoutubeSummary) -> None:

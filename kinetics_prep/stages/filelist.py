@@ -260,41 +260,7 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
         opts = make_options(FileListOptions, root=Path(root), out_dir=out_dir, **options)
     warnings: list[str] = []
     is_test = opts.split == "test"
-
-    # ---- labels
-    annotated: dict[str, Clip] | None = None
-    label_map: LabelMap | None = read_label_map(opts.label_map) if opts.label_map else None
-    label_source = "test split: -1"
-    if opts.annotations:
-        ann = load_annotations(opts.annotations, default_split=opts.default_split)
-        for d in ann.duplicates[:5]:
-            warnings.append(str(d))
-        if len(ann.duplicates) > 5:
-            warnings.append(f"... {len(ann.duplicates) - 5} more duplicate clips")
-        clips = ann.for_split(opts.split)
-        if not clips:
-            raise ConfigError(
-                f"the annotations have no clip of split {opts.split!r} (they have "
-                f"{sorted(ann.split_counts())})"
-            )
-        annotated = {c.name: c for c in clips}
-        if not is_test:
-            if label_map is not None:
-                label_source = f"label map {opts.label_map}"
-            else:
-                label_map, src = label_map_for(ann, opts.label_order)
-                if src == "train":
-                    label_source = f"sorted train labels of the annotations ({opts.label_order} order)"
-                else:
-                    label_source = (f"sorted labels of the given (non-train) annotations "
-                                    f"({opts.label_order} order)")
-                    warnings.append(
-                        "no train annotations given: label ids are the index among the labels "
-                        f"of the {opts.split} annotations; they match the full dataset only if "
-                        "every class occurs (pass the train CSV or --label-map to be sure)"
-                    )
-    elif not is_test and label_map is not None:
-        label_source = f"class directory via label map {opts.label_map}"
+    annotated, label_map, label_source = _labels(opts, warnings)
 
     # ---- scan
     want_videos = "videos" in opts.formats
@@ -308,46 +274,118 @@ def build_file_lists(root: FileListOptions | PathLike, out_dir: PathLike | None 
     if opts.shuffle and seed is None:
         seed = random.SystemRandom().randrange(2**31)
 
-    counts_cache: dict[str, FrameCounts] = {}
-    mismatch = 0
-    if annotated is not None:
-        for e in entries:
-            c = annotated.get(e.key)
-            if c is not None and e.class_dir is not None and c.label is not None:
-                try:
-                    forms = {_class_dir_name(c.label, "mmaction2"), _class_dir_name(c.label, "torchvision")}
-                except AnnotationError:
-                    forms = set()
-                if e.class_dir not in forms and e.class_dir != c.label:
-                    mismatch += 1
-        if mismatch:
-            warnings.append(f"{mismatch} item(s) sit in a class directory that differs from their "
-                            "annotated label (the annotation's label is used)")
+    mismatch = _class_dir_mismatches(entries, annotated) if annotated is not None else 0
+    if mismatch:
+        warnings.append(f"{mismatch} item(s) sit in a class directory that differs from their "
+                        "annotated label (the annotation's label is used)")
 
     try:
         opts.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {opts.out_dir}: {e}") from e
 
+    counts_cache: dict[str, FrameCounts] = {}
     summaries = []
     config = {}
     for fmt in opts.formats:
         summary, styles = _build_one(opts, fmt, entries, partial, annotated, label_map,
                                      is_test, seed, counts_cache)
         summaries.append(summary)
-        if len(summary.namings) > 1:
-            warnings.append(f"{fmt}: frame directories use different namings {dict(summary.namings)}; "
-                            "one mmaction2 config cannot read them all (use --naming to pick one)")
-        elif len(styles) > 1:
-            warnings.append(f"{fmt}: frame directories use different image formats "
-                            f"{sorted({ext for _, ext in styles})}; one mmaction2 config cannot read them all")
-        naming, ext = styles.most_common(1)[0][0] if styles else (opts.naming or "mmaction2", "jpg")
-        # Packed clips listed: mmaction2 reads them through our backend (two config lines).
-        packed = fmt != "videos" and any(e.path.endswith(ZIP_SUFFIX) for e in entries)
-        config[fmt] = "\n".join(mmaction_config_lines(
-            (fmt,), naming=naming, rgb_ext=ext, flow_ext=ext, packing="zip" if packed else None,
-            ann_file=summary.list_path, data_root=opts.root))
+        warnings.extend(_mixed_style_warnings(fmt, summary, styles))
+        config[fmt] = _config_text(opts, fmt, entries, summary, styles)
     return FileListResult(tuple(summaries), label_source, seed, mismatch, tuple(warnings), config, opts.strict)
+
+
+def _labels(opts: FileListOptions, warnings: list[str]
+            ) -> tuple[dict[str, Clip] | None, LabelMap | None, str]:
+    """(the split's annotated clips by name, the label map, where the labels come from) from the
+    annotations and --label-map; the map may still be None (then the class directories give it)."""
+    annotated: dict[str, Clip] | None = None
+    label_map: LabelMap | None = read_label_map(opts.label_map) if opts.label_map else None
+    label_source = "test split: -1"
+    is_test = opts.split == "test"
+    if not opts.annotations:
+        if not is_test and label_map is not None:
+            label_source = f"class directory via label map {opts.label_map}"
+        return annotated, label_map, label_source
+    ann = load_annotations(opts.annotations, default_split=opts.default_split)
+    for d in ann.duplicates[:5]:
+        warnings.append(str(d))
+    if len(ann.duplicates) > 5:
+        warnings.append(f"... {len(ann.duplicates) - 5} more duplicate clips")
+    clips = ann.for_split(opts.split)
+    if not clips:
+        raise ConfigError(
+            f"the annotations have no clip of split {opts.split!r} (they have "
+            f"{sorted(ann.split_counts())})"
+        )
+    annotated = {c.name: c for c in clips}
+    if is_test:
+        return annotated, label_map, label_source
+    if label_map is not None:
+        return annotated, label_map, f"label map {opts.label_map}"
+    label_map, src = label_map_for(ann, opts.label_order)
+    if src == "train":
+        return annotated, label_map, f"sorted train labels of the annotations ({opts.label_order} order)"
+    warnings.append(
+        "no train annotations given: label ids are the index among the labels "
+        f"of the {opts.split} annotations; they match the full dataset only if "
+        "every class occurs (pass the train CSV or --label-map to be sure)"
+    )
+    return annotated, label_map, f"sorted labels of the given (non-train) annotations ({opts.label_order} order)"
+
+
+def _class_dir_mismatches(entries: list[_Entry], annotated: dict[str, Clip]) -> int:
+    """Items in a class directory that is none of the forms of their annotated label."""
+    mismatch = 0
+    for e in entries:
+        c = annotated.get(e.key)
+        if c is not None and e.class_dir is not None and c.label is not None:
+            try:
+                forms = {_class_dir_name(c.label, "mmaction2"), _class_dir_name(c.label, "torchvision")}
+            except AnnotationError:
+                forms = set()
+            if e.class_dir not in forms and e.class_dir != c.label:
+                mismatch += 1
+    return mismatch
+
+
+def _mixed_style_warnings(fmt: str, summary: FormatSummary, styles: Counter) -> list[str]:
+    if len(summary.namings) > 1:
+        return [f"{fmt}: frame directories use different namings {dict(summary.namings)}; "
+                "one mmaction2 config cannot read them all (use --naming to pick one)"]
+    if len(styles) > 1:
+        return [f"{fmt}: frame directories use different image formats "
+                f"{sorted({ext for _, ext in styles})}; one mmaction2 config cannot read them all"]
+    return []
+
+
+def _config_text(opts: FileListOptions, fmt: str, entries: list[_Entry], summary: FormatSummary,
+                 styles: Counter) -> str:
+    """The mmaction2 config lines for one list, in the naming and image format most items use."""
+    naming, ext = styles.most_common(1)[0][0] if styles else (opts.naming or "mmaction2", "jpg")
+    # Packed clips listed: mmaction2 reads them through our backend (two config lines).
+    packed = fmt != "videos" and any(e.path.endswith(ZIP_SUFFIX) for e in entries)
+    return "\n".join(mmaction_config_lines(
+        (fmt,), naming=naming, rgb_ext=ext, flow_ext=ext, packing="zip" if packed else None,
+        ann_file=summary.list_path, data_root=opts.root))
+
+
+@dataclass
+class _Tally:
+    """One list while it is built: the items listed, the report of those not listed (clip, rel,
+    reason) with a count per kind (missing, incomplete, refused, unannotated), the (naming,
+    image format) of listed frame directories, and what is listed under each clip name."""
+
+    items: list[tuple[str, int, int]] = field(default_factory=list)  # (rel, count, label); -1 for videos
+    report: list[tuple[str, str, str]] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    styles: Counter = field(default_factory=Counter)
+    seen: dict[str, str] = field(default_factory=dict)
+
+    def reject(self, kind: str, key: str, rel: str, reason: str) -> None:
+        self.counts[kind] += 1
+        self.report.append((key, rel, reason))
 
 
 def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: dict[str, str],
@@ -355,113 +393,116 @@ def _build_one(opts: FileListOptions, fmt: str, entries: list[_Entry], partial: 
                seed: int | None, counts_cache: dict[str, FrameCounts]):
     """One list: (summary, Counter of the (naming, image format) of listed items)."""
     is_video_fmt = fmt == "videos"
-    items: list[tuple[str, int, int]] = []  # (rel, count, label); count -1 for videos
-    report: list[tuple[str, str, str]] = []  # (clip, rel, reason)
-    missing = incomplete = refused = unannotated = 0
-    styles: Counter = Counter()
-    seen: dict[str, str] = {}
+    tally = _Tally()
     for e in entries:
-        if e.is_video != is_video_fmt:
-            continue
-        clip = None
-        if annotated is not None:
-            clip = annotated.get(e.key)
-            if clip is None:
-                unannotated += 1
-                report.append((e.key, e.rel, "not in the annotations of this split"))
-                continue
-        if e.key in seen:
-            refused += 1
-            report.append((e.key, e.rel, f"duplicate: already listed as {seen[e.key]}"))
-            continue
-        if _WS_RE.search(e.rel):
-            refused += 1
-            report.append((e.key, e.rel, "path contains whitespace (mmaction2 splits list lines "
-                                         "on spaces): run rename-classes"))
-            continue
-        # label
-        if is_test:
-            label = -1
-        else:
-            name = clip.label if clip is not None else e.class_dir
-            label = label_map.get(name) if (label_map is not None and name is not None) else None
-            if label is None:
-                refused += 1
-                report.append((e.key, e.rel, f"class {name!r} is not in the label map"))
-                continue
-        # completeness
-        if is_video_fmt:
-            try:
-                st = os.stat(e.path)
-            except OSError:
-                incomplete += 1
-                report.append((e.key, e.rel, "broken link or unreadable file"))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                incomplete += 1
-                report.append((e.key, e.rel, "not a regular file"))
-                continue
-            if st.st_size == 0:
-                incomplete += 1
-                report.append((e.key, e.rel, "empty file"))
-                continue
-            count = -1
-        else:
-            fc = counts_cache.get(e.path)
-            if fc is None:
-                try:
-                    fc = count_clip(e.path, opts.naming)
-                except (OSError, InputError) as err:
-                    fc = FrameCounts("?", 0, 0, 0, None, f"cannot list: {err}", f"cannot list: {err}")
-                counts_cache[e.path] = fc
-            problem = fc.rgb_problem if fmt == "rawframes" else fc.flow_problem
-            if problem:
-                incomplete += 1
-                report.append((e.key, e.rel, f"incomplete ({fc.naming} naming): {problem}"))
-                continue
-            count = fc.frames if fmt == "rawframes" else fc.flow_x
-            styles[fc.naming, fc.rgb_ext if fmt == "rawframes" else fc.flow_ext] += 1
-        seen[e.key] = e.rel
-        items.append((e.rel, count, label))
-
-    n_annotated = 0
+        if e.is_video == is_video_fmt:
+            _consider(tally, e, fmt, opts, annotated, label_map, is_test, counts_cache)
+    n_annotated = len(annotated) if annotated is not None else 0
     if annotated is not None:
-        n_annotated = len(annotated)
-        reported = {k for k, _, _ in report}
-        for name in annotated:
-            if name in seen or name in reported:
-                continue
-            missing += 1
-            if name in partial:
-                report.append((name, partial[name], "unfinished: only a .partial output exists"))
-            else:
-                report.append((name, "", "not found under the root"))
-
+        _report_unlisted(tally, annotated, partial)
     if opts.shuffle:
-        random.Random(seed).shuffle(items)
+        random.Random(seed).shuffle(tally.items)
 
     list_path = opts.out_dir / list_file_name(opts.dataset, opts.split, fmt, opts.output_format)
     missing_path = opts.out_dir / missing_file_name(opts.dataset, opts.split, fmt)
-    if opts.output_format == "txt":
-        if is_video_fmt:
-            text = "".join(f"{rel} {label}\n" for rel, _, label in items)
-        else:
-            text = "".join(f"{rel} {count} {label}\n" for rel, count, label in items)
-    else:
-        if is_video_fmt:
-            data = [{"filename": rel, "label": [label]} for rel, _, label in items]
-        else:
-            data = [{"frame_dir": rel, "total_frames": count, "label": [label]}
-                    for rel, count, label in items]
-        text = json.dumps(data, ensure_ascii=False) + "\n"
     report_text = "clip\tpath\treason\n" + "".join(
-        f"{_escape(k)}\t{_escape(r)}\t{_escape(why)}\n" for k, r, why in report
+        f"{_escape(k)}\t{_escape(r)}\t{_escape(why)}\n" for k, r, why in tally.report
     )
-    for path, content in ((list_path, text), (missing_path, report_text)):
+    for path, content in ((list_path, _list_text(tally.items, is_video_fmt, opts.output_format)),
+                          (missing_path, report_text)):
         write_text_atomic(path, content)
-    summary = FormatSummary(fmt, list_path, missing_path, len(items), n_annotated, missing,
-                            incomplete, refused, unannotated, _namings(styles))
-    return summary, styles
+    c = tally.counts
+    summary = FormatSummary(fmt, list_path, missing_path, len(tally.items), n_annotated, c["missing"],
+                            c["incomplete"], c["refused"], c["unannotated"], _namings(tally.styles))
+    return summary, tally.styles
+
+
+def _consider(tally: _Tally, e: _Entry, fmt: str, opts: FileListOptions, annotated: dict[str, Clip] | None,
+              label_map: LabelMap | None, is_test: bool, counts_cache: dict[str, FrameCounts]) -> None:
+    """List one entry in `fmt`'s list, or report why not."""
+    clip = None
+    if annotated is not None:
+        clip = annotated.get(e.key)
+        if clip is None:
+            return tally.reject("unannotated", e.key, e.rel, "not in the annotations of this split")
+    if e.key in tally.seen:
+        return tally.reject("refused", e.key, e.rel, f"duplicate: already listed as {tally.seen[e.key]}")
+    if _WS_RE.search(e.rel):
+        return tally.reject("refused", e.key, e.rel, "path contains whitespace (mmaction2 splits list lines "
+                                                     "on spaces): run rename-classes")
+    # label
+    if is_test:
+        label = -1
+    else:
+        name = clip.label if clip is not None else e.class_dir
+        found = label_map.get(name) if (label_map is not None and name is not None) else None
+        if found is None:
+            return tally.reject("refused", e.key, e.rel, f"class {name!r} is not in the label map")
+        label = found
+    # completeness
+    if fmt == "videos":
+        problem = _video_file_problem(e.path)
+        if problem:
+            return tally.reject("incomplete", e.key, e.rel, problem)
+        count = -1
+    else:
+        fc = _frame_counts(e.path, opts.naming, counts_cache)
+        problem = fc.rgb_problem if fmt == "rawframes" else fc.flow_problem
+        if problem:
+            return tally.reject("incomplete", e.key, e.rel, f"incomplete ({fc.naming} naming): {problem}")
+        count = fc.frames if fmt == "rawframes" else fc.flow_x
+        tally.styles[fc.naming, fc.rgb_ext if fmt == "rawframes" else fc.flow_ext] += 1
+    tally.seen[e.key] = e.rel
+    tally.items.append((e.rel, count, label))
+
+
+def _video_file_problem(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "broken link or unreadable file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return "empty file"
+    return None
+
+
+def _frame_counts(path: str, naming: str | None, cache: dict[str, FrameCounts]) -> FrameCounts:
+    """A clip's counts, once per clip for all lists (a clip that cannot be listed: both problems)."""
+    fc = cache.get(path)
+    if fc is None:
+        try:
+            fc = count_clip(path, naming)
+        except (OSError, InputError) as err:
+            fc = FrameCounts("?", 0, 0, 0, None, f"cannot list: {err}", f"cannot list: {err}")
+        cache[path] = fc
+    return fc
+
+
+def _report_unlisted(tally: _Tally, annotated: dict[str, Clip], partial: dict[str, str]) -> None:
+    """Annotated clips neither listed nor reported yet: missing (or only a .partial is there)."""
+    reported = {k for k, _, _ in tally.report}
+    for name in annotated:
+        if name in tally.seen or name in reported:
+            continue
+        if name in partial:
+            tally.reject("missing", name, partial[name], "unfinished: only a .partial output exists")
+        else:
+            tally.reject("missing", name, "", "not found under the root")
+
+
+def _list_text(items: list[tuple[str, int, int]], is_video_fmt: bool, output_format: str) -> str:
+    """The list file: mmaction2's text lines, or its JSON list."""
+    if output_format == "txt":
+        if is_video_fmt:
+            return "".join(f"{rel} {label}\n" for rel, _, label in items)
+        return "".join(f"{rel} {count} {label}\n" for rel, count, label in items)
+    if is_video_fmt:
+        data = [{"filename": rel, "label": [label]} for rel, _, label in items]
+    else:
+        data = [{"frame_dir": rel, "total_frames": count, "label": [label]} for rel, count, label in items]
+    return json.dumps(data, ensure_ascii=False) + "\n"
 
 
 def _namings(styles: Counter) -> dict[str, int]:

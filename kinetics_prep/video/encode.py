@@ -1,5 +1,5 @@
 """Encoding: the resize stage's H.264 re-encode (dense keyframes, optional duplicate dropping
-and audio), and `write_frames` for synthetic clips."""
+and audio), and `write_frames` for synthetic clips (regular or explicit timestamps)."""
 
 from __future__ import annotations
 
@@ -300,9 +300,15 @@ def write_frames(
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     options: dict[str, str] | None = None,
+    time_base: Fraction | None = None,
+    timestamps: Iterable[int] | None = None,
 ) -> int:
-    """Encode BGR uint8 frames (all one size) into `path`; return the number written."""
+    """Encode BGR uint8 frames (all one size) into `path`; return the number written.
+
+    Frame i is shown at i/fps unless `timestamps` gives each frame its own time, in units of
+    `time_base` (default 1/fps): irregular gaps make a variable-frame-rate clip."""
     p = os.fspath(path)
+    pts_of = iter(timestamps) if timestamps is not None else itertools.count()
     n = 0
     try:
         with av.open(p, "w") as out:
@@ -312,10 +318,17 @@ def write_frames(
                     stream = out.add_stream(codec, rate=fps)
                     stream.height, stream.width = img.shape[:2]
                     stream.pix_fmt = pix_fmt
+                    if time_base is not None:
+                        stream.time_base = time_base
+                        stream.codec_context.time_base = time_base
                     if options:
                         stream.options = dict(options)
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
-                frame.pts = n
+                frame.pts = next(pts_of, None)
+                if frame.pts is None:
+                    raise ValueError(f"fewer timestamps than frames ({n})")
+                if time_base is not None:
+                    frame.time_base = time_base
                 out.mux(stream.encode(frame))
                 n += 1
             if stream is not None:
