@@ -91,6 +91,9 @@ class Stage(Generic[O]):
         (extract-frames' flow services), entered before the workers start and left after they
         are reaped; what it yields has `handles` (reaching `setup` as WorkerContext.services,
         picklable while a worker is spawned) and `postfix()` (text for the progress bar).
+    prepare(options, WorkerContext): run once in the parent before the workers start, with the
+        context they will get (extract-frames compiles its numba kernels here, once, so that the
+        workers load them from the cache).
     """
 
     name: str
@@ -105,6 +108,7 @@ class Stage(Generic[O]):
     rate_keys: Callable[[O], tuple[str, ...]] | None = None
     locks_output: bool = True  # False for stages that only read (verify)
     services: Callable[[O, RunOptions, int], ContextManager[Services] | None] | None = None
+    prepare: Callable[[O, WorkerContext], None] | None = None
 
 
 class Services(Protocol):
@@ -231,6 +235,8 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                 services = stack.enter_context(hook) if hook is not None else None
                 context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite,
                                         services=services.handles if services is not None else None)
+                if stage.prepare is not None:
+                    stage.prepare(options, context)
                 spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
                 resources = stage.resources(options, run) if stage.resources else None
                 executor = _make_executor(run, n, resources, todo)

@@ -8,6 +8,7 @@ OpenCV's own numbers for the same pairs are computed here too (not stored): the 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -235,12 +236,12 @@ _CHILD = """
 import time
 import numpy as np
 import numba  # importing the library is not compiling: timed from here on
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 from kinetics_prep.flow import get_engine
 engine = get_engine("tvl1", backend="numba", threads=1)
 a = (np.arange(48 * 64) % 251).astype(np.uint8).reshape(48, 64)
 engine.compute(a, np.roll(a, 1, axis=1))
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, time.process_time() - c0)
 """
 
 
@@ -250,9 +251,10 @@ def test_second_process_gets_a_ready_engine_from_the_cache():
     child = subprocess.run([sys.executable, "-c", _CHILD], env={**os.environ, "PYTHONPATH": str(REPO)},
                            capture_output=True, text=True, check=True)
     assert "compiling" not in child.stderr
-    seconds = float(child.stdout.strip().splitlines()[-1])
-    print(f"second process: engine built and first pair computed in {seconds:.2f} s")
-    assert seconds < 1.0
+    wall, cpu = map(float, child.stdout.split()[-2:])
+    print(f"second process: engine built and first pair computed in {wall:.2f} s ({cpu:.2f} s of CPU)")
+    # The CPU time of the child: the wall time on a shared, loaded box also counts the neighbours.
+    assert cpu < 1.0
 
 
 def test_first_compile_says_so_once(monkeypatch, capsys):
@@ -277,3 +279,20 @@ def test_cache_dir_is_per_user_and_overridable(monkeypatch, tmp_path):
     blocker.write_text("")  # a cache "directory" that cannot be created: a temporary one instead
     monkeypatch.setenv(_numba_jit.CACHE_ENV, str(blocker / "sub"))
     assert _numba_jit.cache_dir().name.startswith("kinetics_prep-numba-")
+
+
+def test_extract_frames_compiles_in_the_parent_before_its_workers(tiny_tree, tmp_path, monkeypatch):
+    import kinetics_prep.flow as flowlib
+    from kinetics_prep.stages.frames import extract_frames
+
+    calls = []
+    warm_up = flowlib.warm_up
+    monkeypatch.setattr(flowlib, "warm_up", lambda backend, threads=1: (calls.append((backend, threads)),
+                                                                        warm_up(backend, threads)))
+    summary = extract_frames(tiny_tree, tmp_path / "out", task="flow", flow_backend="numba", workers=1,
+                             progress=False, flow_params={"warps": 1, "scales": 2})
+    assert summary.failed == 0 and summary.ok == 5
+    assert calls == [("numba", calls[0][1])] and calls[0][1] >= 1
+    meta = json.loads(next((tmp_path / "out").rglob("kinetics_prep.json")).read_text())
+    assert meta["flow"]["backend"] == "numba"
+    assert meta["flow"]["versions"]["numba"] == __import__("numba").__version__

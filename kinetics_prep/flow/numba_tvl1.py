@@ -500,4 +500,7 @@ def warm_up(threads: int = 1) -> None:
     small pair: a run calls this in the parent so that its workers only load the cache."""
     # 256 x 160: its finest level is large enough for the parallel build, the next ones are not.
     prev = (np.arange(160 * 256, dtype=np.int64) * 7919 % 251).astype(np.uint8).reshape(160, 256)
-    NumbaTVL1(resolve_params("tvl1", {"scales": 2, "warps": 1}), threads=threads).compute(prev, np.roll(prev, 1, axis=1))
+    # One step of each kind is enough to load (or compile) everything: the parameters are
+    # run-time values, not part of the compiled code.
+    few = {"scales": 2, "warps": 1, "outer_iterations": 1, "inner_iterations": 1}
+    NumbaTVL1(resolve_params("tvl1", few), threads=threads).compute(prev, np.roll(prev, 1, axis=1))

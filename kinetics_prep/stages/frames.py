@@ -135,10 +135,20 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
             torch.set_num_threads(context.threads)
+        # The numba engine runs its rows on this worker's share of the cores (1: serial kernels).
+        knobs = {"threads": context.threads} if plan.backend == "numba" else {}
         engine = (plan.factory(device) if plan.factory is not None else
-                  flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params))
+                  flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params, **knobs))
         engine = LocalFeed(engine)
     return _Worker(engine, context.threads)
+
+
+def prepare(job: _Job, context: WorkerContext) -> None:
+    """In the parent, before the workers start: compile the numba TV-L1 once (or load it from the
+    cache), so that every worker only loads the compiled kernels."""
+    plan = job.flow
+    if plan is not None and plan.factory is None and context.services is None:
+        flowlib.warm_up(plan.backend, context.threads)
 
 
 def services(job: _Job, run: RunOptions, workers: int) -> FlowServices | None:
@@ -441,7 +451,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     }
     if engine is not None:
         meta["flow"] = {"type": engine.name, "backend": engine.backend, "device": engine.device,
-                        "params": engine.params}
+                        "params": engine.params, "versions": flowlib.versions(engine.backend)}
     return {"frames": n, "pairs": expected_pairs}, meta
 
 
@@ -457,7 +467,8 @@ def _check_counts(tmp: Path, naming, rgb: int, pairs: int, item: Item) -> None:
 
 def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
     flow = fields_.pop("flow", None)
-    info = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow["params"])) if flow else None
+    info = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow["params"]),
+                    dict(flow.get("versions") or {})) if flow else None
     return FrameDirMeta(**fields_, flow=info)
 
 
@@ -582,7 +593,7 @@ def estimate(item: Item, job: _Job) -> tuple[int, int]:
 STAGE: Stage[_Job] = Stage(
     name="extract-frames", plan=lambda job: plan(job.options), is_done=is_done, run_one=run_one,
     out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
-    estimate=estimate, services=services,
+    estimate=estimate, services=services, prepare=prepare,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
 )
 
