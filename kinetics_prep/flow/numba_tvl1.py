@@ -6,7 +6,7 @@ Same algorithm, parameters and defaults as OpenCV's CPU ``DualTVL1OpticalFlow`` 
 * pyramid: cv::resize(fx = fy = scale_step, INTER_LINEAR) of both frames, levels under 16 px
   dropped; flow carried to the finer level by cv::resize to its size and a multiplication by
   1 / scale_step (u3, the gamma term, not scaled). These few resizes are OpenCV's own calls;
-* ``warps`` warpings per level, each one pass (`warp_pass`): I1 and its centred gradient sampled
+* ``warps`` warpings per level, each one pass (`warp_rows`): I1 and its centred gradient sampled
   bicubically at (x + u1, y + u2) (a = -0.75, taps outside the image read 0: cv::remap with
   INTER_CUBIC and a constant 0 border, which OpenCV 5 evaluates at the exact positions), then
   |grad|^2 and the constant part of rho;
@@ -14,8 +14,8 @@ Same algorithm, parameters and defaults as OpenCV's CPU ``DualTVL1OpticalFlow`` 
   with a ``median_filtering`` median of u1 and u2 (selection networks from _median.py, the
   same values as cv::medianBlur); the steps stop as soon as one step's squared flow change,
   summed over the image, is at most epsilon^2 * pixels (OpenCV's test, after every step);
-* each step is two passes over the image instead of OpenCV's seven: `primal_pass` (thresholding,
-  divergence of the duals, primal update and the squared change of each row) and `dual_pass`
+* each step is two passes over the image instead of OpenCV's seven: `primal_rows` (thresholding,
+  divergence of the duals, primal update and the squared change of each row) and `dual_rows`
   (forward gradient of the new flow and the dual update, single-precision sqrt, no hypot).
 
 Threads: rows in parallel (numba's prange) only when the engine has more than one thread and the
@@ -33,7 +33,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from llvmlite import ir
 from numba import prange
+from numba import types as nbtypes
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import _median_numba
 from ._numba_jit import CACHE_DIR, jit, jit_parallel
@@ -203,14 +207,15 @@ def centered_gradient(src):
 
 @jit
 def warp_stack(i1):
-    """(H + 10, W + 10, 3): I1 and its centred gradient interleaved, with a zero border of 5.
+    """(H + 10, W + 10, 4): I1, its centred gradient and a 0, interleaved, with a zero border of 5.
 
-    Built once per level; the bicubic taps of a position clamped into [-3.5, W + 2.5] all land
-    inside, and outside the image they read the border's zeros (cv::remap, BORDER_CONSTANT 0).
+    Built once per level. A pixel's four values are one 16-byte vector, so a bicubic window is 16
+    vector loads (`_bicubic`). The taps of a position clamped into [-3.5, W + 2.5] all land inside
+    the stack, and outside the image they read the border's zeros (cv::remap, BORDER_CONSTANT 0).
     """
     h, w = i1.shape
     dx, dy = centered_gradient(i1)
-    stack = np.zeros((h + 2 * _PAD, w + 2 * _PAD, 3), np.float32)
+    stack = np.zeros((h + 2 * _PAD, w + 2 * _PAD, 4), np.float32)
     for y in range(h):
         for x in range(w):
             stack[y + _PAD, x + _PAD, 0] = i1[y, x]
@@ -230,44 +235,71 @@ def _cubic_weights(t):
     return w0, w1, w2, _F1 - w0 - w1 - w2
 
 
-@jit(inline="always")
-def _taps(stack, row, col, c, wx0, wx1, wx2, wx3):
-    """One row of a bicubic window: the four taps from (row, col) of channel c, weighted.
-    (Plain 3-d indexing: a row view here would cost reference counting per pixel.)"""
-    return ((wx0 * stack[row, col, c] + wx1 * stack[row, col + 1, c])
-            + (wx2 * stack[row, col + 2, c] + wx3 * stack[row, col + 3, c]))
+@intrinsic
+def _bicubic(typingctx, stack, row, col, wx, wy):
+    """The 4 x 4 window of the (H, W, 4) stack from (row, col), weighted by wx (columns) and wy
+    (rows): all four channels at once, as <4 x float> vectors. LLVM does not vectorise these
+    gathers by itself (it judges them too costly on AMD CPUs), so the IR is written here:
+    sum_j wy[j] * sum_i wx[i] * stack[row + j, col + i], summed pairwise, plain multiplies and adds."""
+    sig = nbtypes.UniTuple(nbtypes.float32, 4)(stack, row, col, wx, wy)
 
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        row, col = args[1], args[2]
+        index = row.type
+        f32x4, i32 = ir.VectorType(ir.FloatType(), 4), ir.IntType(32)
+        width = cgutils.unpack_tuple(builder, arr.shape, 3)[1]
+        four = ir.Constant(index, 4)
+        base = builder.mul(builder.add(builder.mul(row, width), col), four)
+        row_stride = builder.mul(width, four)
+        broadcast = ir.Constant(ir.VectorType(i32, 4), [0, 0, 0, 0])
 
-@jit(inline="always")
-def _window(stack, row, col, c, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3):
-    """The bicubic value of channel c: the 4 x 4 window at (row, col) of the stack, weighted."""
-    return ((wy0 * _taps(stack, row, col, c, wx0, wx1, wx2, wx3)
-             + wy1 * _taps(stack, row + 1, col, c, wx0, wx1, wx2, wx3))
-            + (wy2 * _taps(stack, row + 2, col, c, wx0, wx1, wx2, wx3)
-               + wy3 * _taps(stack, row + 3, col, c, wx0, wx1, wx2, wx3)))
+        def splat(value):
+            vector = builder.insert_element(ir.Constant(f32x4, None), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(vector, vector, broadcast)
+
+        def pairwise(terms):
+            return builder.fadd(builder.fadd(terms[0], terms[1]), builder.fadd(terms[2], terms[3]))
+
+        wxs = [splat(v) for v in cgutils.unpack_tuple(builder, args[3], 4)]
+        wys = [splat(v) for v in cgutils.unpack_tuple(builder, args[4], 4)]
+        rows = []
+        for j in range(4):
+            start = builder.add(base, builder.mul(row_stride, ir.Constant(index, j)))
+            taps = []
+            for i in range(4):
+                pointer = builder.gep(arr.data, [builder.add(start, ir.Constant(index, 4 * i))])
+                taps.append(builder.fmul(wxs[i], builder.load(builder.bitcast(pointer, f32x4.as_pointer()), align=4)))
+            rows.append(builder.fmul(wys[j], pairwise(taps)))
+        total = pairwise(rows)
+        values = [builder.extract_element(total, ir.Constant(i32, k)) for k in range(4)]
+        return context.make_tuple(builder, signature.return_type, values)
+
+    return sig, codegen
 
 
 @jit
-def _warp_row(y, i0, stack, u1, u2, i1wx, i1wy, grad, rho_c):
+def _warp_row(y, i0, stack, u1, u2, i1wx, i1wy, grad, rho_c, weights, cells):
     h, w = i0.shape
     fy = np.float32(y)
     lo, hi_x, hi_y = np.float32(-3.5), np.float32(w + 2.5), np.float32(h + 2.5)
+    # First the positions and weights of the whole row (a loop LLVM vectorises), then the windows.
     for x in range(w):
-        a1, a2 = u1[y, x], u2[y, x]
         # Clamping only moves positions whose whole window is outside the image (all taps 0).
-        px = min(max(np.float32(x) + a1, lo), hi_x)
-        py = min(max(fy + a2, lo), hi_y)
+        px = min(max(np.float32(x) + u1[y, x], lo), hi_x)
+        py = min(max(fy + u2[y, x], lo), hi_y)
         fx0, fy0 = np.floor(px), np.floor(py)
-        wx0, wx1, wx2, wx3 = _cubic_weights(px - fx0)
-        wy0, wy1, wy2, wy3 = _cubic_weights(py - fy0)
-        col = int(fx0) - 1 + _PAD
-        row = int(fy0) - 1 + _PAD
-        v0 = _window(stack, row, col, 0, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3)
-        v1 = _window(stack, row, col, 1, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3)
-        v2 = _window(stack, row, col, 2, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3)
+        weights[0, x], weights[1, x], weights[2, x], weights[3, x] = _cubic_weights(px - fx0)
+        weights[4, x], weights[5, x], weights[6, x], weights[7, x] = _cubic_weights(py - fy0)
+        cells[0, x] = int(fy0) - 1 + _PAD
+        cells[1, x] = int(fx0) - 1 + _PAD
+    for x in range(w):
+        v0, v1, v2, _ = _bicubic(stack, cells[0, x], cells[1, x],
+                                 (weights[0, x], weights[1, x], weights[2, x], weights[3, x]),
+                                 (weights[4, x], weights[5, x], weights[6, x], weights[7, x]))
         i1wx[y, x], i1wy[y, x] = v1, v2
         grad[y, x] = v1 * v1 + v2 * v2
-        rho_c[y, x] = v0 - v1 * a1 - v2 * a2 - i0[y, x]
+        rho_c[y, x] = v0 - v1 * u1[y, x] - v2 * u2[y, x] - i0[y, x]
 
 
 @jit
@@ -275,8 +307,10 @@ def warp_rows(y0, y1, i0, stack, u1, u2, fixed):
     """Rows y0..y1-1 of one warping: I1, I1x, I1y at (x + u1, y + u2) from the stack, then
     fixed = (I1wx, I1wy, |grad|^2, rho_c) as OpenCV's calcGradRho."""
     i1wx, i1wy, grad, rho_c = fixed
+    weights = np.empty((8, i0.shape[1]), np.float32)
+    cells = np.empty((2, i0.shape[1]), np.int64)
     for y in range(y0, y1):
-        _warp_row(y, i0, stack, u1, u2, i1wx, i1wy, grad, rho_c)
+        _warp_row(y, i0, stack, u1, u2, i1wx, i1wy, grad, rho_c, weights, cells)
 
 
 # --- median -------------------------------------------------------------------------------------
