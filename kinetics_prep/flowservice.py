@@ -178,10 +178,6 @@ def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats:
             import torch
 
             torch.set_num_threads(threads)
-        elif spec.backend == "numba":
-            import numba
-
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         engine = _build_engine(spec, device)
     except Exception as e:  # reported to the parent; the supervisor decides on a restart
         _tell(control, f"cannot build the flow engine on {device}: {type(e).__name__}: {e}")

@@ -292,7 +292,7 @@ def test_extract_frames_compiles_in_the_parent_before_its_workers(tiny_tree, tmp
     summary = extract_frames(tiny_tree, tmp_path / "out", task="flow", flow_backend="numba", workers=1,
                              progress=False, flow_params={"warps": 1, "scales": 2})
     assert summary.failed == 0 and summary.ok == 5
-    assert calls == [("numba", calls[0][1])] and calls[0][1] >= 1
+    assert calls == [("numba", 1)]
     meta = json.loads(next((tmp_path / "out").rglob("kinetics_prep.json")).read_text())
     assert meta["flow"]["backend"] == "numba"
     assert meta["flow"]["versions"]["numba"] == __import__("numba").__version__

@@ -11,7 +11,7 @@ Engines and their parameters (defaults in brackets; anything else is a ConfigErr
   inner_iterations [30], outer_iterations [10], scale_step [0.8], gamma [0.0],
   median_filtering [5; 0/1 = off, 3 or 5], use_initial_flow [False; True is refused].
   Numba backend only (fused CPU kernels, the CPU default), a speed knob that never changes
-  results: threads (rows in parallel; None follows numba.get_num_threads(), 1 = serial kernels).
+  results: threads (1 = serial kernels, the default; N: rows of large levels on N threads).
   Torch backend only, speed knobs that never change results: check_every (steps between
   convergence checks; 1 on CPU, 10 on CUDA), compile (torch.compile the inner step; False).
   Triton backend only (fused kernels, tvl1 on CUDA; on a CPU only under TRITON_INTERPRET=1, which
@@ -101,15 +101,15 @@ def _foreign(keys: list[str]) -> ConfigError:
     return ConfigError(f"{', '.join(keys)} only apply to backend=" + " or ".join(repr(o) for o in owners))
 
 
-def _numba_checks(options: dict[str, Any], device: str) -> int | None:
-    """The numba engine's thread count (None: numba's own), or the error saying what is wrong."""
+def _numba_checks(options: dict[str, Any], device: str) -> int:
+    """The numba engine's thread count (default 1), or the error saying what is wrong."""
     foreign = sorted(set(options) - set(_NUMBA_OPTIONS))
     if foreign:
         raise _foreign(foreign)
     if device.startswith("cuda"):
         raise ConfigError(f"the numba backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
-    threads = options.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    threads = options.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     return threads
 

@@ -135,10 +135,8 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
 
             # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
             torch.set_num_threads(context.threads)
-        # The numba engine runs its rows on this worker's share of the cores (1: serial kernels).
-        knobs = {"threads": context.threads} if plan.backend == "numba" else {}
         engine = (plan.factory(device) if plan.factory is not None else
-                  flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params, **knobs))
+                  flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params))
         engine = LocalFeed(engine)
     return _Worker(engine, context.threads)
 
@@ -148,7 +146,7 @@ def prepare(job: _Job, context: WorkerContext) -> None:
     cache), so that every worker only loads the compiled kernels."""
     plan = job.flow
     if plan is not None and plan.factory is None and context.services is None:
-        flowlib.warm_up(plan.backend, context.threads)
+        flowlib.warm_up(plan.backend)  # workers run it on one thread each, as OpenCV's
 
 
 def services(job: _Job, run: RunOptions, workers: int) -> FlowServices | None:
