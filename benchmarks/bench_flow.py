@@ -2,17 +2,24 @@
 
     python benchmarks/bench_flow.py --quick            # a minute or two on 2 cores
     python benchmarks/bench_flow.py --pairs 16 --repeats 3 --batch-sizes 8,16,32,64,128
+    python benchmarks/bench_flow.py --cpu-tvl1-only    # OpenCV vs numba TV-L1 only (a few minutes)
 
 Rows: OpenCV TV-L1 with 1 and N single-threaded processes, Farneback and DIS per core, the
 torch TV-L1 on the CPU, and on CUDA per batch size with peak GPU memory (skipped, and said so,
 without a GPU). Every figure is the median over --repeats timed runs after a warm-up; ratios are
 against OpenCV TV-L1 in one process, measured in the same run. TV-L1 rows also report the mean
 absolute difference of the 8-bit flow images from OpenCV's, to show they computed the same thing.
+
+The CPU TV-L1 section (last): OpenCV against the numba engine on real clip pairs at 256 px short
+edge from ../shared/data/videos, one thread each, timed alternately (OpenCV, numba, OpenCV, ...),
+median of --repeats; the EPE of both on every ground-truth pair of ../shared/data/flow; numba's
+scaling from 1 to N threads; and a last line `cpu tvl1: N.NNx OpenCV per core`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -54,6 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="also time the CUDA rows with compile=True")
     parser.add_argument("--no-torch-cpu", action="store_true", help="skip the (slow) torch CPU row")
     parser.add_argument("--quick", action="store_true", help="4 pairs, 1 repeat, batch sizes 8,32")
+    parser.add_argument("--cpu-tvl1-only", action="store_true", help="only the OpenCV vs numba TV-L1 section")
+    parser.add_argument("--cpu-pairs", type=int, default=2, help="pairs per real clip in the CPU TV-L1 section (default 2)")
+    parser.add_argument("--json", type=Path, default=None, help="write the CPU TV-L1 section's figures here")
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.repeats, args.batch_sizes = 4, 1, "8,32"
@@ -182,6 +192,98 @@ def torch_cuda_rows(pairs: list[Pair], batch_sizes: list[int], repeats: int, com
     return rows
 
 
+# --- CPU TV-L1: OpenCV vs numba -----------------------------------------------------------------
+
+CPU_CLIPS = ("mmaction2_demo.mp4", "decord_flipping_a_pancake.mkv", "mmaction2_test.avi")
+FLOW_PAIRS = {  # every pair with ground truth in ../shared/data/flow
+    "RubberWhale": ("middlebury/RubberWhale", "frame10_gray.png", "frame11_gray.png", "flow10.flo"),
+    "Dimetrodon": ("middlebury/Dimetrodon", "frame10_gray.png", "frame11_gray.png", "flow10.flo"),
+    "alley_1_clean": ("sintel/alley_1_clean", "frame_0002.png", "frame_0003.png", "frame_0002.flo"),
+}
+
+
+def clip_pairs_256(video: Path, count: int) -> list[Pair]:
+    """`count` consecutive-frame pairs spread over a clip, resized to 256 px short edge as
+    extract-frames --new-short 256 does."""
+    from kinetics_prep.video import output_size
+
+    import av
+
+    with av.open(str(video)) as container:
+        frames = [frame.to_ndarray(format="gray") for frame in container.decode(video=0)]
+    h, w = frames[0].shape
+    size = output_size(w, h, 256)
+    frames = [f if f.shape[::-1] == size else cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+    starts = np.linspace(0, len(frames) - 2, num=count + 2).round().astype(int)[1:-1]
+    return [(frames[i], frames[i + 1]) for i in starts]
+
+
+def alternating(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each run, timed in turns (A, B, A, B, ...) after one untimed warm-up
+    each, so that a noisy neighbour slows both alike."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cpu_tvl1_section(args: argparse.Namespace) -> dict:
+    """The OpenCV vs numba TV-L1 figures (printed, and returned for --json)."""
+    import numba
+
+    from kinetics_prep.flow.metrics import endpoint_error, read_flo
+
+    cv2.setNumThreads(1)
+    numba.set_num_threads(1)
+    shared = REPO.parent / "shared" / "data"
+    pairs = [pair for clip in CPU_CLIPS for pair in clip_pairs_256(shared / "videos" / clip, args.cpu_pairs)]
+    opencv = get_engine("tvl1", backend="opencv")
+    numba_1 = get_engine("tvl1", backend="numba", threads=1)
+    flows: dict[str, list[np.ndarray]] = {}
+
+    def batch(name: str, engine) -> Callable[[], object]:
+        return lambda: flows.__setitem__(name, engine.compute_batch(pairs))
+
+    seconds = alternating({"opencv": batch("opencv", opencv), "numba": batch("numba", numba_1)}, args.repeats)
+    rates = {name: len(pairs) / s for name, s in seconds.items()}
+    ratio = rates["numba"] / rates["opencv"]
+    sizes = sorted({f"{a.shape[1]}x{a.shape[0]}" for a, _ in pairs})
+    mean_diff = [float(np.abs(a - b).mean()) for a, b in zip(flows["numba"], flows["opencv"])]
+    print(f"\nCPU TV-L1, one thread each: {len(pairs)} real pairs at 256 px short edge ({', '.join(sizes)}) "
+          f"from {', '.join(CPU_CLIPS)}; alternating, median of {args.repeats}")
+    print(f"{'engine':<14} {'pairs/s':>8} {'s/pair':>7}")
+    for name in ("opencv", "numba"):
+        print(f"{name:<14} {rates[name]:>8.2f} {1 / rates[name]:>7.3f}")
+    print(f"mean |numba - opencv| per pair: {min(mean_diff):.4f}-{max(mean_diff):.4f} px")
+
+    threads = max(2, args.processes)
+    scaling = {1: rates["numba"]}
+    for n in range(2, threads + 1):
+        engine = get_engine("tvl1", backend="numba", threads=n)
+        scaling[n] = len(pairs) / alternating({"n": lambda: engine.compute_batch(pairs)}, args.repeats)["n"]
+    print("numba thread scaling (one process): " + ", ".join(
+        f"{n} thread{'s' if n > 1 else ''} {r:.2f} pairs/s ({r / scaling[1]:.2f}x)" for n, r in scaling.items()))
+
+    print("EPE on every ground-truth pair (known pixels, full size):")
+    print(f"{'pair':<16} {'size':>9} {'opencv':>8} {'numba':>8} {'|diff|':>8}")
+    epe = {}
+    for name, (folder, first, second, gt) in FLOW_PAIRS.items():
+        path = shared / "flow" / folder
+        a, b = (cv2.imread(str(path / f), cv2.IMREAD_GRAYSCALE) for f in (first, second))
+        truth = read_flo(path / gt)
+        e_cv, e_nb = endpoint_error(opencv.compute(a, b), truth), endpoint_error(numba_1.compute(a, b), truth)
+        epe[name] = {"opencv": e_cv, "numba": e_nb}
+        print(f"{name:<16} {a.shape[1]:>4}x{a.shape[0]:<4} {e_cv:>8.4f} {e_nb:>8.4f} {abs(e_nb - e_cv):>8.4f}")
+    return {"pairs": len(pairs), "sizes": sizes, "opencv_pairs_per_s": rates["opencv"],
+            "numba_pairs_per_s": rates["numba"], "ratio": ratio, "mean_abs_diff_px": mean_diff,
+            "numba_threads_pairs_per_s": scaling, "epe": epe, "repeats": args.repeats}
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -197,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.video.exists():
         print(f"video not found: {args.video}", file=sys.stderr)
         return 2
+    if args.cpu_tvl1_only:
+        return finish_cpu_tvl1(args)
     width, height = args.size
     pairs = load_pairs(args.video, args.size, args.pairs)
     cuda_pairs = load_pairs(args.video, args.size, max(args.batch_sizes, default=1))
@@ -229,6 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(rows, base.pairs_per_s, header)
     for note in notes:
         print(f"note: {note}")
+    return finish_cpu_tvl1(args)
+
+
+def finish_cpu_tvl1(args: argparse.Namespace) -> int:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        print("note: numba not installed: CPU TV-L1 section skipped (pip install numba)")
+        return 0
+    figures = cpu_tvl1_section(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    print(f"cpu tvl1: {figures['ratio']:.2f}x OpenCV per core")
     return 0
 
 

@@ -7,8 +7,9 @@ Everything per clip is MEASURED here, on the real Kinetics clip
   clip and output bytes at short edge 256 and 320;
 - RGB frames: `extract_frames --task rgb` (one worker; JPEG q95) -> seconds per frame and bytes
   per frame at 256 and 320 (falls back to decode + cv2.imencode when the stage is missing);
-- flow: OpenCV CPU TV-L1 (defaults, bound 20, one grayscale JPEG per axis) on the first
-  `--flow-pairs` pairs -> seconds per pair on one core and bytes per flow image at 256 and 320.
+- flow: CPU TV-L1 (defaults, bound 20, one grayscale JPEG per axis) on the first `--flow-pairs`
+  pairs, OpenCV's and the numba engine's timed alternately on the same pairs -> seconds per pair
+  on one core for each (the CPU-hours before and after) and bytes per flow image at 256 and 320.
 
 GPU TV-L1 is not measurable here: pass `--gpu-pairs-per-s X` or `--flow-json FILE` (a JSON with
 "pairs_per_s", e.g. written by benchmarks/bench_flow.py on an H100); otherwise the GPU column
@@ -38,6 +39,7 @@ from pathlib import Path
 import cv2
 
 from kinetics_prep import resize_videos, video
+from kinetics_prep.errors import MissingDependencyError
 from kinetics_prep.flow import get_engine, quantize
 from kinetics_prep.reports import format_summary
 
@@ -142,6 +144,10 @@ def measure_rgb(tmp: Path, repeats: int) -> dict:
 def measure_flow(tmp: Path, pairs: int) -> dict:
     cv2.setNumThreads(1)  # one core, as one worker process
     engine = get_engine("tvl1", backend="opencv", device="cpu")
+    try:
+        fast = get_engine("tvl1", backend="numba", device="cpu", threads=1)
+    except MissingDependencyError:
+        fast = None
     out: dict = {}
     for edge in (256, 320):
         clip = next((tmp / f"resized_demo_{edge}").rglob("*.mp4"))
@@ -150,18 +156,25 @@ def measure_flow(tmp: Path, pairs: int) -> dict:
             grays.append(img)
             if len(grays) > pairs:
                 break
-        secs, sizes = 0.0, []
+        secs, fast_secs, sizes = 0.0, 0.0, []
+        if fast is not None:
+            fast.compute(grays[0], grays[1])  # loads (or compiles) the kernels: not timed
         for a, b in zip(grays[:-1], grays[1:], strict=True):
             t0 = time.perf_counter()
             flow = engine.compute(a, b)
             secs += time.perf_counter() - t0
+            if fast is not None:  # in turns with OpenCV, on the same pair
+                t0 = time.perf_counter()
+                fast.compute(a, b)
+                fast_secs += time.perf_counter() - t0
             q = quantize(flow, 20.0)
             for axis in (0, 1):
                 ok, buf = cv2.imencode(".jpg", q[..., axis].copy(), JPEG)
                 sizes.append(len(buf))
         n = len(grays) - 1
         out[str(edge)] = {"pairs": n, "seconds_per_pair": secs / n, "bytes_per_image": sum(sizes) / len(sizes),
-                          "size": [grays[0].shape[1], grays[0].shape[0]]}
+                          "size": [grays[0].shape[1], grays[0].shape[0]],
+                          "numba_seconds_per_pair": fast_secs / n if fast is not None else None}
     return out
 
 
@@ -197,11 +210,13 @@ def table(m: dict, gpu: float | None) -> list[str]:
     resize_s = (rs["demo_256"]["seconds_per_frame"] * FRAMES, rs["hd_256"]["seconds_per_frame"] * FRAMES)
     rgb_s = rgb["256"]["seconds_per_frame"] * FRAMES
     flow_s = fl["256"]["seconds_per_pair"] * PAIRS
+    numba_pair = fl["256"].get("numba_seconds_per_pair")
+    numba_s = numba_pair * PAIRS if numba_pair else None
     files_per_clip = 1 + FRAMES + 2 * PAIRS + 1  # video, RGB, x + y, metadata
     lines = [
         "| dataset | split | clips | frames | flow pairs | files | videos 256 / 320 | RGB 256 / 320 | "
-        "flow 256 / 320 | CPU-h resize | CPU-h RGB | CPU-h TV-L1 (CPU) | GPU-h TV-L1 (1 H100) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "flow 256 / 320 | CPU-h resize | CPU-h RGB | CPU-h TV-L1 OpenCV | CPU-h TV-L1 numba | GPU-h TV-L1 (1 H100) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, splits in DATASETS.items():
         rows = list(splits.items()) + [("all", sum(splits.values()))]
@@ -216,7 +231,8 @@ def table(m: dict, gpu: float | None) -> list[str]:
                 f"| {bold}{name}{bold} | {split} | {clips:,} | {fmt_n(fr)} | {fmt_n(pr)} | "
                 f"{fmt_n(clips * files_per_clip)} | {vid} | {rgbb} | {flb} | "
                 f"{clips * resize_s[0] / 3600:,.0f}-{clips * resize_s[1] / 3600:,.0f} | "
-                f"{clips * rgb_s / 3600:,.0f} | {clips * flow_s / 3600:,.0f} | {gpu_h} |")
+                f"{clips * rgb_s / 3600:,.0f} | {clips * flow_s / 3600:,.0f} | "
+                f"{f'{clips * numba_s / 3600:,.0f}' if numba_s else 'numba not installed'} | {gpu_h} |")
     return lines
 
 
@@ -260,7 +276,9 @@ def main() -> int:
         r, f = rgb[e], fl[e]
         print(f"- RGB at {r['size'][0]}x{r['size'][1]}: {1 / r['seconds_per_frame']:.0f} frames/s "
               f"(decode + JPEG q95, {r['how']}), {fmt_bytes(r['bytes_per_frame'])} per frame; "
-              f"TV-L1 (OpenCV CPU): {f['seconds_per_pair']:.2f} s per pair over {f['pairs']} pairs, "
+              f"TV-L1 (OpenCV CPU): {f['seconds_per_pair']:.2f} s per pair over {f['pairs']} pairs"
+              + (f" (numba: {f['numba_seconds_per_pair']:.3f} s, {f['seconds_per_pair'] / f['numba_seconds_per_pair']:.1f}x), "
+                 if f.get("numba_seconds_per_pair") else ", ") +
               f"{fmt_bytes(f['bytes_per_image'])} per flow image (x or y)")
     print(f"- GPU TV-L1 rate: {f'{gpu:.1f} pairs/s from {gpu_src}' if gpu else 'not measured'}")
     print(f"Assumed: {SECONDS_PER_CLIP:.0f} s per clip at {FPS:.0f} fps = {FRAMES} frames, {PAIRS} flow pairs; "

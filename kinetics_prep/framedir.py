@@ -100,6 +100,7 @@ class FlowInfo:
     backend: str
     device: str
     params: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # the libraries behind the backend
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class FrameDirMeta:
         kwargs = {k: v for k, v in data.items() if k in known}
         flow = kwargs.get("flow")
         if isinstance(flow, dict) and {"type", "backend", "device"} <= flow.keys():
-            kwargs["flow"] = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow.get("params") or {}))
+            kwargs["flow"] = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow.get("params") or {}),
+                                      dict(flow.get("versions") or {}))
         return cls(**kwargs, extra={k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:

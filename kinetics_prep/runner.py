@@ -102,6 +102,9 @@ class Stage(Generic[O]):
         count them through WorkerContext.progress for the second progress bar.
     calibrate(item, options, state, context) -> Calibration or None: time a few units of the
         first item to do with a worker's state (dry runs only; a few seconds at most).
+    prepare(options, WorkerContext): run once in the parent before the workers start, with the
+        context they will get (extract-frames compiles its numba kernels here, once, so that the
+        workers load them from the cache).
     """
 
     name: str
@@ -120,6 +123,7 @@ class Stage(Generic[O]):
     unit: Callable[[O], str | None] | None = None
     units: Callable[[Item, O], int] | None = None
     calibrate: Callable[[Item, O, Any, WorkerContext], Calibration | None] | None = None
+    prepare: Callable[[O, WorkerContext], None] | None = None
 
 
 class Services(Protocol):
@@ -251,6 +255,8 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                 context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite,
                                         services=services.handles if services is not None else None,
                                         progress=units_bar.channel if units_bar is not None else None)
+                if stage.prepare is not None:
+                    stage.prepare(options, context)
                 spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
                 for result in executor.results(spec, todo):
                     summary.add(result)

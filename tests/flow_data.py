@@ -54,3 +54,18 @@ def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
 def translated(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """The next frame of a scene moving by (dx, dy): next[y + dy, x + dx] = image[y, x]."""
     return np.roll(image, shift=(dy, dx), axis=(0, 1))
+
+
+# Every pair with ground truth in ../shared/data/flow: (name, folder, frame 1, frame 2, flow file).
+FLOW_PAIRS = {
+    "RubberWhale": (("flow", "middlebury", "RubberWhale"), "frame10_gray.png", "frame11_gray.png", "flow10.flo"),
+    "Dimetrodon": (("flow", "middlebury", "Dimetrodon"), "frame10_gray.png", "frame11_gray.png", "flow10.flo"),
+    "alley_1_clean": (("flow", "sintel", "alley_1_clean"), "frame_0002.png", "frame_0003.png", "frame_0002.flo"),
+}
+
+
+def flow_pair(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame 1, frame 2, ground truth) of a pair of FLOW_PAIRS, grayscale uint8."""
+    folder, first, second, gt = FLOW_PAIRS[name]
+    path = require_shared(*folder)
+    return _gray(path / first), _gray(path / second), read_flo(path / gt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("cv2", "av", "numpy", "torch")
+HEAVY = ("cv2", "av", "numpy", "torch", "numba")
 
 _CHECK = """
 import sys

@@ -63,12 +63,20 @@ def test_params_are_resolved_and_recorded():
     assert get_engine("dis", preset="ultrafast").params == {"preset": "ultrafast"}
 
 
-def test_auto_without_cuda_is_opencv():
+def test_auto_without_cuda_is_numba_else_opencv(monkeypatch, capsys):
     torch = pytest.importorskip("torch")
+    pytest.importorskip("numba")
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible: auto picks torch here")
-    assert get_engine("tvl1").backend == "opencv"
+    assert get_engine("tvl1").backend == "numba"
+    assert get_engine("tvl1", device="cpu").backend == "numba"
+    assert get_engine("farneback").backend == "opencv"
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    monkeypatch.setattr("kinetics_prep.flow._NUMBA_MISSING_SAID", False)
     assert get_engine("tvl1", device="cpu").backend == "opencv"
+    assert get_engine("tvl1", device="cpu").backend == "opencv"
+    said = [line for line in capsys.readouterr().err.splitlines() if "numba" in line]
+    assert len(said) == 1 and "falls back to OpenCV" in said[0]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +120,7 @@ def test_torch_backend_without_torch(monkeypatch):
         get_engine("tvl1", backend="torch")
     with pytest.raises(MissingDependencyError):
         get_engine("tvl1", device="cuda")  # a GPU was asked for: no silent CPU fallback
-    assert get_engine("tvl1").backend == "opencv"  # auto falls back: nothing was asked of torch
+    assert get_engine("tvl1").backend in ("numba", "opencv")  # auto falls back: nothing was asked of torch
 
 
 def test_cuda_without_gpu_is_config_error():

@@ -59,7 +59,7 @@ def test_no_progress_prints_no_bar(clips, tmp_path, capsys):
     assert "pairs" not in err and "%|" not in err
 
 
-_LINE = re.compile(r"^  (TV-L1 \(opencv on cpu\)): ~([\d,]+) pairs at ~([\d.,]+) pairs/s with (\d+) workers: "
+_LINE = re.compile(r"^  (TV-L1 \(\w+ on cpu\)): ~([\d,]+) pairs at ~([\d.,]+) pairs/s with (\d+) workers: "
                    r"about (?:([\d.]+) s|(\d+) h (\d+) min)$", re.M)
 _MEASURED = re.compile(r"^    measured on (\d+) pairs? of the first clip: ([\d.,]+) pairs/s per worker", re.M)
 

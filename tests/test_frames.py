@@ -47,7 +47,8 @@ def test_both_tasks_exact_counts_naming_and_metadata(lossless_tree, tmp_path):
     assert [n for n in names if n.startswith("y_")] == [f"y_{i:05d}.jpg" for i in range(1, 6)]
     meta = json.loads((clip / "kinetics_prep.json").read_text())
     assert (meta["frames"], meta["flow_pairs"], meta["width"], meta["height"]) == (6, 5, 64, 48)
-    assert meta["flow"]["type"] == "tvl1" and meta["flow"]["backend"] == "opencv"
+    assert meta["flow"]["type"] == "tvl1" and meta["flow"]["backend"] == "numba"  # auto on the CPU
+    assert set(meta["flow"]["versions"]) == {"numba", "llvmlite", "numpy", "opencv"}
     assert meta["flow"]["params"]["tau"] == 0.25 and meta["naming"] == "mmaction2"
     assert not list(out.rglob("*.partial"))
 

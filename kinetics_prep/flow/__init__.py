@@ -6,10 +6,12 @@
 
 Engines and their parameters (defaults in brackets; anything else is a ConfigError):
 
-* ``tvl1`` (backend opencv, torch or triton) -- OpenCV DualTVL1's parameters and defaults:
+* ``tvl1`` (backend opencv, numba, torch or triton) -- OpenCV DualTVL1's parameters and defaults:
   tau [0.25], lambda_ [0.15], theta [0.3], scales [5], warps [5], epsilon [0.01],
   inner_iterations [30], outer_iterations [10], scale_step [0.8], gamma [0.0],
   median_filtering [5; 0/1 = off, 3 or 5], use_initial_flow [False; True is refused].
+  Numba backend only (fused CPU kernels, the CPU default), a speed knob that never changes
+  results: threads (1 = serial kernels, the default; N: rows of large levels on N threads).
   Torch backend only, speed knobs that never change results: check_every (steps between
   convergence checks; 1 on CPU, 10 on CUDA), compile (torch.compile the inner step; False).
   Triton backend only (fused kernels, tvl1 on CUDA; on a CPU only under TRITON_INTERPRET=1, which
@@ -24,6 +26,7 @@ Engines and their parameters (defaults in brackets; anything else is a ConfigErr
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -49,12 +52,14 @@ __all__ = [
 
 TORCH_HINT = "the torch flow backend needs PyTorch: install kinetics-prep[gpu] (pip install torch)"
 TRITON_HINT = "the triton flow backend needs Triton and PyTorch: install kinetics-prep[gpu] and triton (pip install triton)"
+NUMBA_HINT = "the numba flow backend needs numba: pip install numba"
 
 # Options of the GPU engines that tune speed only; kept out of engine.params (the metadata),
 # since they cannot change the flow.
 _TORCH_OPTIONS = ("check_every", "compile")
 _TRITON_OPTIONS = ("check_every", "steps_per_launch", "tile")
-_SPEED_OPTIONS = tuple(dict.fromkeys(_TORCH_OPTIONS + _TRITON_OPTIONS))
+_NUMBA_OPTIONS = ("threads",)
+_SPEED_OPTIONS = tuple(dict.fromkeys(_TORCH_OPTIONS + _TRITON_OPTIONS + _NUMBA_OPTIONS))
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -62,8 +67,9 @@ def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto
     """Build a flow engine; everything is validated before anything heavy is imported or built.
 
     backend "auto": on CUDA (a visible GPU, or device names one) the Triton TV-L1 when triton is
-    importable, else the torch TV-L1; otherwise OpenCV on the CPU. device: "auto", "cpu", "cuda"
-    or "cuda:N". The engine's `backend` attribute says which one was built.
+    importable, else the torch TV-L1; on the CPU the numba TV-L1 (OpenCV where numba cannot be
+    imported, said in one line), OpenCV for Farneback and DIS. device: "auto", "cpu", "cuda" or
+    "cuda:N". The engine's `backend` attribute says which one was built.
     """
     options, resolved = check_engine_args(name, backend, device, params)
 
@@ -73,6 +79,9 @@ def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto
         from . import opencv
 
         return opencv.make_engine(name, resolved)
+    if backend == "numba":
+        threads = _numba_checks(options, device)
+        return _import_numba_engine().NumbaTVL1(resolved, threads=threads)
     if backend == "triton":
         return _triton_engine(resolved, device, options)
     return _torch_engine(resolved, device, options)
@@ -80,9 +89,85 @@ def get_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "auto
 
 def _check_opencv(options: dict[str, Any], device: str) -> None:
     if options:
-        raise ConfigError(f"{', '.join(options)} only apply to backend='torch' or 'triton'")
+        raise _foreign(sorted(options))
     if device.startswith("cuda"):
         raise ConfigError(f"the opencv backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
+
+
+def _foreign(keys: list[str]) -> ConfigError:
+    """The error for speed options the chosen backend does not take: which backends do."""
+    owners = [name for name, keys_of in (("torch", _TORCH_OPTIONS), ("triton", _TRITON_OPTIONS),
+                                          ("numba", _NUMBA_OPTIONS)) if set(keys) & set(keys_of)]
+    return ConfigError(f"{', '.join(keys)} only apply to backend=" + " or ".join(repr(o) for o in owners))
+
+
+def _numba_checks(options: dict[str, Any], device: str) -> int:
+    """The numba engine's thread count (default 1), or the error saying what is wrong."""
+    foreign = sorted(set(options) - set(_NUMBA_OPTIONS))
+    if foreign:
+        raise _foreign(foreign)
+    if device.startswith("cuda"):
+        raise ConfigError(f"the numba backend runs on the CPU; device={device!r} needs backend='torch' or 'triton'")
+    threads = options.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
+
+
+def _import_numba_engine() -> ModuleType:
+    try:
+        from . import numba_tvl1
+    except ImportError as e:
+        raise MissingDependencyError(f"{NUMBA_HINT} ({e})") from e
+    return numba_tvl1
+
+
+_NUMBA_MISSING_SAID = False
+
+
+def _numba_usable() -> bool:
+    """Whether numba imports here; the first time it does not, one line says why and that TV-L1
+    falls back to OpenCV (auto only: asking for backend='numba' is an error instead)."""
+    global _NUMBA_MISSING_SAID
+    try:
+        importlib.import_module("numba")
+    except Exception as e:  # noqa: BLE001  (a broken install raises more than ImportError)
+        if not _NUMBA_MISSING_SAID:
+            _NUMBA_MISSING_SAID = True
+            print(f"kinetics-prep: numba cannot be imported ({type(e).__name__}: {e}); TV-L1 on the CPU "
+                  "falls back to OpenCV's (several times slower; pip install numba)", file=sys.stderr)
+        return False
+    return True
+
+
+def warm_up(backend: str, threads: int = 1) -> None:
+    """Compile (or load from the cache) what a worker of `backend` with `threads` threads will
+    run: called in the parent before the workers start. Only the numba backend has anything to do."""
+    if backend == "numba":
+        _import_numba_engine().warm_up(threads)
+
+
+def versions(backend: str) -> dict[str, str]:
+    """Versions of the libraries behind `backend`, for the run's metadata (without importing any
+    that is not already loaded)."""
+    packages = {"opencv": ("opencv",), "numba": ("numba", "llvmlite", "numpy", "opencv"),
+                "torch": ("torch",), "triton": ("triton", "torch")}.get(backend, ())
+    return {name: _version(name) for name in packages}
+
+
+def _version(name: str) -> str:
+    module = sys.modules.get("cv2" if name == "opencv" else name)
+    version = getattr(module, "__version__", None)
+    if version:
+        return str(version)
+    distributions = ("opencv-contrib-python-headless", "opencv-contrib-python", "opencv-python-headless",
+                     "opencv-python") if name == "opencv" else (name,)
+    for distribution in distributions:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def check_engine_args(name: str, backend: str, device: str, params: dict[str, Any]
@@ -101,14 +186,14 @@ def check_engine_args(name: str, backend: str, device: str, params: dict[str, An
 
 
 def _choose_backend(name: str, backend: str, device: str) -> str:
-    if backend in ("torch", "triton") and name != "tvl1":
+    if backend in ("torch", "triton", "numba") and name != "tvl1":
         raise ConfigError(f"backend={backend!r} implements tvl1 only, not {name!r}")
     if backend != "auto":
         return backend
-    if name != "tvl1" or device == "cpu":
+    if name != "tvl1":
         return "opencv"
-    if not device.startswith("cuda") and not _cuda_available():
-        return "opencv"
+    if device == "cpu" or (not device.startswith("cuda") and not _cuda_available()):
+        return "numba" if _numba_usable() else "opencv"
     # On a GPU (asked for explicitly, or visible): a missing torch must be an error, not a
     # silent CPU run; triton is the faster engine, torch the fallback when it is not installed.
     return "triton" if _triton_importable() else "torch"
@@ -143,7 +228,7 @@ def _import_torch() -> ModuleType:
 def _torch_engine(params: dict[str, Any], device: str, options: dict[str, Any]) -> FlowEngine:
     foreign = sorted(set(options) - set(_TORCH_OPTIONS))
     if foreign:
-        raise ConfigError(f"{', '.join(foreign)} only apply to backend='triton'")
+        raise _foreign(foreign)
     torch = _import_torch()
     check_every = options.get("check_every")
     if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
@@ -180,6 +265,10 @@ def resolve_engine(name: str = "tvl1", *, backend: str = "auto", device: str = "
     if backend == "opencv":
         _check_opencv(options, device)
         return backend, "cpu", resolved
+    if backend == "numba":
+        _numba_checks(options, device)
+        _import_numba_engine()
+        return backend, "cpu", resolved
     if backend == "triton":
         return backend, _triton_checks(device, options)[0], resolved
     torch = _import_torch()
@@ -190,7 +279,7 @@ def _triton_checks(device: str, options: dict[str, Any]) -> tuple[str, dict[str,
     """(resolved device, speed knobs) for the triton backend, or the error saying what is wrong."""
     foreign = sorted(set(options) - set(_TRITON_OPTIONS))
     if foreign:
-        raise ConfigError(f"{', '.join(foreign)} only apply to backend='torch'")
+        raise _foreign(foreign)
     knobs = _triton_options(options)
     if not _triton_importable():
         raise MissingDependencyError(TRITON_HINT)

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "dis": DIS_DEFAULTS,
 }
 ENGINE_NAMES: tuple[str, ...] = tuple(DEFAULTS)
-BACKENDS: tuple[str, ...] = ("auto", "opencv", "torch", "triton")
+BACKENDS: tuple[str, ...] = ("auto", "opencv", "numba", "torch", "triton")
 
 
 @runtime_checkable
@@ -63,7 +63,7 @@ class FlowEngine(Protocol):
     """What the frame-extraction stage relies on. Build once per worker, then reuse."""
 
     name: str  # "tvl1" | "farneback" | "dis"
-    backend: str  # "opencv" | "torch"
+    backend: str  # "opencv" | "numba" | "torch" | "triton"
     device: str  # "cpu", "cuda:0", ...
     params: dict[str, Any]  # algorithm parameters, JSON-serialisable (goes into metadata)
 

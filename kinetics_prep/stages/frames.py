@@ -144,6 +144,14 @@ def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
     return _Worker(engine, context.threads, context.progress)
 
 
+def prepare(job: _Job, context: WorkerContext) -> None:
+    """In the parent, before the workers start: compile the numba TV-L1 once (or load it from the
+    cache), so that every worker only loads the compiled kernels."""
+    plan = job.flow
+    if plan is not None and plan.factory is None and context.services is None:
+        flowlib.warm_up(plan.backend)  # workers run it on one thread each, as OpenCV's
+
+
 def services(job: _Job, run: RunOptions, workers: int) -> FlowServices | None:
     """The run's flow services, started before the workers (None: each worker has its engine;
     Ray keeps one engine per GPU task)."""
@@ -456,7 +464,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     }
     if engine is not None:
         meta["flow"] = {"type": engine.name, "backend": engine.backend, "device": engine.device,
-                        "params": engine.params}
+                        "params": engine.params, "versions": flowlib.versions(engine.backend)}
     return {"frames": n, "pairs": expected_pairs}, meta
 
 
@@ -472,7 +480,8 @@ def _check_counts(tmp: Path, naming, rgb: int, pairs: int, item: Item) -> None:
 
 def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
     flow = fields_.pop("flow", None)
-    info = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow["params"])) if flow else None
+    info = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow["params"]),
+                    dict(flow.get("versions") or {})) if flow else None
     return FrameDirMeta(**fields_, flow=info)
 
 
@@ -721,7 +730,7 @@ def _estimated_frames(info: video.VideoInfo, fps: float | None) -> int:
 STAGE: Stage[_Job] = Stage(
     name="extract-frames", plan=lambda job: plan(job.options), is_done=is_done, run_one=run_one,
     out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
-    estimate=estimate, services=services, tidy=tidy,
+    estimate=estimate, services=services, tidy=tidy, prepare=prepare,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
     unit=lambda job: "pairs" if job.options.wants_flow else None, units=planned_pairs, calibrate=calibrate,
 )

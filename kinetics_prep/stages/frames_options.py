@@ -55,7 +55,8 @@ class ExtractOptions:
     flow_type: str = opt("tvl1", choices=ENGINE_NAMES, group=_FLOW, help="algorithm (default: %(default)s)")
     flow_backend: str = opt("auto", choices=BACKENDS, group=_FLOW,
                             help="auto (default): on a CUDA GPU the triton TV-L1 (fused kernels) when triton is "
-                                 "installed, else the torch one; without a GPU OpenCV on the CPU")
+                                 "installed, else the torch one; without a GPU the numba TV-L1 (fused CPU "
+                                 "kernels, OpenCV's results several times faster), or OpenCV's where numba is missing")
     device: str = opt("auto", group=_FLOW, help="auto (default), cpu, cuda or cuda:N")
     gpus: tuple[int, ...] | None = opt(None, type=parse_gpus, metavar="0,1,...", group=_FLOW,
                                        help="CUDA devices to use, one worker each (default: all visible)")
