@@ -112,6 +112,7 @@ def components(clips: list[Path], short: int) -> dict[str, float]:
     import av
 
     from kinetics_prep import video
+    from kinetics_prep.framesink import write_new_file
     from kinetics_prep.video import images
     from kinetics_prep.video.read import _to_picture
 
@@ -135,7 +136,10 @@ def components(clips: list[Path], short: int) -> dict[str, float]:
                     t2 = time.perf_counter()
                     data = images.encode_picture_jpeg(picture, 95)
                     t3 = time.perf_counter()
-                    images.write_bytes(os.path.join(out, f"{n % 512}.jpg"), data)
+                    path = os.path.join(out, f"{n % 512}.jpg")
+                    if n >= 512:
+                        os.unlink(path)
+                    write_new_file(path, data)
                     t4 = time.perf_counter()
                     t["decode"] += t1 - t0
                     t["planes"] += t2 - t1

@@ -308,7 +308,9 @@ def test_a_decode_error_is_not_masked_by_a_failing_write(src, tmp_path, monkeypa
         raise OSError(errno.EIO, "simulated write failure")
 
     monkeypatch.setattr(frames_stage, "_frames", frames_then_decode_error)
-    monkeypatch.setattr(frames_stage.images, "write_bytes", failing_write)
+    from kinetics_prep import framesink
+
+    monkeypatch.setattr(framesink, "write_new_file", failing_write)
     # 2 cores, 1 worker: the worker has a writer thread, and 5 frames wait in its first batch
     s = extract_frames(src, tmp_path / "out", task="rgb", workers=1, progress=False)
     assert s.failed == 2
