@@ -220,7 +220,7 @@ class _Writer:
     most `max_pending` batches in flight so memory stays flat, and hands the bytes to the clip's
     sink: a directory takes them on the pool's threads; a zip takes them here, batch by batch in
     the order they were written (one input, one archive). With 0 threads it encodes and writes
-    inline (a zip when every core already has a worker process: extra threads only contend)."""
+    inline: when every core already has a worker process, extra threads only contend."""
 
     def __init__(self, sink: FrameSink, threads: int = 2, max_pending: int = 8, batch: int = 8) -> None:
         self.sink = sink
@@ -369,11 +369,7 @@ def _extract(item: Item, job: _Job, sink: FrameSink, naming) -> tuple[dict[str, 
     step, start = options.step, naming.start
     frames, reader = _frames(item, options, job.threads)
 
-    # Cores to spare go to encoding and writing. A directory gets a writer thread even without:
-    # creating a file waits in the kernel about as long as it computes (measured here: ~0.6 ms of
-    # CPU, ~1.2 ms wall), and that wait then overlaps decoding.
-    spare = job.threads - 1 if job.threads > 1 else 0
-    writer = _Writer(sink, threads=max(spare, 1 if sink.thread_safe else 0))
+    writer = _Writer(sink, threads=job.threads - 1 if job.threads > 1 else 0)
     window: deque[np.ndarray] = deque(maxlen=step + 1)
     batch: list[tuple[np.ndarray, np.ndarray]] = []
     n = pairs = 0
