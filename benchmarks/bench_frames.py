@@ -1,7 +1,8 @@
 """Benchmark: extract-frames against mmaction2's frame-extraction loop, same clips, same run.
 
 (a) RGB frames/s, `--task rgb`, at 1 and N workers: kinetics_prep (decode -> resize the Y, U, V
-    planes -> libjpeg-turbo's planar JPEG encoder) against mmaction2's `build_rawframes.py
+    planes -> libjpeg-turbo's planar JPEG encoder), into frame directories and with `--pack zip`
+    (JPEGs streamed into one stored zip per clip), against mmaction2's `build_rawframes.py
     --use-opencv` loop, reimplemented here step for step: per clip `mmcv.VideoReader`
     (cv2.VideoCapture.read), `mmcv.imresize` (cv2.resize, bilinear), `mmcv.imwrite` (makedirs,
     cv2.imencode at OpenCV's default quality 95, write the bytes); clips spread over a pool of N.
@@ -112,6 +113,7 @@ def components(clips: list[Path], short: int) -> dict[str, float]:
     import av
 
     from kinetics_prep import video
+    from kinetics_prep.framesink import write_new_file
     from kinetics_prep.video import images
     from kinetics_prep.video.read import _to_picture
 
@@ -135,7 +137,10 @@ def components(clips: list[Path], short: int) -> dict[str, float]:
                     t2 = time.perf_counter()
                     data = images.encode_picture_jpeg(picture, 95)
                     t3 = time.perf_counter()
-                    images.write_bytes(os.path.join(out, f"{n % 512}.jpg"), data)
+                    path = os.path.join(out, f"{n % 512}.jpg")
+                    if n >= 512:
+                        os.unlink(path)
+                    write_new_file(path, data)
                     t4 = time.perf_counter()
                     t["decode"] += t1 - t0
                     t["planes"] += t2 - t1
@@ -192,18 +197,20 @@ def main() -> None:
                                progress=False, **kw)
             assert s.exit_code == 0, format_summary(s)
 
-        print("\n(a) RGB JPEGs, --task rgb")
-        print(f"{'workers':>7} {'ours f/s':>9} {'mmaction2 f/s':>13} {'ours f/s/core':>13} "
-              f"{'mmaction2 f/s/core':>18} {'ratio':>6}")
+        print("\n(a) RGB JPEGs, --task rgb: frame directories, and --pack zip (one stored zip per clip)")
+        print(f"{'workers':>7} {'ours dirs f/s':>13} {'ours zip f/s':>12} {'mmaction2 f/s':>13} "
+              f"{'dirs ratio':>10} {'zip ratio':>9}")
         for workers in sorted({1, args.workers}):
-            o, b = [], []
+            o, z, b = [], [], []
             for _ in range(args.repeats):
                 clean()
                 b.append(timed(lambda: base_rgb(workers)))
                 clean()
                 o.append(timed(lambda: ours("rgb", workers)))
-            of, bf = frames / statistics.median(o), frames / statistics.median(b)
-            print(f"{workers:>7} {of:>9.0f} {bf:>13.0f} {of / cores:>13.0f} {bf / cores:>18.0f} {of / bf:>6.2f}")
+                clean()
+                z.append(timed(lambda: ours("rgb", workers, pack="zip")))
+            of, zf, bf = (frames / statistics.median(t) for t in (o, z, b))
+            print(f"{workers:>7} {of:>13.0f} {zf:>12.0f} {bf:>13.0f} {of / bf:>10.2f} {zf / bf:>9.2f}")
 
         if args.task == "both":
             pairs = frames - len(clips)

@@ -6,8 +6,9 @@ same member names: `open_clip` gives one small reader interface over a directory
 `count_clip` / `is_clip_complete` count either with `framedir.count_names` (zip: the central
 directory only, no member is read but the metadata).
 
-Writing: `write_zip(final, members)` takes (name, bytes) pairs -- the frame writer can feed it
-directly -- writes `<final>.partial` and renames it into place (atomic.commit_file).
+Writing: `ZipWriter(final)` takes members one by one (extract-frames streams its encoder's bytes
+into it through `framesink`), writes `<final>.partial` and renames it into place
+(atomic.commit_file) once checked; `write_zip(final, members)` does the same for (name, bytes) pairs.
 
 One rule for what a valid packed clip is, applied by every reader (verify, unpack, read_frames,
 preview, --input-frames) when it opens one: member names are plain file names (no path, no `.`
@@ -28,7 +29,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from .atomic import commit_file, partial_path, remove_tree
 from .errors import ConfigError, InputError, OutputError
@@ -377,34 +378,86 @@ def is_clip_complete(path: str | os.PathLike, task: str) -> bool:
 # ------------------------------------------------------------------ writing
 
 
+class ZipWriter:
+    """A stored (uncompressed: JPEGs do not shrink, and members stay directly seekable) zip
+    written member by member as `<final>.partial`, then checked and renamed by `commit`. It
+    records the name and size of every member it wrote (`sizes`). Not thread-safe: members go
+    in in the order `add` is called (the same members in the same order give the same bytes).
+    An OSError becomes OutputError naming the archive; `abort` removes the partial."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.tmp = partial_path(final)
+        self.sizes: dict[str, int] = {}
+        self._raw: BinaryIO | None = None
+        self._zf: zipfile.ZipFile | None = None
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = open(self.tmp, "wb")
+            self._zf = zipfile.ZipFile(self._raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        except OSError as e:
+            self.abort()
+            raise self._error(e) from e
+
+    def add(self, name: str, data: bytes) -> None:
+        if name in self.sizes:
+            raise OutputError(f"{self.final}: member {name} written twice")
+        # A fixed date: the same frames give the same bytes (rsync, checksums).
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        try:
+            self._zf.writestr(info, data)  # type: ignore[union-attr]
+        except OSError as e:
+            raise self._error(e) from e
+        self.sizes[name] = len(data)
+
+    def commit(self, check: Callable[[Path], None] | None = None) -> Path:
+        """Close and fsync the archive, run `check(partial)` (it raises when the archive is
+        wrong), and rename it to `final` (over an old one in one step)."""
+        try:
+            self._zf.close()  # type: ignore[union-attr]  # writes the central directory
+            self._raw.flush()  # type: ignore[union-attr]
+            os.fsync(self._raw.fileno())  # type: ignore[union-attr]  # the rename must not land before the data
+            self._raw.close()  # type: ignore[union-attr]
+            if check is not None:
+                check(self.tmp)
+            commit_file(self.tmp, self.final)
+        except OutputError:
+            raise
+        except OSError as e:
+            raise self._error(e) from e
+        return self.final
+
+    def abort(self) -> None:
+        """Close what is open and remove the partial (its own errors are not the ones to report)."""
+        for closable in (self._zf, self._raw):
+            try:
+                if closable is not None:
+                    closable.close()
+            except (OSError, ValueError):
+                pass
+        remove_tree(self.tmp)
+
+    def _error(self, e: OSError) -> OutputError:
+        return OutputError(f"cannot write {self.final}: {e.strerror or e}")
+
+
 def write_zip(final: Path, members: Iterable[tuple[str, bytes]],
               check: Callable[[Path], None] | None = None) -> Path:
-    """Write a stored (uncompressed: JPEGs do not shrink, and members stay directly seekable)
-    zip of `members` as `<final>.partial`, fsync it, run `check(partial)` (it raises when the
-    archive is wrong), and rename it to `final`. Any error removes the partial; an OSError
-    becomes OutputError naming the archive."""
-    tmp = partial_path(final)
+    """Write a stored zip of `members` as `<final>.partial`, fsync it, run `check(partial)` (it
+    raises when the archive is wrong), and rename it to `final`. Any error removes the partial;
+    an OSError becomes OutputError naming the archive."""
+    writer = ZipWriter(final)
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, data in members:
-                    # A fixed date: the same frames give the same bytes (rsync, checksums).
-                    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-                    info.compress_type = zipfile.ZIP_STORED
-                    info.external_attr = 0o644 << 16
-                    zf.writestr(info, data)
-            raw.flush()
-            os.fsync(raw.fileno())  # the rename must not land before the data after a power loss
-        if check is not None:
-            check(tmp)
-        commit_file(tmp, final)
+        for name, data in members:
+            writer.add(name, data)
+        return writer.commit(check)
     except BaseException as e:
-        remove_tree(tmp)
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write {final}: {e.strerror or e}") from e
+        writer.abort()
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise writer._error(e) from e
         raise
-    return final
 
 
 def dir_members(frame_dir: Path, names: list[str] | None = None) -> Iterator[tuple[str, bytes]]:

@@ -190,11 +190,15 @@ class UnitBar:
         self.bar = tqdm(total=None, desc=desc, unit=f" {unit}", dynamic_ncols=True, file=sys.stderr, smoothing=0.1,
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]")
         self._stop = threading.Event()
+        self._counted = threading.Event()  # the planned total is known (or counting was stopped)
         self._thread = threading.Thread(target=self._loop, name="unit-progress", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        self._count_units()
+        try:
+            self._count_units()
+        finally:
+            self._counted.set()
         while not self._stop.wait(self.interval):
             self._show()
 
@@ -224,6 +228,8 @@ class UnitBar:
     def close(self, finished: bool) -> None:
         """Stop the thread, show the last count; `finished` (every item done) with an
         extrapolated total ends the bar at the count actually done."""
+        if finished:  # a run faster than its probing still shows its planned total once
+            self._counted.wait(timeout=30)
         self._stop.set()
         self._thread.join()
         self._show()

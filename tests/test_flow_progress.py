@@ -27,7 +27,8 @@ def clips(tmp_path_factory) -> Path:
 
 
 # "extract-frames pairs: 100%|#####| 8/8 [00:01<00:00, 6.12 pairs/s]" as tqdm draws it last.
-_BAR = re.compile(r"extract-frames pairs:\s+\d+%\|[^|]*\| (\d+)/(\d+) \[[^<]*<[^,]*,\s+([\d.]+) pairs/s\]")
+# Before the first pair is counted, tqdm shows the rate as "?".
+_BAR = re.compile(r"extract-frames pairs:\s+\d+%\|[^|]*\| (\d+)/(\d+) \[[^<]*<[^,]*,\s+([\d.]+|\?) pairs/s\]")
 
 
 @pytest.mark.parametrize("workers, service", [(1, False), (2, False), (2, True)],

@@ -104,12 +104,12 @@ def test_adding_flow_never_moves_files_out_of_the_finished_directory(src, tmp_pa
 def test_a_crash_before_the_commit_leaves_the_rgb_directory_whole(src, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert _extract(src, out, task="rgb").exit_code == 0
-    from kinetics_prep.stages import frames as frames_stage
+    from kinetics_prep import framesink
 
     def crash(tmp, final):
         raise OSError(errno.EIO, "simulated crash before the commit")
 
-    monkeypatch.setattr(frames_stage, "commit_dir", crash)
+    monkeypatch.setattr(framesink, "commit_dir", crash)  # the directory sink's one-step swap
     assert _extract(src, out, task="flow").exit_code == 1
     for clip in (out / "cls").iterdir():
         assert is_complete(clip, "rgb") and read_meta(clip).task == "rgb"
@@ -310,7 +310,9 @@ def test_a_decode_error_is_not_masked_by_a_failing_write(src, tmp_path, monkeypa
         raise OSError(errno.EIO, "simulated write failure")
 
     monkeypatch.setattr(frames_stage, "_frames", frames_then_decode_error)
-    monkeypatch.setattr(frames_stage.images, "write_bytes", failing_write)
+    from kinetics_prep import framesink
+
+    monkeypatch.setattr(framesink, "write_new_file", failing_write)
     # 2 cores, 1 worker: the worker has a writer thread, and 5 frames wait in its first batch
     s = extract_frames(src, tmp_path / "out", task="rgb", workers=1, progress=False)
     assert s.failed == 2

@@ -266,3 +266,21 @@ def test_failed_items_point_at_no_output_and_a_closed_pipe_is_quiet(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err
+
+
+def test_resize_gives_the_same_bytes_with_any_workers_on_any_machine(tmp_path, monkeypatch):
+    # x264's output depends on its thread count: it must not follow the cores or --workers.
+    src = tmp_path / "src"
+    for i in range(2):
+        write_clip(src / "c" / f"m{i}.mp4", ClipSpec(192, 144, frames=48, motion=(3, 1 + i), seed=20 + i))
+    a, b = tmp_path / "w1", tmp_path / "w2"
+    with monkeypatch.context() as m:
+        from kinetics_prep import runner
+
+        m.setattr(runner, "available_cores", lambda: 8)  # one worker (in this process) on an 8-core machine
+        assert resize_videos(src, a, workers=1, progress=False).exit_code == 0
+    # Spawned workers with another heap: x264's mb-tree read unwritten memory (340 px wide here).
+    monkeypatch.setenv("MALLOC_PERTURB_", "165")
+    assert resize_videos(src, b, workers=2, progress=False).exit_code == 0
+    for i in range(2):
+        assert (a / "c" / f"m{i}.mp4").read_bytes() == (b / "c" / f"m{i}.mp4").read_bytes()

@@ -4,8 +4,9 @@ decode (threaded) -> resize the Y, U, V planes -> RGB JPEG from the planes (thre
                                  \\-> Y as gray -> pairs (i, i+step) -> flow engine (batched)
                                                 -> quantise -> x/y images (thread pool)
 
-Per clip the output is a directory `OUT/class/clip_stem/` written as `clip_stem.partial/` and
-renamed when complete; counts are checked first (RGB = frames decoded, flow = RGB - step per
+Per clip the output is a directory `OUT/class/clip_stem/` written as `clip_stem.partial/` (or,
+with --pack zip, a stored zip streamed into `clip_stem.zip.partial`: see framesink) and renamed
+when complete; counts are checked first (RGB = frames decoded, flow = RGB - step per
 axis). A metadata file (`kinetics_prep.json`) records what is inside, so file lists and `verify`
 never guess.
 """
@@ -13,7 +14,6 @@ never guess.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,21 +27,20 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
-from ..atomic import cleanup_scratch, commit_dir, delete_tree, partial_path, remove_tree
+from ..atomic import cleanup_scratch, delete_tree
 from ..concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
 from ..flowservice import FlowServices, LocalFeed, ServiceSpec
 from ..framedir import (
     FlowInfo,
     FrameDirMeta,
-    count_frames,
     get_naming,
     is_complete,
     modalities,
     read_meta,
     task_of,
-    write_meta,
 )
+from ..framesink import FrameSink, open_sink
 from ..video import images
 from ..layout import (
     check_not_inside,
@@ -53,8 +52,7 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
-from ..packed import (DirClip, ZipClip, is_clip_complete, is_zip, open_checked, pack_dir, read_clip_meta, zip_members,
-                      zip_path)
+from ..packed import DirClip, ZipClip, is_clip_complete, is_zip, open_checked, read_clip_meta, zip_path
 from ..results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
 from ..runner import RunOptions, Stage, pop_run_options, run_stage
 from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
@@ -232,40 +230,48 @@ def tidy(item: Item, job: _Job) -> None:
 # ------------------------------------------------------------------------------ one clip
 
 class _Writer:
-    """Encodes and writes images on a few threads (libjpeg-turbo, OpenCV and file I/O release the
-    GIL), in batches of `batch` files per task so the pool's per-task cost is paid once per
-    batch, with a bounded number of batches in flight so memory stays flat. With 0 threads it
-    writes inline: when every core already has a worker process, extra threads only contend."""
+    """Encodes images on a few threads (libjpeg-turbo, OpenCV and file I/O release the GIL), in
+    batches of `batch` files per task so the pool's per-task cost is paid once per batch, with at
+    most `max_pending` batches in flight so memory stays flat, and hands the bytes to the clip's
+    sink: a directory takes them on the pool's threads; a zip takes them here, batch by batch in
+    the order they were written (one input, one archive). With 0 threads it encodes and writes
+    inline: when every core already has a worker process, extra threads only contend."""
 
-    def __init__(self, threads: int = 2, max_pending: int = 8, batch: int = 8) -> None:
+    def __init__(self, sink: FrameSink, threads: int = 2, max_pending: int = 8, batch: int = 8) -> None:
+        self.sink = sink
         self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 0 else None
-        self.slots = threading.BoundedSemaphore(max_pending)
+        self.max_pending = max_pending
         self.futures: deque[Future] = deque()
         self.batch = batch
-        self.pending: list[tuple[Path, Callable[..., bytes], tuple]] = []
+        self.pending: list[tuple[str, Callable[..., bytes], tuple]] = []
 
-    def write(self, path: Path, encode: Callable[..., bytes], *args: Any) -> None:
-        """Write `encode(*args)` (the file's bytes) to `path`."""
+    def write(self, name: str, encode: Callable[..., bytes], *args: Any) -> None:
+        """Write `encode(*args)` (the file's bytes) as `name`."""
         if self.pool is None:
-            images.write_bytes(path, encode(*args))
+            self.sink.add(name, encode(*args))
             return
-        self.pending.append((path, encode, args))
+        self.pending.append((name, encode, args))
         if len(self.pending) >= self.batch:
             self._submit()
 
     def _submit(self) -> None:
         jobs, self.pending = self.pending, []
-        self.slots.acquire()
-        fut = self.pool.submit(self._write_all, jobs)
-        fut.add_done_callback(lambda _: self.slots.release())
-        self.futures.append(fut)
-        while self.futures and self.futures[0].done():
-            self.futures.popleft().result()  # surface errors early
+        # Finished batches are taken in order (errors surface early); a full pipeline waits.
+        while self.futures and (len(self.futures) >= self.max_pending or self.futures[0].done()):
+            self._take(self.futures.popleft())
+        self.futures.append(self.pool.submit(self._encode_all, jobs))
 
-    @staticmethod
-    def _write_all(jobs: list[tuple[Path, Callable[..., bytes], tuple]]) -> None:
-        for path, encode, args in jobs:
-            images.write_bytes(path, encode(*args))
+    def _encode_all(self, jobs: list[tuple[str, Callable[..., bytes], tuple]]) -> list[tuple[str, bytes]]:
+        done = [(name, encode(*args)) for name, encode, args in jobs]
+        if not self.sink.thread_safe:
+            return done
+        for name, data in done:
+            self.sink.add(name, data)
+        return []
+
+    def _take(self, future: Future) -> None:
+        for name, data in future.result():
+            self.sink.add(name, data)
 
     def close(self) -> None:
         """Write what is pending and wait for every write; the first write error is raised."""
@@ -273,14 +279,14 @@ class _Writer:
             if self.pending and self.pool is not None:
                 self._submit()
             while self.futures:
-                self.futures.popleft().result()
+                self._take(self.futures.popleft())
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
 
     def abort(self) -> None:
         """Stop after an error elsewhere: drop what is pending, wait for the writes in flight
-        (they target the partial directory, deleted next) and raise nothing of theirs."""
+        (they target the partial output, deleted next) and raise nothing of theirs."""
         self.pending.clear()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -335,50 +341,41 @@ def _flow_image_encoder(options: ExtractOptions) -> Callable[[np.ndarray], bytes
 
 
 def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
-    """Decode one clip once; write its RGB frames and flow into `<dst>.partial/`, check the
-    counts, write the metadata, then swap it with `<dst>` (an old output is replaced in one
-    step and deleted only afterwards)."""
+    """Decode one clip once; write its RGB frames and flow into its sink (`<dst>.partial/`, or
+    `<dst>.zip.partial` with --pack zip), check the counts, write the metadata, then put it in
+    place (an old output is replaced in one step and deleted only afterwards)."""
     options = job.options
     job = replace(job, threads=worker.threads, engine=worker.engine, progress=worker.progress)
     naming = get_naming(options.naming)
     packed = zip_path(item.dst)
     cleanup_scratch(item.dst)  # left by a killed run (the runner's lock says no one else is writing)
     cleanup_scratch(packed)
-    tmp = partial_path(item.dst)
-    tmp.mkdir(parents=True)
     # The old output of either layout: its other modality is carried into the new one.
     old = packed if options.pack == "zip" and packed.is_file() else (
         item.dst if item.dst.is_dir() else (packed if packed.is_file() else None))
+    sink = open_sink(item.dst, packed=options.pack == "zip")
     try:
-        counts, meta_fields = _extract(item, job, tmp, naming)
+        counts, meta_fields = _extract(item, job, sink, naming)
         meta = _meta(meta_fields)
-        carried = _carry_over(old, tmp, job) if old is not None else None
+        carried = _carry_over(old, sink, job) if old is not None else None
         if carried is not None:
             meta = replace(meta, task=task_of(carried.has | modalities(options.task)),
                            frames=meta.frames or carried.frames or 0)
-        write_meta(tmp, meta)
-        if options.pack == "zip":
-            # The directory was counted on disk; the archive is checked against it before
-            # its rename, and the old archive is replaced by that rename in one step.
-            pack_dir(tmp, packed)
-            remove_tree(tmp)
-        else:
-            commit_dir(tmp, item.dst)
+        output = sink.commit(meta)
     except BaseException:
-        remove_tree(tmp)
+        sink.abort()
         raise
     # The other layout's old output is superseded (its files are in the new one, or it was
     # overwritten): removed only now that the new output is committed, and renamed away in one
     # step first, so a kill never leaves a half-deleted directory under the clip's name.
     delete_tree(item.dst if options.pack == "zip" else packed)
-    output = packed if options.pack == "zip" else item.dst
     note = None
     if options.wants_flow and counts["pairs"] == 0:
         note = f"only {counts['frames']} frame(s): fewer than step+1={options.step + 1}, so no flow"
     return ItemResult(key=item.key, status=OK, output=str(output), counts=counts, note=note)
 
 
-def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], dict[str, Any]]:
+def _extract(item: Item, job: _Job, sink: FrameSink, naming) -> tuple[dict[str, int], dict[str, Any]]:
     options, plan = job.options, job.flow
     # One clip's stream of pairs in, flows out in order (this worker's engine or a service).
     engine = job.engine.session(str(item.src)) if options.wants_flow else None
@@ -387,7 +384,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     step, start = options.step, naming.start
     frames, reader = _frames(item, options, job.threads)
 
-    writer = _Writer(threads=job.threads - 1 if job.threads > 1 else 0)
+    writer = _Writer(sink, threads=job.threads - 1 if job.threads > 1 else 0)
     window: deque[np.ndarray] = deque(maxlen=step + 1)
     batch: list[tuple[np.ndarray, np.ndarray]] = []
     n = pairs = 0
@@ -397,8 +394,8 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         nonlocal pairs
         q = flowlib.quantize(flow, options.bound)
         x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
-        writer.write(tmp / x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
-        writer.write(tmp / y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
+        writer.write(x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
+        writer.write(y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
         pairs += 1
         if job.progress is not None:
             job.progress.add(1)
@@ -414,7 +411,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         for picture in frames:
             shape = picture.shape
             if options.wants_rgb:
-                writer.write(tmp / naming.rgb_name(start + n), images.encode_picture_jpeg, picture, quality)
+                writer.write(naming.rgb_name(start + n), images.encode_picture_jpeg, picture, quality)
             if engine is not None:
                 window.append(picture.gray)
                 if len(window) == step + 1:
@@ -440,7 +437,7 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
         raise DecodeError(f"{item.src}: no decodable frames")
 
     expected_pairs = max(0, n - step) if engine is not None else 0
-    _check_counts(tmp, naming, n if options.wants_rgb else 0, expected_pairs, item)
+    _check_counts(sink, naming, n if options.wants_rgb else 0, expected_pairs, item)
     h, w = shape[:2]
     fps = (reader.fps or 0.0) if reader is not None else 0.0
     meta: dict[str, Any] = {
@@ -468,9 +465,10 @@ def _extract(item: Item, job: _Job, tmp: Path, naming) -> tuple[dict[str, int], 
     return {"frames": n, "pairs": expected_pairs}, meta
 
 
-def _check_counts(tmp: Path, naming, rgb: int, pairs: int, item: Item) -> None:
-    """RGB = frames decoded, x = y = frames - step: checked on disk before the clip is done."""
-    counted = count_frames(tmp, naming.name)
+def _check_counts(sink: FrameSink, naming, rgb: int, pairs: int, item: Item) -> None:
+    """RGB = frames decoded, x = y = frames - step: checked in the sink (a directory on disk, a
+    zip by what went into it, its archive checked at the commit) before the clip is done."""
+    counted = sink.count(naming.name)
     found = (counted.frames, counted.flow_x, counted.flow_y)
     if found != (rgb, pairs, pairs):
         raise IncompleteOutputError(
@@ -485,11 +483,11 @@ def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
     return FrameDirMeta(**fields_, flow=info)
 
 
-def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
-    """`--task flow` on clips that already have RGB (or the reverse): hard-link the other
-    modality's files from the finished directory (or copy them out of the finished archive)
-    into the new one, so the result holds both. Nothing leaves the finished output until the
-    new one has replaced it."""
+def _carry_over(old: Path, sink: FrameSink, job: _Job) -> FrameDirMeta | None:
+    """`--task flow` on clips that already have RGB (or the reverse): the other modality's files
+    go from the finished output into the new one (hard links between directories; members
+    copied byte for byte otherwise, nothing decoded), so the result holds both. Nothing leaves
+    the finished output until the new one has replaced it."""
     options = job.options
     meta: FrameDirMeta | None = None
     if not is_zip(old):
@@ -508,14 +506,7 @@ def _carry_over(old: Path, tmp: Path, job: _Job) -> FrameDirMeta | None:
     _check_same_rate(old, meta, options.fps)
     carried = meta.has - modalities(options.task)
     prefixes = ((naming.rgb_prefix(),) if "rgb" in carried else ()) + (naming.flow_prefixes() if "flow" in carried else ())
-    if is_zip(old):
-        for name, data in zip_members(old, prefixes):
-            with open(tmp / name, "wb") as f:
-                f.write(data)
-        return meta
-    for e in os.scandir(old):
-        if e.name.startswith(prefixes):
-            os.link(e.path, tmp / e.name)  # same file system: a new name for the same data
+    sink.carry(old, prefixes)
     return meta
 
 

@@ -15,7 +15,7 @@ from ..atomic import cleanup_scratch, commit_file, partial_path
 from ..errors import ConfigError
 from ..layout import check_not_inside, iter_videos, normalize_extensions, nothing_found, relative_key
 from ..options import make_options
-from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
+from ..results import OK, Item, ItemResult, RunSummary
 from ..runner import Stage, pop_run_options, run_stage
 from .resize_options import X264_PRESETS, ResizeOptions  # noqa: F401  (re-exported)
 
@@ -53,15 +53,11 @@ def is_done(item: Item, options: ResizeOptions) -> bool:
     return item.dst.is_file()
 
 
-def setup_worker(options: ResizeOptions, context: WorkerContext) -> int:
-    """The worker's encoder threads: its share of the cores, at least 2 (x264's frame threads
-    overlap with decoding even on a full machine)."""
-    return max(2, context.threads)
-
-
-def run_one(item: Item, options: ResizeOptions, threads: int) -> ItemResult:
+def run_one(item: Item, options: ResizeOptions, _state: Any = None) -> ItemResult:
     """Re-encode one clip into `<dst>.partial`, then rename it over `<dst>` (replacing an old
-    output in one step: there is never a moment without a complete file under the final name)."""
+    output in one step: there is never a moment without a complete file under the final name).
+    The encoder's thread count is fixed (video.ENCODER_THREADS), not the worker's share of the
+    cores: one command gives one set of bytes on any machine, with any --workers."""
     item.dst.parent.mkdir(parents=True, exist_ok=True)
     cleanup_scratch(item.dst)
     tmp = partial_path(item.dst)
@@ -77,7 +73,6 @@ def run_one(item: Item, options: ResizeOptions, threads: int) -> ItemResult:
             remove_dup=options.remove_dup,
             keep_audio=options.keep_audio,
             container_format=container,
-            threads=threads,
             fps=options.fps,
         )
         commit_file(tmp, item.dst)
@@ -113,7 +108,7 @@ def estimate(item: Item, options: ResizeOptions) -> tuple[int, int]:
 
 
 STAGE: Stage[ResizeOptions] = Stage(
-    name="resize", plan=plan, is_done=is_done, run_one=run_one, out=lambda o: o.out, setup=setup_worker,
+    name="resize", plan=plan, is_done=is_done, run_one=run_one, out=lambda o: o.out,
     estimate=estimate, rate_keys=lambda o: ("frames",), tidy=lambda item, o: cleanup_scratch(item.dst),
 )
 

@@ -28,6 +28,18 @@ from ._core import (
 )
 from .geometry import output_size
 
+# x264 frame threads per encoder: a fixed number, whatever the machine or --workers, because
+# x264's output depends on its thread count; so one command gives one set of bytes anywhere.
+# Two: one worker still overlaps two frames, and a full pool oversubscribes only mildly.
+# Speed against the ffmpeg CLI: benchmarks/bench_resize.py, in the README.
+ENCODER_THREADS = 2
+# x264's macroblock-tree rate control (the bundled libx264, core 165) reads memory it never wrote
+# at widths such as 340 or 352 (not 384): the same frames gave a different file for each
+# MALLOC_PERTURB_ value, and 2-4 different files in 4-12 runs of one process, with one thread or
+# several. Off, every run, thread layout and heap gave the same bytes; files are ~10% larger at
+# the same CRF (the 4 real clips of shared/data/videos).
+_X264_PARAMS = "mbtree=0"
+
 # Audio codecs the MP4 muxer accepts as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO_COPY = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"})
 
@@ -52,7 +64,7 @@ def reencode(
     remove_dup: bool = False,
     keep_audio: bool = False,
     container_format: str = "mp4",
-    threads: int = 0,
+    threads: int = ENCODER_THREADS,
     fps: float | None = None,
 ) -> EncodeResult:
     """Re-encode `src` to H.264 in `dst` with the displayed short edge resized.
@@ -62,7 +74,7 @@ def reencode(
     filter chooses them (time base 1/F, timestamps the filter's ticks). A keyframe at least
     every `gop` output frames; display rotation is applied to the pixels so the output needs
     no rotation metadata. `dst` is written as given: the caller picks a partial name and
-    renames it.
+    renames it. `threads`: x264's frame threads; the same count gives the same bytes.
     """
     if fps is not None and remove_dup:
         raise ValueError("remove_dup drops the frames fps repeats: use one or the other")
@@ -86,7 +98,7 @@ def reencode(
         time_base = 1 / rate if chooser is not None else vin.time_base
         with _output(d, container_format) as out:
             vout = _add_h264_stream(out, rate, (w, h), time_base, gop=gop, preset=preset, crf=crf,
-                                    threads=threads)
+                                    threads=threads, x264_params=_X264_PARAMS)
             audio = _AudioPassthrough(out, ain, container_format) if ain is not None else None
 
             frames_out = 0
@@ -142,6 +154,7 @@ def _add_h264_stream(
     preset: str,
     crf: float | None,
     threads: int,
+    x264_params: str | None = None,
 ) -> av.VideoStream:
     """A libx264 yuv420p stream; `gop` > 0 forces a keyframe at least every `gop` frames."""
     vout = out.add_stream("libx264", rate=rate)
@@ -155,10 +168,12 @@ def _add_h264_stream(
         opts["keyint_min"] = str(min(gop, 25))
     if crf is not None:
         opts["crf"] = str(crf)
+    if x264_params:
+        opts["x264-params"] = x264_params
     vout.options = opts
-    # 0 would leave x264 on one thread here; ask for the cores explicitly. Frame threads, as the
-    # ffmpeg command line uses: PyAV's default makes x264 cut each frame into slices instead,
-    # which is ~1.5x slower and compresses worse.
+    # Frame threads, as the ffmpeg command line uses: PyAV's default makes x264 cut each frame
+    # into slices instead, which is ~1.5x slower and compresses worse. The count is fixed by the
+    # caller (resize: ENCODER_THREADS); 0 asks for the machine's cores (x264 alone would take one).
     vout.codec_context.thread_count = threads or available_cores()
     vout.codec_context.thread_type = "FRAME"
     return vout

@@ -70,18 +70,6 @@ def encode_picture_jpeg(picture: Picture, quality: int = 95) -> bytes:
     return encode_image(picture.bgr, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a whole file with plain system calls: no Python file object per frame (the caller
-    owns atomicity: frames go into a partial directory)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
 # How a decoded image comes out: 3-channel BGR, one gray channel, or as stored.
 _READ_MODES = {"color": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "unchanged": cv2.IMREAD_UNCHANGED}
 
