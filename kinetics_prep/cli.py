@@ -2,7 +2,8 @@
 
 `kinetics-prep CMD ...` and `python -m kinetics_prep CMD ...` are the same program.
 Exit status: 0 = everything done, 1 = some items failed (see the report), 2 = bad arguments or
-configuration (nothing was done), 130 = interrupted (rerun to resume).
+configuration (nothing was done), 130 = interrupted (rerun to resume), 143 = terminated (SIGTERM;
+rerun to resume).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ CPU worker in full batches; the workers decode, resize, write RGB and quantise/e
 
     parent (runner)            FlowServices: starts one service per device before the workers,
       |                        restarts one that dies, stops and reaps them after the run
-      +-- service cuda:0  <--- pipe per (worker, service): tiny request / answer messages
-      +-- service cuda:1  <--- ...
+      +-- service cuda:0  <--- connection per (worker process, service): tiny request / answer
+      +-- service cuda:1  <--- ...                                           messages
       +-- worker 0..N-1   ---> each owns an arena: a file in /dev/shm mapped by it and by the
                                services; frames go in and flows come back through it, never
                                through a pipe
@@ -23,8 +23,13 @@ service loses what it held, and its workers notice the restart (a generation num
 those clips. Either way a session that lost chunks drops its arena (a late answer can never land
 in a reused slot) and the clip fails by name; the next clip uses a fresh arena.
 
-Plain duplex pipes, one reader and one writer per direction, rather than queues: a queue's
-reader lock would be left held by a killed service and hang its replacement.
+A killed worker: its connection ends, and the service drops it with the pairs it had queued;
+the worker that replaces it connects anew (each service listens on an authenticated Unix socket,
+abstract on Linux), and its tickets carry its own id: an answer meant for the dead worker can
+never be read as one of its own (every answer is checked against the tickets in flight).
+
+Plain connections, one reader and one writer per direction, rather than queues: a queue's
+reader lock would be left held by a killed process and hang its replacement.
 """
 
 from __future__ import annotations
