@@ -37,6 +37,10 @@ def _scenario(tmp_path: Path, timeout: float = 60, **spec) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _scratch(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".partial", ".replaced"))]
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -113,6 +117,31 @@ def test_extract_frames_with_a_worker_that_dies_fails_that_clip_and_a_rerun_comp
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
 
 
+def test_resize_workers_killed_from_outside_fail_their_clips_by_name_and_a_rerun_completes(tmp_path):
+    """What the OOM killer does to a stage with no hook of its own: the same pool drives resize,
+    extract-frames, pack and unpack."""
+    src, out = _clips(tmp_path / "src", 6, frames=60, size=(160, 120)), tmp_path / "out"
+    cmd = [sys.executable, "-m", "kinetics_prep", "resize", str(src), str(out), "--workers", "2", "--no-progress"]
+    run = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not _scratch(out) and time.time() < deadline:
+            time.sleep(0.005)
+        busy = [p.name[:-len(".partial")] for p in _scratch(out)]
+        assert busy, "no clip was in progress"
+        for pid in _workers_of(run.pid, 2):
+            os.kill(pid, signal.SIGKILL)
+        _, err = run.communicate(timeout=90)
+    finally:
+        run.kill()
+    assert run.returncode == 1, err
+    failed = [line for line in err.splitlines() if "worker died: signal 9 (killed), e.g. out of memory" in line]
+    assert failed and any(name in "".join(failed) for name in busy), err
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert not _scratch(out) and len(list(out.rglob("*.mp4"))) == 6
+
+
 # ------------------------------------------------------------------ 4: the main process dies
 
 
@@ -172,10 +201,6 @@ def test_a_rerun_first_stops_the_workers_a_killed_run_left(tmp_path):
 
 
 # ------------------------------------------------------------------ 14: SIGTERM, stale shared memory
-
-
-def _scratch(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith((".partial", ".replaced"))]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
