@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -136,11 +137,14 @@ class SerialExecutor:
         pass
 
 
-def _pool_worker(conn: Any, spec: TaskSpec, slot: int, parent: int) -> None:
+def _pool_worker(conn: Any, spec: TaskSpec, slot: int, run: int) -> None:
     """One pool worker (its own process): set up once, then run the items the parent sends,
     one at a time, answering each with its result. The spec came once at spawn: service
-    handles can only travel then, and options need not be pickled per item."""
-    die_with_parent(parent)  # an orphan must not keep writing beside the next run
+    handles can only travel then, and options need not be pickled per item. `run`: the pid of
+    the run's process (the parent, or the forkserver's parent)."""
+    # An orphan must not keep writing beside the next run.
+    parent = os.getppid()
+    die_with_parent(parent, run=run if run != parent else None)
     # The parent handles Ctrl-C; SIGTERM (the parent's close, or SLURM's) cleans the clip up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, raise_terminated)
@@ -171,6 +175,13 @@ def _picklable(e: Exception) -> Exception:
         return RuntimeError(f"{type(e).__name__}: {e}")
 
 
+# What the forkserver imports once for all its workers. Forked from its one thread, a worker
+# starts with no thread of any library (a spawned one has OpenBLAS's); OpenBLAS re-creates its
+# pool after fork on demand, OpenCV's and FFmpeg's start on first use.
+FORKSERVER_PRELOAD = ("kinetics_prep._forkserver", "numpy", "cv2", "av", "kinetics_prep.stages.frames",
+                      "kinetics_prep.stages.resize", "kinetics_prep.stages.pack")
+# forkserver on Linux (workers start ~2x sooner: benchmarks/bench_pool_start.py); spawn elsewhere.
+DEFAULT_START_METHOD = "forkserver" if sys.platform.startswith("linux") else "spawn"
 _MAX_FAILED_STARTS = 3  # workers that die this often in a row before set-up end the run
 
 
@@ -192,17 +203,24 @@ class PoolExecutor:
     held by name -- the attempt counts toward `retries` -- and is replaced; the others go on.
     `children`: where the live workers' pids are noted for the next run (`stop_orphans`)."""
 
-    def __init__(self, workers: int, children: Path | None = None) -> None:
+    def __init__(self, workers: int, children: Path | None = None,
+                 start_method: str = DEFAULT_START_METHOD) -> None:
+        if start_method not in ("spawn", "forkserver"):
+            raise ConfigError(f"pool start method must be spawn or forkserver, got {start_method!r}")
         self.workers = workers
         self.children = children
+        self.start_method = start_method
         self._procs: list[_Proc] = []
         self._ctx: Any = None
 
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         import multiprocess
 
-        # spawn: no inherited codec/BLAS threads or locks, and the same behaviour on every OS.
-        self._ctx = multiprocess.get_context("spawn")
+        # Never fork the run's own process (its threads and locks would be inherited): spawn, or
+        # a forkserver that imported the heavy modules once and forks from its single thread.
+        self._ctx = multiprocess.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            self._ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         spec = replace(spec, context=replace(spec.context, workers=self.workers))
         try:
             self._procs = [self._start(spec, slot) for slot in range(self.workers)]
@@ -334,7 +352,29 @@ class PoolExecutor:
                 self.children.unlink()
             except OSError:
                 pass
+        if self.start_method == "forkserver":
+            stop_forkserver()
         stop_resource_tracker()
+
+
+def stop_forkserver() -> None:
+    """The forkserver is a child of the run's process: stopped once its workers are reaped, so
+    no stray child outlives the run (the next run starts a fresh one)."""
+    try:
+        import multiprocess
+        from multiprocess import forkserver
+    except ImportError:  # pragma: no cover
+        return
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is None or getattr(server, "_forkserver_pid", None) is None:
+        return
+    if any(getattr(p, "_start_method", None) == "forkserver" for p in multiprocess.active_children()):
+        return
+    try:
+        stop()
+    except OSError:  # already gone
+        pass
 
 
 def stop_resource_tracker() -> None:

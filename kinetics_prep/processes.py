@@ -38,10 +38,12 @@ class Terminated(KeyboardInterrupt):
 # ------------------------------------------------------------------ dying with the parent
 
 
-def die_with_parent(parent: int, *, deathsig: bool = True) -> None:
-    """Make this process end when `parent` does. `deathsig`: ask Linux to SIGKILL it the moment
-    the parent's spawning thread ends (only right when the parent spawns from a thread that lives
-    as long as the child); the watch thread covers other systems within `_WATCH_S`."""
+def die_with_parent(parent: int, *, deathsig: bool = True, run: int | None = None) -> None:
+    """Make this process end when `parent` does -- and `run` (the run's main process, when the
+    parent is a forkserver, which outlives it while it has children). `deathsig`: ask Linux to
+    SIGKILL it the moment the parent's spawning thread ends (only right when the parent spawns
+    from a thread that lives as long as the child); the watch thread covers other systems and
+    the run within `_WATCH_S`."""
     if deathsig and sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -52,15 +54,18 @@ def die_with_parent(parent: int, *, deathsig: bool = True) -> None:
             pass
     if os.getppid() != parent:  # the parent died before the death signal was set
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    started = start_time(run) if run is not None else None
+    threading.Thread(target=_watch_parent, args=(parent, run, started), name="parent-watch", daemon=True).start()
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(parent: int, run: int | None, started: int | None) -> None:
     while True:
         time.sleep(_WATCH_S)
+        # An orphan: whatever it writes now races the next run. Its scratch is the next run's
+        # to clean.
         if os.getppid() != parent:
-            # An orphan: whatever it writes now races the next run. Its scratch is the
-            # next run's to clean.
+            os._exit(1)
+        if run is not None and (start_time(run) != started if started is not None else not _alive(run)):
             os._exit(1)
 
 

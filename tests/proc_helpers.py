@@ -38,6 +38,15 @@ def die_on(item: Item, options: dict[str, Any]) -> ItemResult:
     return ItemResult(key=item.key, status=OK, counts={"pid": os.getpid()})
 
 
+def threads(item: Item, options: Any) -> ItemResult:
+    """How many threads this worker runs, once the heavy modules are imported."""
+    import av  # noqa: F401
+    import cv2  # noqa: F401
+    import numpy  # noqa: F401
+
+    return ItemResult(key=item.key, status=OK, counts={"threads": len(os.listdir("/proc/self/task"))})
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from kinetics_prep.runner import run_items
 

@@ -145,13 +145,28 @@ def test_resize_workers_killed_from_outside_fail_their_clips_by_name_and_a_rerun
 # ------------------------------------------------------------------ 4: the main process dies
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _descendants(pid: int) -> list[int]:
+    kids = _children(pid)
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
 def _workers_of(pid: int, n: int, timeout: float = 60) -> list[int]:
-    """The pool workers of `pid` once `n` of them run (the resource tracker is not one)."""
+    """The pool workers of `pid` once `n` of them run: its children, or its forkserver's (neither
+    the resource tracker nor the forkserver is one)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        kids = [k for k in _children(pid) if b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()]
-        if len(kids) >= n:
-            return kids
+        kids = [k for k in _children(pid) if b"resource_tracker" not in _cmdline(k)]
+        servers = [k for k in kids if b"forkserver" in _cmdline(k)]
+        workers = [k for k in kids if k not in servers] + [w for s in servers for w in _children(s)]
+        if len(workers) >= n:
+            return workers
         time.sleep(0.05)
     raise AssertionError(f"{n} workers of {pid} never started")
 
@@ -164,6 +179,7 @@ def test_workers_stop_within_a_second_when_the_main_process_is_killed(tmp_path):
     try:
         workers = _workers_of(main.pid, 2)
         time.sleep(1.0)  # both are in their items (set up, sleeping)
+        workers = _descendants(main.pid)  # the workers, and a forkserver or a resource tracker
         main.kill()
         main.wait()
         deadline = time.time() + 1.5
@@ -214,7 +230,7 @@ def test_sigterm_stops_children_cleans_scratch_and_exits_143(tmp_path, workers):
         while not [p for p in _scratch(out) if any(p.glob("x_*.jpg"))] and time.time() < deadline:
             time.sleep(0.01)
         assert _scratch(out), "no clip was in progress"
-        kids = _children(run.pid)
+        kids = _descendants(run.pid)
         run.send_signal(signal.SIGTERM)
         _, err = run.communicate(timeout=30)
     finally:
@@ -328,3 +344,22 @@ def test_a_worker_killed_with_the_flow_service_fails_its_clip_and_never_commits_
     again = _feed_run(src, out, 2, kill=False)
     assert again["exit"] == 0 and again["ok"] == len(first["failures"])
     assert _flow_bytes(out) == reference
+
+
+# ------------------------------------------------------------------ #21 item 2: workers that start at once
+
+
+def test_pool_workers_start_without_inherited_library_threads(tmp_path):
+    """Forked from the forkserver's single thread: only the worker's own thread and its parent
+    watch (a spawned worker also has OpenBLAS's, started by importing numpy)."""
+    from proc_helpers import threads
+
+    from kinetics_prep.executors import DEFAULT_START_METHOD
+    from kinetics_prep.results import Item
+    from kinetics_prep.runner import run_items
+
+    items = [Item(f"c{i}", Path("."), Path(".")) for i in range(2)]
+    s = run_items("t", items, threads, None, is_done=lambda i, o: False, workers=2, progress=False)
+    assert DEFAULT_START_METHOD == "forkserver" and s.ok == 2
+    assert s.counts["threads"] == 2 * 2
+    assert not [k for k in _children(os.getpid()) if b"forkserver" in _cmdline(k)]  # stopped with the run
