@@ -247,6 +247,7 @@ class PoolExecutor:
                 if kind == "dead":
                     failed_starts = 0 if p.ready else failed_starts + 1
                     if failed_starts >= _MAX_FAILED_STARTS:
+                        p.process.join(timeout=5)
                         raise KineticsPrepError(f"pool workers keep dying while they start "
                                                 f"({describe_exit(p.process.exitcode)})")
                     result = self._replace(spec, p, retry)

@@ -47,12 +47,23 @@ def threads(item: Item, options: Any) -> ItemResult:
     return ItemResult(key=item.key, status=OK, counts={"threads": len(os.listdir("/proc/self/task"))})
 
 
+def bad_setup() -> None:
+    from kinetics_prep.errors import ConfigError
+
+    raise ConfigError("cannot build the flow engine on cuda:3 (injected)")
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    from kinetics_prep.errors import KineticsPrepError
     from kinetics_prep.runner import run_items
 
     items = [Item(k, Path(k), Path(k)) for k in spec["keys"]]
-    s = run_items("t", items, die_on, spec, is_done=lambda i, o: False, workers=spec.get("workers", 2),
-                  retries=spec.get("retries", 0), progress=False)
+    try:
+        s = run_items("t", items, die_on, spec, is_done=lambda i, o: False, workers=spec.get("workers", 2),
+                      retries=spec.get("retries", 0), progress=False,
+                      setup=bad_setup if spec.get("bad_setup") else None)
+    except KineticsPrepError as e:
+        return {"raised": f"{type(e).__name__}: {e}"}
     return {"exit": s.exit_code, "ok": s.ok, "failed": s.failed,
             "failures": {f.key: [f.error, f.attempts] for f in s.failures}}
 

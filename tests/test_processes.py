@@ -96,6 +96,11 @@ print(json.dumps({"exit": s.exit_code, "ok": s.ok, "skipped": s.skipped,
 """
 
 
+def test_a_worker_set_up_that_fails_ends_the_run_with_its_error_instead_of_respawning_forever(tmp_path):
+    r = _scenario(tmp_path, keys=["c0", "c1"], workers=2, bad_setup=True)
+    assert r == {"raised": "ConfigError: cannot build the flow engine on cuda:3 (injected)"}
+
+
 def _clips(root: Path, n: int, frames: int = 8, size=(48, 32)) -> Path:
     for i in range(n):
         write_clip(root / "cls" / f"clip{i}_000001_000011.mp4", ClipSpec(*size, frames=frames, seed=i))
