@@ -212,18 +212,9 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
                 continue
             i = next(k for k, c in live.items() if c is conn)
             try:
-                while conn.poll():
-                    ticket, path, shape, slots = conn.recv()
-                    chunk = _Chunk(i, ticket, len(slots))
-                    try:
-                        _attach(maps, path)
-                    except OSError as e:  # a request the worker has since abandoned
-                        _answer(live, chunk, f"{type(e).__name__}: {e}")
-                        continue
-                    q = groups.setdefault(tuple(shape), deque())
-                    q.extend((chunk, path, s) for s in slots)
-                    pending += len(slots)
-                    arrived = True
+                added = _read_requests(i, live, maps, groups)
+                pending += added
+                arrived = arrived or added > 0
             except (EOFError, OSError, pickle.UnpicklingError):
                 # That worker is gone (killed, perhaps mid-message): its connection and the
                 # chunks it still had queued go with it; nothing of it reaches anyone else.
@@ -266,6 +257,23 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
             chunk.left -= 1
             if chunk.left == 0:
                 _answer(live, chunk, None)
+
+
+def _read_requests(i: int, live: dict[int, Any], maps: dict[str, mmap.mmap],
+                   groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]]) -> int:
+    """Queue every request waiting on connection `i` by frame size; returns the pairs added."""
+    conn, added = live[i], 0
+    while conn.poll():
+        ticket, path, shape, slots = conn.recv()
+        chunk = _Chunk(i, ticket, len(slots))
+        try:
+            _attach(maps, path)
+        except OSError as e:  # a request the worker has since abandoned
+            _answer(live, chunk, f"{type(e).__name__}: {e}")
+            continue
+        groups.setdefault(tuple(shape), deque()).extend((chunk, path, s) for s in slots)
+        added += len(slots)
+    return added
 
 
 def _address(tag: str, index: int) -> str:
