@@ -203,7 +203,6 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
         full = any(len(q) >= spec.batch_size for q in groups.values())
         ready = wait(list(live.values()) + [control, _listening_socket(listener)],
                      0 if full else (_LINGER_S if pending else 1.0))
-        arrived = False
         for conn in ready:
             if conn is control:
                 return  # "stop" or the parent is gone
@@ -212,14 +211,16 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
                 continue
             i = next(k for k, c in live.items() if c is conn)
             try:
-                added = _read_requests(i, live, maps, groups)
-                pending += added
-                arrived = arrived or added > 0
+                _read_requests(i, live, maps, groups)
             except (EOFError, OSError, pickle.UnpicklingError):
                 # That worker is gone (killed, perhaps mid-message): its connection and the
                 # chunks it still had queued go with it; nothing of it reaches anyone else.
                 live.pop(i).close()
-                pending -= _drop_chunks(groups, i)
+                _drop_chunks(groups, i)
+        # Counted, not tallied: requests read before a worker's connection broke are dropped
+        # with it, and the count must never drift from what is queued.
+        queued = sum(len(q) for q in groups.values())
+        arrived, pending = queued > pending, queued
         stats[base + _PENDING] = pending
         if not pending and len(maps) > 2 * max(1, len(live)):
             _forget(maps)  # workers replaced their arenas: let the old mappings go
@@ -260,9 +261,9 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
 
 
 def _read_requests(i: int, live: dict[int, Any], maps: dict[str, mmap.mmap],
-                   groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]]) -> int:
-    """Queue every request waiting on connection `i` by frame size; returns the pairs added."""
-    conn, added = live[i], 0
+                   groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]]) -> None:
+    """Queue every request waiting on connection `i` by frame size."""
+    conn = live[i]
     while conn.poll():
         ticket, path, shape, slots = conn.recv()
         chunk = _Chunk(i, ticket, len(slots))
@@ -272,8 +273,6 @@ def _read_requests(i: int, live: dict[int, Any], maps: dict[str, mmap.mmap],
             _answer(live, chunk, f"{type(e).__name__}: {e}")
             continue
         groups.setdefault(tuple(shape), deque()).extend((chunk, path, s) for s in slots)
-        added += len(slots)
-    return added
 
 
 def _address(tag: str, index: int) -> str:
@@ -319,18 +318,14 @@ def _accept(listener: Any, live: dict[int, Any], conn_id: int) -> None:
         pass
 
 
-def _drop_chunks(groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]], conn_id: int) -> int:
-    """Remove the queued pairs of a connection that went away; returns how many."""
-    dropped = 0
+def _drop_chunks(groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]], conn_id: int) -> None:
+    """Remove the queued pairs of a connection that went away."""
     for shape in list(groups):
-        q = groups[shape]
-        keep = deque(entry for entry in q if entry[0].conn != conn_id)
-        dropped += len(q) - len(keep)
+        keep = deque(entry for entry in groups[shape] if entry[0].conn != conn_id)
         if keep:
             groups[shape] = keep
         else:
             del groups[shape]
-    return dropped
 
 
 def _slot_bytes(shape: tuple[int, int]) -> int:

@@ -144,3 +144,23 @@ class PairFactory:
 
     def __call__(self, device: str) -> Any:
         return PairEngine(device, self.delay)
+
+
+def put_then_die(handles: Any, clip: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], ready: str,
+                 go: str) -> None:
+    """A worker (in its own process): one chunk through the service, then (once `go` exists)
+    the rest of the clip's pairs sent at once and SIGKILLed while the service still holds them."""
+    import signal
+
+    session = handles.feed(0).session(clip)
+    for _ in session.put(pairs[:2]):
+        pass
+    for _ in session.drain():
+        pass
+    Path(ready).touch()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    for i in range(2, len(pairs), 2):
+        for _ in session.put(pairs[i:i + 2]):
+            pass
+    os.kill(os.getpid(), signal.SIGKILL)
