@@ -2,7 +2,8 @@
 
 `kinetics-prep CMD ...` and `python -m kinetics_prep CMD ...` are the same program.
 Exit status: 0 = everything done, 1 = some items failed (see the report), 2 = bad arguments or
-configuration (nothing was done), 130 = interrupted (rerun to resume).
+configuration (nothing was done), 130 = interrupted (rerun to resume), 143 = terminated (SIGTERM;
+rerun to resume).
 """
 
 from __future__ import annotations
@@ -718,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _IntermixedParser(
         prog="kinetics-prep",
         description="Prepare Kinetics-style action videos for mmaction2-style training.",
-        epilog="Exit status: 0 ok, 1 some items failed (see the report), 2 bad arguments, 130 interrupted.",
+        epilog="Exit status: 0 ok, 1 some items failed (see the report), 2 bad arguments, 130 interrupted, "
+               "143 terminated (SIGTERM).",
     )
     parser.add_argument("--version", action="version", version=f"kinetics-prep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_IntermixedParser)
@@ -734,11 +736,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    from .processes import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
+
     try:
-        return handler(args)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():  # SLURM and Kubernetes send SIGTERM first: clean up as for Ctrl-C
+            return handler(args)
+    except KeyboardInterrupt as e:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, like other command-line tools.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -7,7 +7,9 @@ into a failed result (after the item retries). Each worker process is set up onc
 a thread budget), which every `run_one(item, options, state)` of that worker receives.
 
 - `SerialExecutor`: in this process (1 worker, or a single item).
-- `PoolExecutor`: a spawn `multiprocess` pool; workers ignore Ctrl-C and get slots 0..N-1.
+- `PoolExecutor`: spawned `multiprocess` workers (slots 0..N-1), one pipe each, one item at a
+  time: a worker that dies fails its item by name (a retry if any are left) and is replaced;
+  workers ignore Ctrl-C, clean their clip up on SIGTERM and die with their parent.
 - `RayExecutor`: one Ray task per item, submitted from the driver with a bounded number in
   flight (`ray.wait` loop), so progress, results and the report all stay on the driver. Ray
   retries a task whose worker died (`max_retries`, system failures only); the item's own errors
@@ -18,12 +20,13 @@ This module and `runner` are the only ones that know about processes, devices an
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import signal
+import sys
 import time
 import traceback
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from .errors import ConfigError, KineticsPrepError, MissingDependencyError
 from .progress import Channel, LocalChannel, RayChannel, SharedChannel, UnitReporter
+from .processes import raise_terminated, describe_exit, die_with_parent, exit_by_sigterm, record_children
 from .results import FAILED, OK, Item, ItemResult, WorkerContext
 
 RAY_INSTALL_HINT = "pip install 'kinetics-prep[ray]'"
@@ -88,18 +92,19 @@ def output_bytes(path: str | os.PathLike | None) -> int | None:
     return None
 
 
-def execute_task(spec: TaskSpec, item: Item, state: Any, progress: UnitReporter | None = None) -> ItemResult:
-    """Run one item with the item retries; never raises (except interrupts). The units it
-    reported reach the parent before its result does."""
+def execute_task(spec: TaskSpec, item: Item, state: Any, attempt: int = 0,
+                 progress: UnitReporter | None = None) -> ItemResult:
+    """Run one item with the item retries (`attempt`: those already used up, by a worker that
+    died on it); never raises (except interrupts). The units it reported reach the parent
+    before its result does."""
     try:
-        return _attempts(spec, item, state)
+        return _attempts(spec, item, state, attempt)
     finally:
         if progress is not None:
             progress.flush()
 
 
-def _attempts(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
-    attempt = 0
+def _attempts(spec: TaskSpec, item: Item, state: Any, attempt: int) -> ItemResult:
     while True:
         attempt += 1
         t0 = time.perf_counter()
@@ -110,6 +115,9 @@ def _attempts(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
         except KineticsPrepError as e:
             error = f"{type(e).__name__}: {e}"
         except Exception as e:  # a bug or an unexpected library error: keep the traceback's tail
+            interrupt = _interrupt_inside(e)
+            if interrupt is not None:
+                raise interrupt from None
             tb = traceback.extract_tb(e.__traceback__)[-1]
             error = f"{type(e).__name__}: {item.src}: {e} (at {Path(tb.filename).name}:{tb.lineno})"
         else:
@@ -122,6 +130,20 @@ def _attempts(spec: TaskSpec, item: Item, state: Any) -> ItemResult:
         if attempt > spec.retries:
             return ItemResult(key=item.key, status=FAILED, seconds=round(time.perf_counter() - t0, 3),
                               error=error.replace("\n", " "), attempts=attempt)
+
+
+def _interrupt_inside(e: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM (`Terminated`) an error wraps, if any. A signal handler that raises
+    while native code calls back into Python (numba's compiled TV-L1 does) surfaces as
+    "SystemError: ... returned a result with an exception set", the interrupt as its cause:
+    that is the run being stopped, not the clip failing."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def worker_context(spec: TaskSpec, slot: int, executor: str) -> WorkerContext:
@@ -148,7 +170,7 @@ class SerialExecutor:
         context = worker_context(spec, 0, "serial")
         state = set_up_worker(spec, context)
         for item in items:
-            yield execute_task(spec, item, state, context.progress)
+            yield execute_task(spec, item, state, progress=context.progress)
 
     def progress_channel(self) -> Channel:
         return LocalChannel()
@@ -157,35 +179,82 @@ class SerialExecutor:
         pass
 
 
-# Per pool worker process: its state, built once by the initializer.
-_POOL_STATE: list[Any] = []
-
-
-def _pool_init(spec: TaskSpec) -> None:
-    import multiprocess
-
-    # The parent handles Ctrl-C; workers must not die mid-write on their own.
+def _pool_worker(conn: Any, spec: TaskSpec, slot: int, run: int) -> None:
+    """One pool worker (its own process): set up once, then run the items the parent sends,
+    one at a time, answering each with its result. The spec came once at spawn: service
+    handles can only travel then, and options need not be pickled per item. `run`: the pid of
+    the run's process (the parent, or the forkserver's parent)."""
+    # An orphan must not keep writing beside the next run.
+    parent = os.getppid()
+    die_with_parent(parent, run=run if run != parent else None)
+    # The parent handles Ctrl-C; SIGTERM (the parent's close, or SLURM's) cleans the clip up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Pool workers are numbered 1, 2, ... (a replacement for a dead worker gets the next number).
-    identity = multiprocess.current_process()._identity
-    slot = (identity[0] - 1) % spec.context.workers if identity else 0
-    context = worker_context(spec, slot, "pool")
-    _POOL_STATE[:] = [spec, set_up_worker(spec, context), context.progress]
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        try:
+            context = worker_context(spec, slot, "pool")
+            state = set_up_worker(spec, context)
+        except Exception as e:
+            conn.send(("setup-failed", _picklable(e)))
+            return
+        conn.send(("ready", None))
+        while True:
+            task = conn.recv()
+            if task is None:
+                return
+            item, attempts = task
+            conn.send(("result", execute_task(spec, item, state, attempts, context.progress)))
+    except KeyboardInterrupt:  # Terminated: the clip's scratch is cleaned; end as SIGTERM would
+        exit_by_sigterm()
+    except (EOFError, OSError):  # the parent is gone
+        return
 
 
-def _pool_execute(item: Item) -> ItemResult:
-    # The spec came once with the initializer: service handles (pipes, shared memory) can only
-    # travel while a worker is spawned, and options need not be pickled per item.
-    spec, state, progress = _POOL_STATE
-    return execute_task(spec, item, state, progress)
+def _picklable(e: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+# What the forkserver imports once for all its workers. Forked from its one thread, a worker
+# starts with no thread of any library (a spawned one has OpenBLAS's); OpenBLAS re-creates its
+# pool after fork on demand, OpenCV's and FFmpeg's start on first use.
+FORKSERVER_PRELOAD = ("kinetics_prep._forkserver", "numpy", "cv2", "av", "kinetics_prep.stages.frames",
+                      "kinetics_prep.stages.resize", "kinetics_prep.stages.pack")
+# forkserver on Linux (workers start ~2x sooner: benchmarks/bench_pool_start.py); spawn elsewhere.
+DEFAULT_START_METHOD = "forkserver" if sys.platform.startswith("linux") else "spawn"
+_MAX_FAILED_STARTS = 3  # workers that die this often in a row before set-up end the run
+
+
+@dataclass
+class _Proc:
+    """A pool worker as the parent sees it: its process, its pipe and the item it holds."""
+
+    slot: int
+    process: Any
+    conn: Any
+    ready: bool = False
+    item: Item | None = None
+    attempts: int = 0  # attempts of `item` already used up (by workers that died on it)
 
 
 class PoolExecutor:
-    """A spawn `multiprocess` pool of `workers` processes (slots 0..workers-1)."""
+    """`workers` spawned processes (slots 0..workers-1), each with its own pipe, fed one item at
+    a time. A worker that dies (killed, out of memory, a crash in native code) fails the item it
+    held by name -- the attempt counts toward `retries` -- and is replaced; the others go on.
+    `children`: where the live workers' pids are noted for the next run (`stop_orphans`)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, children: Path | None = None,
+                 start_method: str = DEFAULT_START_METHOD) -> None:
+        if start_method not in ("spawn", "forkserver"):
+            raise ConfigError(f"pool start method must be spawn or forkserver, got {start_method!r}")
         self.workers = workers
-        self._pool = None
+        self.children = children
+        self.start_method = start_method
+        self._procs: list[_Proc] = []
+        self._ctx: Any = None
 
     def progress_channel(self) -> Channel:
         return SharedChannel(self.workers)
@@ -193,29 +262,166 @@ class PoolExecutor:
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         import multiprocess
 
-        # spawn: no inherited codec/BLAS threads or locks, and the same behaviour on every OS.
-        ctx = multiprocess.get_context("spawn")
+        # Never fork the run's own process (its threads and locks would be inherited): spawn, or
+        # a forkserver that imported the heavy modules once and forks from its single thread.
+        self._ctx = multiprocess.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            self._ctx.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         spec = replace(spec, context=replace(spec.context, workers=self.workers))
-        self._pool = pool = ctx.Pool(self.workers, initializer=_pool_init, initargs=(spec,))
         try:
-            yield from pool.imap_unordered(_pool_execute, items, chunksize=1)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
+            self._procs = [self._start(spec, slot) for slot in range(self.workers)]
+            self._note_children()
+            yield from self._run(spec, iter(items))
+            self._stop_idle()
         finally:
-            pool.join()
-            self._pool = None
+            self.close()
+
+    def _run(self, spec: TaskSpec, items: Iterator[Item]) -> Iterator[ItemResult]:
+        from multiprocess.connection import wait
+
+        retry: deque[tuple[Item, int]] = deque()  # items whose worker died, with attempts used
+        exhausted, failed_starts = False, 0
+        while True:
+            exhausted = self._assign(items, retry, exhausted)
+            busy = [p for p in self._procs if p.item is not None]
+            if not busy and not retry and exhausted:
+                return
+            waiting = {p.conn: p for p in busy} | {p.process.sentinel: p for p in self._procs}
+            ready = {waiting[r].slot for r in wait(list(waiting))}
+            for p in [p for p in self._procs if p.slot in ready]:
+                kind, payload = self._receive(p)
+                if kind == "dead":
+                    failed_starts = 0 if p.ready else failed_starts + 1
+                    if failed_starts >= _MAX_FAILED_STARTS:
+                        p.process.join(timeout=5)
+                        raise KineticsPrepError(f"pool workers keep dying while they start "
+                                                f"({describe_exit(p.process.exitcode)})")
+                    result = self._replace(spec, p, retry)
+                    if result is not None:
+                        yield result
+                elif kind == "setup-failed":
+                    raise payload
+                elif kind == "ready":
+                    p.ready, failed_starts = True, 0
+                elif kind == "result":
+                    p.item = None
+                    yield payload
+
+    def _assign(self, items: Iterator[Item], retry: deque[tuple[Item, int]], exhausted: bool) -> bool:
+        """Give every idle worker an item (retries first); True once `items` ran out."""
+        for p in self._procs:
+            if p.item is not None:
+                continue
+            if retry:
+                p.item, p.attempts = retry.popleft()
+            elif not exhausted:
+                item = next(items, None)
+                if item is None:
+                    exhausted = True
+                    continue
+                p.item, p.attempts = item, 0
+            else:
+                continue
+            try:
+                p.conn.send((p.item, p.attempts))
+            except OSError:  # it just died: its sentinel says so next, and the item is retried
+                pass
+        return exhausted
+
+    @staticmethod
+    def _receive(p: _Proc) -> tuple[str, Any]:
+        """The worker's next message; ("dead", None) when it died (a message cut short
+        included); ("idle", None) when there is nothing yet."""
+        try:
+            if p.conn.poll():
+                return p.conn.recv()
+        except (EOFError, OSError, pickle.UnpicklingError):
+            if p.process.is_alive():  # the pipe broke while it exits: dead to us either way
+                p.process.kill()
+            return ("dead", None)
+        return ("idle", None) if p.process.is_alive() else ("dead", None)
+
+    def _replace(self, spec: TaskSpec, p: _Proc, retry: deque[tuple[Item, int]]) -> ItemResult | None:
+        """Reap a dead worker and start another in its slot; its item is retried or failed."""
+        p.process.join(timeout=5)
+        code = p.process.exitcode
+        p.conn.close()
+        item, used = p.item, p.attempts + 1
+        self._procs[p.slot] = self._start(spec, p.slot)
+        self._note_children()
+        if item is None:
+            return None
+        why = describe_exit(code)
+        if used <= spec.retries:
+            retry.append((item, used))
+            return None
+        return ItemResult(key=item.key, status=FAILED, attempts=used,
+                          error=f"{item.src}: {why}")
+
+    def _start(self, spec: TaskSpec, slot: int) -> _Proc:
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_pool_worker, args=(child_end, spec, slot, os.getpid()),
+                                    name=f"kinetics_prep-worker-{slot}", daemon=True)
+        process.start()
+        child_end.close()
+        return _Proc(slot, process, parent_end)
+
+    def _note_children(self) -> None:
+        if self.children is not None:
+            record_children(self.children, [p.process.pid for p in self._procs])
+
+    def _stop_idle(self) -> None:
+        """Every item is done: ask the workers to leave, as they would at the end of a run."""
+        for p in self._procs:
+            try:
+                p.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for p in self._procs:
+            p.process.join(timeout=10)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
-        # The pool's queues hold semaphores that the resource tracker watches: collect them
-        # first, so the tracker has nothing left to clean up (or warn about) when it stops.
-        gc.collect()
+        """Stop what is left: SIGTERM lets a worker remove its clip's scratch (it raises
+        `Terminated` inside the clip), SIGKILL follows for one stuck in native code."""
+        procs, self._procs = self._procs, []
+        for p in procs:
+            if p.process.is_alive():
+                p.process.terminate()
+        deadline = time.monotonic() + 5
+        for p in procs:
+            p.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if p.process.is_alive():
+                p.process.kill()
+                p.process.join()
+            p.conn.close()
+        if self.children is not None and procs:
+            try:
+                self.children.unlink()
+            except OSError:
+                pass
+        if self.start_method == "forkserver":
+            stop_forkserver()
         stop_resource_tracker()
+
+
+def stop_forkserver() -> None:
+    """The forkserver is a child of the run's process: stopped once its workers are reaped, so
+    no stray child outlives the run (the next run starts a fresh one)."""
+    try:
+        import multiprocess
+        from multiprocess import forkserver
+    except ImportError:  # pragma: no cover
+        return
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is None or getattr(server, "_forkserver_pid", None) is None:
+        return
+    if any(getattr(p, "_start_method", None) == "forkserver" for p in multiprocess.active_children()):
+        return
+    try:
+        stop()
+    except OSError:  # already gone
+        pass
 
 
 def stop_resource_tracker() -> None:
@@ -297,7 +503,7 @@ def _ray_task(spec: TaskSpec, item: Item) -> ItemResult:
         context = worker_context(spec, 0, "ray")
         _RAY_STATES[key] = (set_up_worker(spec, context), context.progress)
     state, progress = _RAY_STATES[key]
-    return execute_task(spec, item, state, progress)
+    return execute_task(spec, item, state, progress=progress)
 
 
 class RayExecutor:

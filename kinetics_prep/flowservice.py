@@ -3,8 +3,8 @@ CPU worker in full batches; the workers decode, resize, write RGB and quantise/e
 
     parent (runner)            FlowServices: starts one service per device before the workers,
       |                        restarts one that dies, stops and reaps them after the run
-      +-- service cuda:0  <--- pipe per (worker, service): tiny request / answer messages
-      +-- service cuda:1  <--- ...
+      +-- service cuda:0  <--- connection per (worker process, service): tiny request / answer
+      +-- service cuda:1  <--- ...                                           messages
       +-- worker 0..N-1   ---> each owns an arena: a file in /dev/shm mapped by it and by the
                                services; frames go in and flows come back through it, never
                                through a pipe
@@ -23,14 +23,20 @@ service loses what it held, and its workers notice the restart (a generation num
 those clips. Either way a session that lost chunks drops its arena (a late answer can never land
 in a reused slot) and the clip fails by name; the next clip uses a fresh arena.
 
-Plain duplex pipes, one reader and one writer per direction, rather than queues: a queue's
-reader lock would be left held by a killed service and hang its replacement.
+A killed worker: its connection ends, and the service drops it with the pairs it had queued;
+the worker that replaces it connects anew (each service listens on an authenticated Unix socket,
+abstract on Linux), and its tickets carry its own id: an answer meant for the dead worker can
+never be read as one of its own (every answer is checked against the tickets in flight).
+
+Plain connections, one reader and one writer per direction, rather than queues: a queue's
+reader lock would be left held by a killed process and hang its replacement.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -43,6 +49,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import FlowServiceError
+from .processes import ARENA_PREFIX, die_with_parent
 
 __all__ = ["ServiceSpec", "FlowServices", "ServiceHandles", "ServiceFeed", "LocalFeed", "FeedSession"]
 
@@ -52,7 +59,8 @@ _STARTING, _UP, _DOWN = 0.0, 1.0, -1.0
 _LINGER_S = 0.005  # a partial batch waits this long for more pairs before it runs
 _POLL_S = 0.5  # how often a waiting worker checks that its service still lives
 _MAX_FAILED_STARTS = 3  # a service that dies this often without computing a batch stays down
-_PREFIX = "kinetics_prep-feed-"
+_PREFIX = ARENA_PREFIX  # arena files and socket names: the prefix, then the run's pid
+_CONNECT_S = 120  # how long a worker waits for its service to listen (a slow engine start)
 EngineFactory = Callable[[str], Any]  # device -> engine with compute_batch
 
 
@@ -154,19 +162,22 @@ def _slot_views(buf: Any, slot_bytes: int, slot: int, shape: tuple[int, int]
 
 @dataclass
 class _Chunk:
-    conn: int
-    ticket: int
+    conn: int  # the id of the connection it came on (never reused within a service)
+    ticket: Any  # the worker's ticket, echoed in the answer
     left: int
 
 
-def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats: Any) -> None:
+def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any, parent: int) -> None:
     """The service's main loop (in its own process)."""
     # The parent handles Ctrl-C and stops services when the workers are done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent, deathsig=False)  # a restart comes from the parent's watch thread
     from multiprocess.connection import wait
 
     device = spec.devices[index]
     base = index * _STATS
+    # Listen first: workers may connect (and queue requests) while the engine is being built.
+    listener = _listen(address)
     try:
         import cv2
 
@@ -185,33 +196,33 @@ def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats:
     stats[base + _STATE] = _UP
     maps: dict[str, mmap.mmap] = {}
     groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]] = {}
-    live = dict(enumerate(conns))
+    live: dict[int, Any] = {}  # connection id -> a worker's connection (one per worker process)
+    ids = iter(range(1 << 62))
     pending = 0
     while True:
         full = any(len(q) >= spec.batch_size for q in groups.values())
-        ready = wait(list(live.values()) + [control], 0 if full else (_LINGER_S if pending else 1.0))
-        arrived = False
+        ready = wait(list(live.values()) + [control, _listening_socket(listener)],
+                     0 if full else (_LINGER_S if pending else 1.0))
         for conn in ready:
             if conn is control:
                 return  # "stop" or the parent is gone
+            if conn is _listening_socket(listener):
+                _accept(listener, live, next(ids))
+                continue
             i = next(k for k, c in live.items() if c is conn)
             try:
-                while conn.poll():
-                    ticket, path, shape, slots = conn.recv()
-                    chunk = _Chunk(i, ticket, len(slots))
-                    try:
-                        _attach(maps, path)
-                    except OSError as e:  # a request the worker has since abandoned
-                        _answer(live, chunk, f"{type(e).__name__}: {e}")
-                        continue
-                    q = groups.setdefault(tuple(shape), deque())
-                    q.extend((chunk, path, s) for s in slots)
-                    pending += len(slots)
-                    arrived = True
-            except (EOFError, OSError):  # that worker is gone
-                del live[i]
+                _read_requests(i, live, maps, groups)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                # That worker is gone (killed, perhaps mid-message): its connection and the
+                # chunks it still had queued go with it; nothing of it reaches anyone else.
+                live.pop(i).close()
+                _drop_chunks(groups, i)
+        # Counted, not tallied: requests read before a worker's connection broke are dropped
+        # with it, and the count must never drift from what is queued.
+        queued = sum(len(q) for q in groups.values())
+        arrived, pending = queued > pending, queued
         stats[base + _PENDING] = pending
-        if not pending and len(maps) > 2 * len(conns):
+        if not pending and len(maps) > 2 * max(1, len(live)):
             _forget(maps)  # workers replaced their arenas: let the old mappings go
         if not pending or (arrived and not full):
             continue  # gather more: a batch runs when full, or when nothing came for a moment
@@ -247,6 +258,74 @@ def _serve(spec: ServiceSpec, index: int, conns: list[Any], control: Any, stats:
             chunk.left -= 1
             if chunk.left == 0:
                 _answer(live, chunk, None)
+
+
+def _read_requests(i: int, live: dict[int, Any], maps: dict[str, mmap.mmap],
+                   groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]]) -> None:
+    """Queue every request waiting on connection `i` by frame size."""
+    conn = live[i]
+    while conn.poll():
+        ticket, path, shape, slots = conn.recv()
+        chunk = _Chunk(i, ticket, len(slots))
+        try:
+            _attach(maps, path)
+        except OSError as e:  # a request the worker has since abandoned
+            _answer(live, chunk, f"{type(e).__name__}: {e}")
+            continue
+        groups.setdefault(tuple(shape), deque()).extend((chunk, path, s) for s in slots)
+
+
+def _address(tag: str, index: int) -> str:
+    """Where service `index` of a run listens: an abstract socket on Linux (nothing on disk to
+    leave behind), else a socket file in the temp directory."""
+    if sys.platform.startswith("linux"):
+        return f"\0{tag}-svc{index}"
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"kp-{tag[len(ARENA_PREFIX):]}-{index}.sock")
+
+
+def _authkey() -> bytes:
+    import multiprocess
+
+    # The run's secret, shared by the parent and every process it spawned: another local
+    # user cannot connect and make the service write into files of its choosing.
+    return bytes(multiprocess.current_process().authkey)
+
+
+def _listen(address: str) -> Any:
+    from multiprocess.connection import Listener
+
+    if not address.startswith("\0"):
+        try:
+            os.unlink(address)  # left by the service this one replaces
+        except FileNotFoundError:
+            pass
+    return Listener(address, family="AF_UNIX", authkey=_authkey())
+
+
+def _listening_socket(listener: Any) -> Any:
+    # The Listener's socket, for wait(): readable when a worker connects.
+    return listener._listener._socket
+
+
+def _accept(listener: Any, live: dict[int, Any], conn_id: int) -> None:
+    from multiprocess import AuthenticationError
+
+    try:
+        live[conn_id] = listener.accept()
+    except (OSError, EOFError, AuthenticationError):  # gone mid-handshake, or not one of ours
+        pass
+
+
+def _drop_chunks(groups: dict[tuple[int, int], deque[tuple[_Chunk, str, int]]], conn_id: int) -> None:
+    """Remove the queued pairs of a connection that went away."""
+    for shape in list(groups):
+        keep = deque(entry for entry in groups[shape] if entry[0].conn != conn_id)
+        if keep:
+            groups[shape] = keep
+        else:
+            del groups[shape]
 
 
 def _slot_bytes(shape: tuple[int, int]) -> int:
@@ -297,12 +376,12 @@ class ServiceHandles:
     """What a worker needs to reach the services (picklable while a worker is spawned)."""
 
     spec: ServiceSpec
-    conns: tuple[tuple[Any, ...], ...]  # [worker slot][service] -> the worker's pipe end
+    addresses: tuple[str, ...]  # [service] -> where it listens; each worker process connects anew
     stats: Any  # shared doubles, _STATS per service
     tag: str  # arena file prefix of this run
 
     def feed(self, slot: int) -> ServiceFeed:
-        return ServiceFeed(self, slot % len(self.conns))
+        return ServiceFeed(self, slot)
 
 
 class FlowServices:
@@ -316,10 +395,10 @@ class FlowServices:
         self._ctx = multiprocess.get_context("spawn")
         n = len(spec.devices)
         self._stats = self._ctx.Array("d", n * _STATS, lock=False)
-        pipes = [[self._ctx.Pipe(duplex=True) for _ in range(n)] for _ in range(workers)]
-        self._service_ends = [[pipes[w][s][0] for w in range(workers)] for s in range(n)]
         self.tag = f"{_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
-        self.handles = ServiceHandles(spec, tuple(tuple(p[1] for p in row) for row in pipes), self._stats, self.tag)
+        # No pipes made in advance: every worker process connects to each service itself, so a
+        # worker that replaces a dead one never reads what was meant for it.
+        self.handles = ServiceHandles(spec, tuple(_address(self.tag, i) for i in range(n)), self._stats, self.tag)
         self._procs: list[Any] = [None] * n
         self._controls: list[Any] = [None] * n
         self._failed_starts = [0] * n
@@ -350,7 +429,8 @@ class FlowServices:
         parent_end, child_end = self._ctx.Pipe(duplex=True)
         self._stats[i * _STATS + _STATE] = _STARTING
         p = self._ctx.Process(target=_serve, name=f"flow-service-{self.spec.devices[i]}",
-                              args=(self.spec, i, self._service_ends[i], child_end, self._stats), daemon=True)
+                              args=(self.spec, i, self.handles.addresses[i], child_end, self._stats, os.getpid()),
+                              daemon=True)
         p.start()
         child_end.close()
         self._procs[i], self._controls[i] = p, parent_end
@@ -413,12 +493,12 @@ class FlowServices:
             for i in range(len(self._procs)):
                 if self._procs[i] is not None or self._controls[i] is not None:
                     self._reap(i)
-        for row in self._service_ends:
-            for c in row:
-                c.close()
-        for row in self.handles.conns:
-            for c in row:
-                c.close()
+        for address in self.handles.addresses:
+            if not address.startswith("\0"):
+                try:
+                    os.unlink(address)
+                except OSError:
+                    pass
         _remove_arenas(_shm_dir(self.spec), self.tag)
         from .executors import stop_resource_tracker
 
@@ -489,22 +569,31 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class _Ticket:
-    id: int
+    id: tuple[Any, int]  # (this feed's id, a counter): unique across workers and replacements
     slots: list[int]
     service: int
     generation: float
 
 
 class ServiceFeed:
-    """A worker's way to the services: one arena, reused clip after clip; `session(clip)` per clip."""
+    """A worker's way to the services: one arena, reused clip after clip; `session(clip)` per clip.
+
+    Its connections are its own (made by this process, lazily, anew after a service restart),
+    and every answer is checked against the tickets it has in flight: nothing meant for another
+    worker, for a dead worker this one replaces, or for a clip it abandoned can be taken for a
+    flow of the clip at hand."""
 
     def __init__(self, handles: ServiceHandles, slot: int) -> None:
         self.handles = handles
         self.slot = slot
-        self.conns = handles.conns[slot]
+        n = len(handles.addresses)
+        self._conns: list[Any] = [None] * n
+        self._conn_gen = [0.0] * n  # the service's generation when connected
+        self._id = (os.getpid(), time.monotonic_ns())
         self._arena: _Arena | None = None
         self._next_ticket = 0
-        self._answers: dict[int, str | None] = {}
+        self._waiting: set[tuple[Any, int]] = set()  # tickets in flight
+        self._answers: dict[tuple[Any, int], str | None] = {}
         self._restarting: dict[int, float] = {}  # service -> generation that answered an error
 
     def _await_restarts(self) -> None:
@@ -525,10 +614,39 @@ class ServiceFeed:
 
     def _pick(self) -> int:
         # The least-loaded service that is up; ties go round by worker slot.
-        n = len(self.conns)
+        n = len(self.handles.addresses)
         order = sorted(range(n), key=lambda i: (self._stat(i, _STATE) == _DOWN, self._stat(i, _PENDING),
                                                  (i - self.slot) % n))
         return order[0]
+
+    def _conn(self, i: int, clip: str) -> Any:
+        """This worker's connection to service `i`, made now if it has none to the current service."""
+        generation = self._stat(i, _GEN)
+        if self._conns[i] is not None and self._conn_gen[i] == generation:
+            return self._conns[i]
+        self._drop_conn(i)
+        from multiprocess.connection import Client
+
+        deadline = time.monotonic() + _CONNECT_S
+        while True:  # a (re)starting service listens once its process runs
+            if self._stat(i, _STATE) == _DOWN:
+                raise FlowServiceError(f"{clip}: the flow service on {self.handles.spec.devices[i]} is down "
+                                       "(its engine failed to start several times)")
+            try:
+                self._conns[i] = Client(self.handles.addresses[i], family="AF_UNIX", authkey=_authkey())
+                self._conn_gen[i] = generation
+                return self._conns[i]
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise FlowServiceError(f"{clip}: cannot reach the flow service on "
+                                           f"{self.handles.spec.devices[i]}: {e}") from e
+                time.sleep(0.05)
+                generation = self._stat(i, _GEN)
+
+    def _drop_conn(self, i: int) -> None:
+        if self._conns[i] is not None:
+            self._conns[i].close()
+            self._conns[i] = None
 
     def _arena_for(self, shape: tuple[int, int]) -> _Arena:
         if self._arena is None or self._arena.shape != shape:
@@ -540,22 +658,42 @@ class ServiceFeed:
 
     def _abandon(self) -> None:
         # Chunks are lost but their answers (or a late write into a slot) may still come: a
-        # fresh arena next time, so nothing late can land in a slot reused for another clip.
+        # fresh arena next time, so nothing late can land in a slot reused for another clip;
+        # their tickets are forgotten, so a late answer is dropped on arrival.
         if self._arena is not None:
             self._arena.drop()
             self._arena = None
         self._answers.clear()
+        self._waiting.clear()
+
+    def _receive(self, i: int, timeout: float) -> bool:
+        """Take one answer from service `i` if one comes within `timeout`; keep it only when it
+        answers a ticket in flight. Raises EOFError/OSError when the connection broke."""
+        conn = self._conns[i]
+        if conn is None:
+            raise EOFError("not connected")
+        if not conn.poll(timeout):
+            return False
+        try:
+            tid, error = conn.recv()
+        except pickle.UnpicklingError as e:
+            raise OSError(f"a damaged answer: {e}") from e
+        if tid in self._waiting:
+            self._answers[tid] = error
+        return True
 
     def _drain_stale(self) -> None:
-        for conn in self.conns:
+        for i in range(len(self._conns)):
             try:
-                while conn.poll():
-                    conn.recv()
+                while self._receive(i, 0):
+                    pass
             except (EOFError, OSError):
-                pass
+                self._drop_conn(i)
 
     def close(self) -> None:
         self._abandon()
+        for i in range(len(self._conns)):
+            self._drop_conn(i)
 
 
 class FeedSession:
@@ -607,12 +745,18 @@ class FeedSession:
             a, b = arena.frames(s)
             np.copyto(a, prev)
             np.copyto(b, nxt)
-        ticket = _Ticket(feed._next_ticket, slots, self.service, feed._stat(self.service, _GEN))
+        conn = feed._conn(self.service, self.clip)
+        ticket = _Ticket((feed._id, feed._next_ticket), slots, self.service, feed._conn_gen[self.service])
         feed._next_ticket += 1
         try:
-            feed.conns[self.service].send((ticket.id, arena.path, shape, slots))
+            conn.send((ticket.id, arena.path, shape, slots))
         except (OSError, ValueError) as e:
-            raise FlowServiceError(f"{self.clip}: cannot reach the flow service on {self.device}: {e}") from e
+            # The service ended: the answers it sent before (an engine error) say why.
+            yield from self.drain()
+            feed._drop_conn(self.service)
+            self._fail(f"the flow service on {self.device} stopped while computing this clip "
+                       f"(it restarts; rerun to redo the clip): {e}")
+        feed._waiting.add(ticket.id)
         self._tickets.append(ticket)
 
     def drain(self) -> Iterator[np.ndarray]:
@@ -622,19 +766,20 @@ class FeedSession:
     def _collect_oldest(self) -> Iterator[np.ndarray]:
         feed = self.feed
         ticket = self._tickets[0]
-        conn = feed.conns[ticket.service]
         while ticket.id not in feed._answers:
             try:
-                if conn.poll(_POLL_S):
-                    tid, error = conn.recv()
-                    feed._answers[tid] = error
+                if feed._receive(ticket.service, _POLL_S):
                     continue
-            except (EOFError, OSError) as e:
-                self._fail(f"lost the flow service on {self.device}: {e}")
-            if feed._stat(ticket.service, _GEN) != ticket.generation:
+            except (EOFError, OSError):  # its process ended: the same as a restart
+                feed._drop_conn(ticket.service)
+                lost = True
+            else:
+                lost = feed._stat(ticket.service, _GEN) != ticket.generation
+            if lost:
                 self._fail(f"the flow service on {self.device} stopped while computing this clip "
                            "(it restarts; rerun to redo the clip)")
         error = feed._answers.pop(ticket.id)
+        feed._waiting.discard(ticket.id)
         if error is not None:
             feed._restarting[ticket.service] = ticket.generation  # it ends after answering
             self._fail(f"flow engine on {self.device} failed: {error} (a CUDA error or out of "

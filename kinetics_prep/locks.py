@@ -35,6 +35,12 @@ def lock_path(root: Path, shard_tag: str | None = None) -> Path:
     return root / STATE_DIR / name
 
 
+def children_path(root: Path, shard_tag: str | None = None) -> Path:
+    """Where the run holding this lock notes its worker pids (`processes.record_children`)."""
+    name = f"children.{shard_tag}.json" if shard_tag else "children.json"
+    return root / STATE_DIR / name
+
+
 @contextmanager
 def output_lock(root: str | os.PathLike, shard_tag: str | None = None, *, what: str = "output") -> Iterator[None]:
     """Hold the run lock of `root` (and shard) for the duration of the block."""

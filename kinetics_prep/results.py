@@ -85,7 +85,7 @@ class Calibration:
 @dataclass
 class RunSummary:
     """The tally of one run of a stage. `exit_code`: 0 when nothing failed, 1 when an item
-    failed, 130 when interrupted. Human text: `reports.format_summary(summary)`."""
+    failed, 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM). Human text: `reports.format_summary(summary)`."""
 
     stage: str
     total: int = 0
@@ -98,6 +98,7 @@ class RunSummary:
     report_path: str | None = None
     failures: list[ItemResult] = field(default_factory=list)
     interrupted: bool = False
+    terminated: bool = False  # the interruption was a SIGTERM
     rate_keys: tuple[str, ...] = ()  # counts shown per second in the summary
     shard: str | None = None  # "K/N" when this run did one shard
     all_items: int | None = None  # items of the whole stage (before sharding)
@@ -111,7 +112,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 143 if self.terminated else 130
         return 1 if self.failed else 0
 
     def add(self, result: ItemResult) -> None:

@@ -48,7 +48,8 @@ from .executors import (
     set_up_worker,
     worker_context,
 )
-from .locks import STATE_DIR, output_lock
+from .locks import STATE_DIR, children_path, output_lock
+from .processes import Terminated, name_semaphores_by_pid, remove_stale_shm, sigterm_as_interrupt, stop_orphans
 from .progress import UnitBar
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
 from .run_options import (  # noqa: F401  (re-exported: the runner's options live in a light module)
@@ -215,14 +216,20 @@ def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], wor
                          report_path=str(report_path) if report_path else None)
     if run.dry_run:
         return _dry_run(summary, stage, items, options, run, workers, report_path)
-    if not stage.locks_output:
-        return _execute(summary, stage, options, run, items, workers, report_path, shard)
-    with output_lock(stage.out(options), shard.tag if shard else None):
-        return _execute(summary, stage, options, run, items, workers, report_path, shard)
+    name_semaphores_by_pid()  # a killed run's leftovers can then be told from a live run's
+    remove_stale_shm()
+    with sigterm_as_interrupt():  # SIGTERM stops, cleans up and reports like Ctrl-C (exit 143)
+        if not stage.locks_output:
+            return _execute(summary, stage, options, run, items, workers, report_path, shard, None)
+        with output_lock(stage.out(options), shard.tag if shard else None):
+            # Workers of a killed run on this output (if any outlived it) stop before a clip is touched.
+            children = children_path(stage.out(options), shard.tag if shard else None)
+            stop_orphans(children)
+            return _execute(summary, stage, options, run, items, workers, report_path, shard, children)
 
 
 def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, items: Sequence[Item],
-             workers: int, report_path: Path | None, shard: Shard | None) -> RunSummary:
+             workers: int, report_path: Path | None, shard: Shard | None, children: Path | None) -> RunSummary:
     from tqdm import tqdm  # here, not at import: `--help` and the API's import stay light
 
     t0 = time.perf_counter()
@@ -250,7 +257,7 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                 hook = stage.services(options, run, n) if stage.services else None
                 services = stack.enter_context(hook) if hook is not None else None
                 resources = stage.resources(options, run) if stage.resources else None
-                executor = _make_executor(run, n, resources, todo)
+                executor = _make_executor(run, n, resources, todo, children)
                 units_bar = _unit_bar(stage, options, run, executor, todo)
                 context = WorkerContext(workers=n, threads=max(1, default_workers() // n), overwrite=run.overwrite,
                                         services=services.handles if services is not None else None,
@@ -265,8 +272,9 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                     bar.update(1)
                     postfix = progress_postfix(summary, time.perf_counter() - t0)
                     bar.set_postfix_str(postfix + (services.postfix() if services is not None else ""), refresh=False)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             summary.interrupted = True
+            summary.terminated = isinstance(e, Terminated)
         finally:
             try:
                 if units_bar is not None:  # its last read, while every worker's channel is still up
@@ -323,7 +331,7 @@ def _remove_empty_parents(failures: Sequence[ItemResult], items: Sequence[Item],
 
 
 def _make_executor(run: RunOptions, workers: int, resources: Mapping[str, float] | None,
-                   todo: Sequence[Item]) -> Executor:
+                   todo: Sequence[Item], children: Path | None = None) -> Executor:
     if run.executor == "ray":
         if run.ray_address is not None:
             rel = next((it for it in todo if not (Path(it.src).is_absolute() and Path(it.dst).is_absolute())), None)
@@ -334,7 +342,7 @@ def _make_executor(run: RunOptions, workers: int, resources: Mapping[str, float]
                            resources=run.ray_resources(resources), max_retries=run.ray_max_retries)
     if workers == 1:
         return SerialExecutor()
-    return PoolExecutor(workers)
+    return PoolExecutor(workers, children)
 
 
 def _dry_run(summary: RunSummary, stage: Stage, items: Sequence[Item], options: Any, run: RunOptions,

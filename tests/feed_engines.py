@@ -93,3 +93,76 @@ class SuicidalFactory:
 
         engine.compute_batch = compute_batch
         return engine
+
+
+@dataclass(frozen=True)
+class WorkerKillerFactory:
+    """OpenCV Farneback in the worker that kills its own process (with `sig`) on its first batch,
+    once per test (`marker`): a worker taken by the OOM killer or a crash in native code."""
+
+    marker: str
+    sig: int = 9
+
+    def __call__(self, device: str) -> Any:
+        from kinetics_prep.flow import get_engine
+
+        engine = get_engine("farneback", backend="opencv", device="cpu")
+        real = engine.compute_batch
+
+        def compute_batch(pairs):
+            try:  # created atomically: of two workers racing here, exactly one dies
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return real(pairs)
+            os.kill(os.getpid(), self.sig)
+            return real(pairs)
+
+        engine.compute_batch = compute_batch
+        return engine
+
+
+class PairEngine:
+    """A deterministic flow of each pair alone, inside the quantiser's range: which pair a flow
+    came from shows in its bytes. `delay` seconds per batch keep pairs in flight."""
+
+    name, backend, params = "pair", "test", {}
+
+    def __init__(self, device: str, delay: float = 0.0) -> None:
+        self.device, self.delay = device, delay
+
+    def compute_batch(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        if self.delay:
+            time.sleep(self.delay)
+        out = []
+        for p, n in pairs:
+            p, n = p.astype(np.float32), n.astype(np.float32)
+            out.append(np.stack([(p - n) / 16, (p + n) / 32 - 8], axis=-1))
+        return out
+
+
+@dataclass(frozen=True)
+class PairFactory:
+    delay: float = 0.0
+
+    def __call__(self, device: str) -> Any:
+        return PairEngine(device, self.delay)
+
+
+def put_then_die(handles: Any, clip: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], ready: str,
+                 go: str) -> None:
+    """A worker (in its own process): one chunk through the service, then (once `go` exists)
+    the rest of the clip's pairs sent at once and SIGKILLed while the service still holds them."""
+    import signal
+
+    session = handles.feed(0).session(clip)
+    for _ in session.put(pairs[:2]):
+        pass
+    for _ in session.drain():
+        pass
+    Path(ready).touch()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    for i in range(2, len(pairs), 2):
+        for _ in session.put(pairs[i:i + 2]):
+            pass
+    os.kill(os.getpid(), signal.SIGKILL)

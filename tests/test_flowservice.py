@@ -144,3 +144,35 @@ def test_memory_stays_bounded_by_the_arena(tmp_path):
         assert all(np.array_equal(f[..., 0], p) for f, (p, _) in zip(got, pairs))
         sizes = {f.stat().st_size for f in (tmp_path / "shm").iterdir()}
         assert sizes == {4 * 6 * 8 * 10}
+
+
+def test_a_worker_killed_with_pairs_queued_loses_only_those_and_no_answer_goes_astray(tmp_path):
+    """Issue #23: the service drops a dead worker's connection and queued pairs and goes on (no
+    restart); a worker in its slot connects anew and gets only its own flows."""
+    import multiprocess
+    from feed_engines import put_then_die
+
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    with FlowServices(_spec(tmp_path, EchoFactory(delay=1.0), batch=2, capacity=8), workers=1) as services:
+        ctx = multiprocess.get_context("spawn")
+        dead = ctx.Process(target=put_then_die, args=(services.handles, "cls/dead.mp4", _pairs(8, 7), str(ready), str(go)))
+        dead.start()
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        feed = services.handles.feed(0)  # a worker in the same slot
+        s = feed.session("cls/busy.mp4")
+        busy = _pairs(2, 9)
+        list(s.put(busy))  # the service computes these for a second...
+        go.touch()  # ...while the other worker sends its pairs and dies: requests and EOF arrive together
+        dead.join(timeout=60)
+        assert dead.exitcode == -signal.SIGKILL
+        got = [f.copy() for f in s.drain()]
+        s.__exit__(None, None, None)
+        pairs = _pairs(4, 8)
+        got += _run_clip(feed, "cls/after.mp4", pairs, 2)
+        expected = busy + pairs
+        assert len(got) == 6 and all(np.array_equal(f[..., 0], p) and np.array_equal(f[..., 1], n)
+                                     for f, (p, n) in zip(got, expected))
+        assert services._stats[3] == 0  # generation: the service never restarted
+    assert _wait_no_children() == []
