@@ -66,7 +66,7 @@ def make_source(root: Path, copies: int) -> Path:
 
 
 def run(src: Path, out: Path, workers: int, *, service: bool, factory: Any = None, **options: Any) -> tuple[float, int]:
-    from kinetics_prep.runner import RunOptions, run_stage
+    from kinetics_prep.run.runner import RunOptions, run_stage
     from kinetics_prep.stages import frames as fs
 
     shutil.rmtree(out, ignore_errors=True)
@@ -82,7 +82,7 @@ def run(src: Path, out: Path, workers: int, *, service: bool, factory: Any = Non
 
 
 def main() -> None:
-    from kinetics_prep.concurrency import available_cores
+    from kinetics_prep.run.concurrency import available_cores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copies", type=int, default=4, help="copies of the 340x256 clip (300 frames each)")

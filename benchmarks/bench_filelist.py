@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kinetics_prep.framedir import META_FILE, NAMINGS
+from kinetics_prep.storage.framedir import META_FILE, NAMINGS
 from kinetics_prep.stages.filelist import FileListOptions, build_file_lists
 
 

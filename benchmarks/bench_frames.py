@@ -113,7 +113,7 @@ def components(clips: list[Path], short: int) -> dict[str, float]:
     import av
 
     from kinetics_prep import video
-    from kinetics_prep.framesink import write_new_file
+    from kinetics_prep.storage.framesink import write_new_file
     from kinetics_prep.video import images
     from kinetics_prep.video.read import _to_picture
 
@@ -153,8 +153,8 @@ def components(clips: list[Path], short: int) -> dict[str, float]:
 
 def main() -> None:
     from kinetics_prep import video
-    from kinetics_prep.reports import format_summary
-    from kinetics_prep.runner import default_workers
+    from kinetics_prep.run.reports import format_summary
+    from kinetics_prep.run.runner import default_workers
     from kinetics_prep.stages.frames import extract_frames
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

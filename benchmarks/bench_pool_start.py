@@ -21,8 +21,8 @@ from pathlib import Path
 _ONE = """
 import json, os, sys, time
 from pathlib import Path
-from kinetics_prep.executors import PoolExecutor, TaskSpec
-from kinetics_prep.results import OK, Item, ItemResult
+from kinetics_prep.run.executors import PoolExecutor, TaskSpec
+from kinetics_prep.run.results import OK, Item, ItemResult
 from bench_pool_start import noop
 method, workers = sys.argv[1], int(sys.argv[2])
 t0 = time.perf_counter()
@@ -39,7 +39,7 @@ import kinetics_prep.stages.frames  # noqa: E402,F401  (what a real stage's work
 
 
 def noop(item, options, state):
-    from kinetics_prep.results import OK, ItemResult
+    from kinetics_prep.run.results import OK, ItemResult
 
     return ItemResult(key=item.key, status=OK)
 

@@ -23,8 +23,8 @@ from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 from kinetics_prep import resize_videos
-from kinetics_prep.reports import format_summary
-from kinetics_prep.runner import default_workers
+from kinetics_prep.run.reports import format_summary
+from kinetics_prep.run.runner import default_workers
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 CLIPS = ["mmaction2_demo.mp4", "mmaction2_test.avi", "decord_flipping_a_pancake.mkv", "moviepy_no_duration.webm"]

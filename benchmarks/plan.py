@@ -41,7 +41,7 @@ import cv2
 from kinetics_prep import resize_videos, video
 from kinetics_prep.errors import MissingDependencyError
 from kinetics_prep.flow import get_engine, quantize
-from kinetics_prep.reports import format_summary
+from kinetics_prep.run.reports import format_summary
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 DEMO = SHARED / "mmaction2_demo.mp4"

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .errors import KineticsPrepError
-from .kinetics import SPLITS
+from .dataset.kinetics import SPLITS
 from .options import add_arguments, options_from
 
 EXIT_CONFIG = 2
@@ -26,13 +26,13 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
-    from .run_options import RunOptions
+    from .run.options import RunOptions
 
     add_arguments(p, RunOptions)
 
 
 def _runner_kwargs(a: argparse.Namespace) -> dict:
-    from .run_options import RunOptions
+    from .run.options import RunOptions
 
     return options_from(RunOptions, a)
 
@@ -56,7 +56,7 @@ def _add_resize(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_resize(a: argparse.Namespace) -> int:
-    from .reports import format_summary
+    from .run.reports import format_summary
     from .stages.resize import ResizeOptions, resize_videos
 
     summary = resize_videos(a.src, a.out, **options_from(ResizeOptions, a, skip=("src", "out")),
@@ -230,7 +230,7 @@ def _run_download(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- Kinetics annotations and lists
 # classes, select, arrange, rename-classes, file-list, overlap: thin wrappers over
-# kinetics_prep.subsets and kinetics_prep.stages.{arrange,filelist}; their arguments are
+# kinetics_prep.dataset.subsets and kinetics_prep.stages.{arrange,filelist}; their arguments are
 # generated from the options dataclasses (help texts shared via kinetics.ANNOTATIONS_HELP and
 # kinetics.default_split_opt).
 
@@ -251,14 +251,14 @@ def _add_classes(sub: argparse._SubParsersAction) -> None:
                     "on stdout). Label ids are the index in the sorted set of TRAIN labels "
                     "(mmaction2's rule); with no train split given, of all labels given.",
     )
-    from .subsets import ClassesOptions
+    from .dataset.subsets import ClassesOptions
 
     add_arguments(p, ClassesOptions)
     p.set_defaults(handler=_run_classes)
 
 
 def _run_classes(a: argparse.Namespace) -> int:
-    from .subsets import ClassesOptions, list_classes
+    from .dataset.subsets import ClassesOptions, list_classes
 
     res = list_classes(**options_from(ClassesOptions, a))
     _warn_duplicates(res.duplicates)
@@ -288,14 +288,14 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
                     "reproducible. The subset is written with the official CSV header, so every "
                     "other command reads it.",
     )
-    from .subsets import SelectOptions
+    from .dataset.subsets import SelectOptions
 
     add_arguments(p, SelectOptions)
     p.set_defaults(handler=_run_select)
 
 
 def _run_select(a: argparse.Namespace) -> int:
-    from .subsets import SelectOptions, select_subset
+    from .dataset.subsets import SelectOptions, select_subset
 
     res = select_subset(**options_from(SelectOptions, a))
     _warn_duplicates(res.duplicates)
@@ -405,7 +405,7 @@ def _add_overlap(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_overlap(a: argparse.Namespace) -> int:
-    from .subsets import format_ids, overlap
+    from .dataset.subsets import format_ids, overlap
 
     res = overlap(a.a, a.b, out=a.out or None)
     if not a.out:
@@ -436,9 +436,9 @@ def _add_extract_frames(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_extract_frames(a: argparse.Namespace) -> int:
-    from .reports import format_summary
-    from .framedir import modalities
-    from .packed import mmaction_config_lines
+    from .run.reports import format_summary
+    from .storage.framedir import modalities
+    from .storage.packed import mmaction_config_lines
     from .stages.frames import extract_frames
     from .stages.frames_options import ExtractOptions, FlowTuning
 
@@ -468,7 +468,7 @@ def _add_link_ssd(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_link_ssd(a: argparse.Namespace) -> int:
-    from .layout import link_ssd
+    from .storage.layout import link_ssd
 
     link = link_ssd(a.ssd_dir, a.link_path)
     print(f"{link} -> {os.readlink(link)}")
@@ -499,7 +499,7 @@ def _add_merge_reports(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_merge_reports(a: argparse.Namespace) -> int:
-    from .reports import merge_reports
+    from .run.reports import merge_reports
 
     res = merge_reports(a.paths, out=a.out, expected_shards=a.expect_shards, expected_keys=a.expected_keys)
     print("\n".join(res.lines()), file=sys.stderr)
@@ -517,7 +517,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                     "are the stage's options; see configs/kinetics400.toml). Every stage resumes, so "
                     "rerunning finishes what is left and a finished dataset is only checked.",
     )
-    from .run_options import EXECUTORS
+    from .run.options import EXECUTORS
 
     p.add_argument("config", metavar="CONFIG.toml", help="pipeline config (TOML)")
     p.add_argument("--stages", default=None, metavar="A,B,...",
@@ -537,7 +537,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_prepare(a: argparse.Namespace) -> int:
-    from .pipeline import prepare
+    from .stages.prepare import prepare
 
     def split_list(text: str | None) -> list[str] | None:
         return [s.strip() for s in text.split(",") if s.strip()] if text else None
@@ -595,7 +595,7 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_doctor(a: argparse.Namespace) -> int:
-    from .machine import doctor
+    from .tools.doctor import doctor
 
     res = doctor(a.out)
     print(res.format())
@@ -615,7 +615,7 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="a video file or a frame directory (OUT/class/clip/)")
     p.add_argument("-o", "--output", default="preview.png", metavar="PNG",
                    help="output image, .png or .jpg (default: preview.png)")
-    from .preview_options import PreviewOptions
+    from .tools.preview_options import PreviewOptions
 
     add_arguments(p, PreviewOptions)
     p.set_defaults(handler=_run_preview)
@@ -623,9 +623,9 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 def _run_preview(a: argparse.Namespace) -> int:
     from .errors import DecodeError, ProbeError
-    from .packed import DamagedMemberError, InvalidClipError
-    from .preview_options import PreviewOptions
-    from .preview_sheet import preview
+    from .storage.packed import DamagedMemberError, InvalidClipError
+    from .tools.preview_options import PreviewOptions
+    from .tools.preview import preview
 
     try:
         out = preview(a.input, a.output, **options_from(PreviewOptions, a))
@@ -658,8 +658,8 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(a: argparse.Namespace) -> int:
-    from .packed import mmaction_config_lines
-    from .reports import format_summary
+    from .storage.packed import mmaction_config_lines
+    from .run.reports import format_summary
     from .stages.pack import pack
     from .stages.pack_options import PackOptions
 
@@ -686,7 +686,7 @@ def _add_unpack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_unpack(a: argparse.Namespace) -> int:
-    from .reports import format_summary
+    from .run.reports import format_summary
     from .stages.pack import unpack_frames
     from .stages.pack_options import UnpackOptions
 
@@ -736,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
-    from .processes import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
+    from .run.processes import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():  # SLURM and Kubernetes send SIGTERM first: clean up as for Ctrl-C

@@ -12,15 +12,15 @@ import os
 import sys
 from pathlib import Path
 
-from .kinetics import Clip, write_annotations
-from .preview_sheet import preview
-from .reports import format_summary
+from .dataset.kinetics import Clip, write_annotations
+from .tools.preview import preview
+from .run.reports import format_summary
 from .stages.arrange import arrange_clips
 from .stages.filelist import build_file_lists
 from .stages.frames import extract_frames
 from .stages.resize import resize_videos
 from .stages.verify import verify
-from .synthetic import DEMO_CLIPS, make_demo_videos
+from .video.synthetic import DEMO_CLIPS, make_demo_videos
 
 DATASET = "kinetics_demo"
 # Small frames keep CPU TV-L1 (about 1-3 s per 340x256 pair) within the demo's 2-minute budget.

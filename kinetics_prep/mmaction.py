@@ -16,7 +16,7 @@ never shares a file offset with its parent, and a spawned one starts empty.
 A member declaring more than ``max_member_mib`` (default 64, or ``KINETICS_PREP_MAX_MEMBER_MIB``;
 a config sets it with ``dict(type='RawFrameDecode', io_backend='kinetics_prep', max_member_mib=256)``)
 is refused before it is read, and no read goes past the declared size (the same limit as
-`kinetics_prep.packed`, written again here because this module may import nothing of the
+`kinetics_prep.storage.packed`, written again here because this module may import nothing of the
 package). Every error names the archive, the member and the reason in one line; the types stay
 the standard library's (OSError, FileNotFoundError, ValueError).
 
@@ -44,9 +44,9 @@ except ImportError:  # pragma: no cover - older mmengine
 BACKEND_NAME = "kinetics_prep"
 _ZIP_SUFFIX = ".zip"
 _MIB = 1 << 20
-DEFAULT_MAX_MEMBER_MIB = 64  # as kinetics_prep.packed: no real frame comes near it
+DEFAULT_MAX_MEMBER_MIB = 64  # as kinetics_prep.storage.packed: no real frame comes near it
 _MAX_MEMBER_ENV = "KINETICS_PREP_MAX_MEMBER_MIB"
-# What zipfile raises for a member whose bytes are wrong (see kinetics_prep.packed).
+# What zipfile raises for a member whose bytes are wrong (see kinetics_prep.storage.packed).
 _MEMBER_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 
 

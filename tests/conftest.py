@@ -43,7 +43,7 @@ TRICKY_CLASSES = ["hurling (sport)", "massaging person's head", "air drumming"]
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory) -> Path:
     """A level-2 tree of 5 tiny H.264 clips under tricky class names and ids (read-only use)."""
-    from kinetics_prep.synthetic import ClipSpec, write_clip
+    from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
     root = tmp_path_factory.mktemp("tiny") / "src"
     write_clip(root / TRICKY_CLASSES[0] / "-abc_000001_000011.mp4", ClipSpec(96, 64, frames=20, seed=1))

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from kinetics_prep.flow import quantize
-from kinetics_prep.framedir import META_FILE, NAMINGS
-from kinetics_prep.synthetic import moving_frames
+from kinetics_prep.storage.framedir import META_FILE, NAMINGS
+from kinetics_prep.video.synthetic import moving_frames
 
 W, H = 64, 48
 

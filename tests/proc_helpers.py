@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kinetics_prep.results import OK, Item, ItemResult
+from kinetics_prep.run.results import OK, Item, ItemResult
 
 
 def die_on(item: Item, options: dict[str, Any]) -> ItemResult:
@@ -55,7 +55,7 @@ def bad_setup() -> None:
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from kinetics_prep.errors import KineticsPrepError
-    from kinetics_prep.runner import run_items
+    from kinetics_prep.run.runner import run_items
 
     items = [Item(k, Path(k), Path(k)) for k in spec["keys"]]
     try:

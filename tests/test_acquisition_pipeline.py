@@ -19,8 +19,8 @@ from test_acquire_annotations import deepmind_tarball
 from test_scale import tree_state
 
 from kinetics_prep.cli import main
-from kinetics_prep.pipeline import prepare
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.stages.prepare import prepare
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 from kinetics_prep.video import probe
 
 FRAMES = 6

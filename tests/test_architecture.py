@@ -118,7 +118,7 @@ def test_help_imports_no_heavy_library():
 def test_read_frames_loads_no_codec_library():
     """read_frames serves plain PyTorch data loaders: it decodes frame files with OpenCV itself
     rather than through video/ (importing video/ loads PyAV), so its workers never load PyAV."""
-    code = ("import sys\nfrom kinetics_prep import read_frames\nimport kinetics_prep.readers\n"
+    code = ("import sys\nfrom kinetics_prep import read_frames\nimport kinetics_prep.storage.readers\n"
             "print('AV:' + str('av' in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "AV:False", out

@@ -18,7 +18,7 @@ from prepared import write_frame_dir
 from kinetics_prep import read_frames, unpack_frames, verify
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, KineticsPrepError
-from kinetics_prep.packed import DamagedMemberError, InvalidClipError, ZipClip
+from kinetics_prep.storage.packed import DamagedMemberError, InvalidClipError, ZipClip
 from kinetics_prep.stages.frames import extract_frames
 
 QUIET = {"workers": 1, "progress": False}

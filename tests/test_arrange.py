@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kinetics_prep.errors import ConfigError, InputError, OutputError
-from kinetics_prep.kinetics import load_annotations
-from kinetics_prep.layout import STATE_DIR
+from kinetics_prep.dataset.kinetics import load_annotations
+from kinetics_prep.storage.layout import STATE_DIR
 from kinetics_prep.stages.arrange import (
     ArrangeOptions,
     RenameClassesOptions,

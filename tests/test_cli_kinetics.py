@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, require_shared
 
 from kinetics_prep.cli import build_parser, main
-from kinetics_prep.kinetics import CSV_HEADER, load_annotations
+from kinetics_prep.dataset.kinetics import CSV_HEADER, load_annotations
 
 CSV = (
     "label,youtube_id,time_start,time_end,split\n"

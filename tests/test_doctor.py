@@ -7,9 +7,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from kinetics_prep import doctor, machine
+from kinetics_prep import doctor
+from kinetics_prep.tools import doctor as machine
 from kinetics_prep.cli import main
-from kinetics_prep.machine import FAIL, OK, WARN
+from kinetics_prep.tools.doctor import FAIL, OK, WARN
 
 
 @pytest.fixture(scope="module")

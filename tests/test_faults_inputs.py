@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kinetics_prep.concurrency import prefetch
+from kinetics_prep.run.concurrency import prefetch
 
 
 def _finishes(fn, timeout: float = 5.0) -> bool:
@@ -122,7 +122,7 @@ def test_prepare_non_utf8_toml_exit_2(tmp_path):
 # ------------------------------------------------------------ #11: labels with line breaks or edge spaces
 
 from kinetics_prep.errors import AnnotationError  # noqa: E402
-from kinetics_prep.kinetics import load_annotations, read_label_map  # noqa: E402
+from kinetics_prep.dataset.kinetics import load_annotations, read_label_map  # noqa: E402
 
 
 @pytest.mark.parametrize("label, line, why", [
@@ -163,7 +163,7 @@ from conftest import real_video, require_shared  # noqa: E402
 
 from kinetics_prep import extract_frames, preview, resize_videos, verify, video  # noqa: E402
 from kinetics_prep.errors import DecodeError  # noqa: E402
-from kinetics_prep.synthetic import ClipSpec, write_clip  # noqa: E402
+from kinetics_prep.video.synthetic import ClipSpec, write_clip  # noqa: E402
 
 
 def _first_half(src: Path, dst: Path) -> Path:

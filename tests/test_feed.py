@@ -13,8 +13,8 @@ from test_reliability import _children
 
 from kinetics_prep import extract_frames
 from kinetics_prep.cli import main
-from kinetics_prep.framedir import read_meta
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.storage.framedir import read_meta
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # every test here runs the torch TV-L1 or flow services: 5-15 s each

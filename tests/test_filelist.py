@@ -10,7 +10,7 @@ import pytest
 from conftest import require_shared
 
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.framedir import META_FILE, NAMINGS, count_frames
+from kinetics_prep.storage.framedir import META_FILE, NAMINGS, count_frames
 from kinetics_prep.stages.filelist import (
     FileListOptions,
     build_file_lists,
@@ -332,7 +332,7 @@ def test_config_template_follows_the_flow_format(tmp_path: Path) -> None:
 
 def test_file_list_prints_the_png_template_for_a_tree_extracted_with_png_flow(tmp_path: Path, capsys) -> None:
     from kinetics_prep.cli import main
-    from kinetics_prep.synthetic import ClipSpec, write_clip
+    from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
     write_clip(tmp_path / "videos" / "a" / "c_000000_000010.mkv", ClipSpec(32, 24, frames=4, codec="ffv1"))
     root = tmp_path / "rawframes_train"

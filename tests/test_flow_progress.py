@@ -12,7 +12,7 @@ import pytest
 from kinetics_prep.cli import main
 from kinetics_prep.stages import frames as frames_stage
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 # Two tiny lossless clips: 6 + 4 frames decoded, so 5 + 3 flow pairs (step 1).
 PAIRS = 8
@@ -45,7 +45,7 @@ def test_pairs_bar_reaches_the_planned_total(clips, tmp_path, capsys, workers, s
 
 
 def test_sampled_total_is_extrapolated_then_ends_at_the_count_done(clips, tmp_path, capsys, monkeypatch):
-    from kinetics_prep import progress
+    from kinetics_prep.run import progress
 
     # One clip of two probed (5 pairs): the planned total is 10 until the run ends with 8 done.
     monkeypatch.setattr(progress, "UNIT_SAMPLE", 1)
@@ -94,7 +94,7 @@ def test_dry_run_calibration_stays_within_its_time(clips, tmp_path, monkeypatch)
 
 
 def test_reporter_sends_a_few_times_a_second_and_everything_on_flush():
-    from kinetics_prep.progress import REPORT_INTERVAL_S, UnitReporter
+    from kinetics_prep.run.progress import REPORT_INTERVAL_S, UnitReporter
 
     sent: list[int] = []
     reporter = UnitReporter(sent.append)

@@ -360,7 +360,7 @@ def test_extract_frames_runs_the_triton_backend_and_records_it(tmp_path):
     from kinetics_prep import video
     from kinetics_prep.flow import quantize
     from kinetics_prep.stages.frames import extract_frames
-    from kinetics_prep.synthetic import ClipSpec, write_clip
+    from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
     src = tmp_path / "v" / "c"
     write_clip(src / "tiny.mkv", ClipSpec(40, 32, frames=4, motion=(1, 0), codec="ffv1"))

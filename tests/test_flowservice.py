@@ -13,7 +13,7 @@ import pytest
 from feed_engines import EchoFactory
 
 from kinetics_prep.errors import FlowServiceError
-from kinetics_prep.flowservice import FlowServices, ServiceSpec
+from kinetics_prep.flow.service import FlowServices, ServiceSpec
 from test_reliability import _children
 
 

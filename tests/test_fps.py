@@ -23,9 +23,9 @@ from conftest import real_video
 from kinetics_prep import extract_frames, resize_videos, video
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
-from kinetics_prep.pipeline import load_config
-from kinetics_prep.preview_sheet import render_preview
-from kinetics_prep.results import Item
+from kinetics_prep.stages.prepare import load_config
+from kinetics_prep.tools.preview import render_preview
+from kinetics_prep.run.results import Item
 from kinetics_prep.stages import frames as frames_stage
 from kinetics_prep.stages.resize_options import ResizeOptions
 from kinetics_prep.video.rate import Clock, Resampler, Ticks, output_rate, resample

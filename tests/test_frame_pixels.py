@@ -15,7 +15,7 @@ from kinetics_prep import video
 from kinetics_prep.errors import DecodeError
 from kinetics_prep.flow import get_engine
 from kinetics_prep.flow.metrics import endpoint_error, read_flo
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 from kinetics_prep.video import images
 from kinetics_prep.video.read import _to_picture
 

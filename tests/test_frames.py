@@ -13,10 +13,10 @@ from kinetics_prep import video
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, OutputError
 from kinetics_prep.flow import dequantize, get_engine, quantize
-from kinetics_prep.layout import link_ssd
+from kinetics_prep.storage.layout import link_ssd
 from kinetics_prep.stages import frames as frames_stage
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kinetics_prep import framesink, packed
+from kinetics_prep.storage import framesink, packed
 from kinetics_prep.errors import OutputError
-from kinetics_prep.framedir import FrameDirMeta
+from kinetics_prep.storage.framedir import FrameDirMeta
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 CLIP = "abseiling/-id_000001_000011"
 

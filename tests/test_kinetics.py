@@ -11,8 +11,15 @@ import pytest
 from conftest import require_shared
 
 from kinetics_prep.errors import AnnotationError, ConfigError, InputError
-from kinetics_prep.subsets import ClassesOptions, SelectOptions, list_classes, overlap, select_clips, select_subset
-from kinetics_prep.kinetics import (
+from kinetics_prep.dataset.subsets import (
+    ClassesOptions,
+    SelectOptions,
+    list_classes,
+    overlap,
+    select_clips,
+    select_subset,
+)
+from kinetics_prep.dataset.kinetics import (
     CSV_HEADER,
     TORCHVISION_ORDER_DIFFERENCES,
     Annotations,

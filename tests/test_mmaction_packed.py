@@ -15,7 +15,7 @@ import pytest
 
 from kinetics_prep import pack_lmdb
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 pytestmark = pytest.mark.mmaction  # runs mmaction2 in its own venv (make mmaction-venv)
 

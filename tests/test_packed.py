@@ -16,9 +16,9 @@ from prepared import write_frame_dir
 from kinetics_prep import pack_frames, pack_lmdb, read_frames, unpack_frames
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, DecodeError
-from kinetics_prep.packed import count_clip, is_clip_complete
+from kinetics_prep.storage.packed import count_clip, is_clip_complete
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("abseiling/-id_000001_000011", "air_drumming/b_000002_000012")
@@ -201,7 +201,7 @@ def test_extract_pack_zip_killed_before_a_commit_then_rerun(videos, tmp_path, ta
         extract_frames(videos, out, task="rgb", pack="zip", workers=1, progress=False)
     before = {c: _zip_files(out / f"{c}.zip") for c in CLIPS} if task == "flow" else {}
     _run_killed(_KILL_ON_CALL + f"""
-import kinetics_prep.packed as packed
+import kinetics_prep.storage.packed as packed
 from kinetics_prep.stages.frames import extract_frames
 kill_on(packed, "commit_file", 2)  # the second clip's archive is written, not yet renamed
 extract_frames({os.fspath(videos)!r}, {os.fspath(out)!r}, task={task!r}, pack="zip", workers=1, progress=False)

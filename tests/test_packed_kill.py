@@ -18,10 +18,10 @@ import pytest
 from kinetics_prep import pack_frames, pack_lmdb, read_frames
 from kinetics_prep.cli import main
 from kinetics_prep.errors import InputError
-from kinetics_prep.packed import is_clip_complete
-from kinetics_prep.sharding import shard_of
+from kinetics_prep.storage.packed import is_clip_complete
+from kinetics_prep.run.sharding import shard_of
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("cls/a_000001_000011", "cls/c_000002_000012")  # in different shards of 2

@@ -9,9 +9,9 @@ from test_scale import tree_state
 
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
-from kinetics_prep.kinetics import Clip, write_annotations
-from kinetics_prep.pipeline import load_config, prepare
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.dataset.kinetics import Clip, write_annotations
+from kinetics_prep.stages.prepare import load_config, prepare
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

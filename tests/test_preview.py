@@ -13,14 +13,9 @@ from prepared import write_frame_dir
 from kinetics_prep import preview
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.preview_sheet import render_preview
-from kinetics_prep.synthetic import ClipSpec, write_clip
-from kinetics_prep.viz import (
-    color_wheel_image,
-    flow_to_color,
-    make_color_wheel,
-    sheet_layout,
-)
+from kinetics_prep.tools.preview import render_preview
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
+from kinetics_prep.tools.viz import color_wheel_image, flow_to_color, make_color_wheel, sheet_layout
 
 
 def _hue(bgr) -> float:

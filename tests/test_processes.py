@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_reliability import _children
 
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -85,7 +85,7 @@ import json, sys
 from dataclasses import replace
 from pathlib import Path
 from feed_engines import WorkerKillerFactory
-from kinetics_prep.runner import RunOptions, run_stage
+from kinetics_prep.run.runner import RunOptions, run_stage
 from kinetics_prep.stages import frames as frames_stage
 src, out, marker, sig = sys.argv[1:5]
 opts = frames_stage.ExtractOptions(src=Path(src), out=Path(out), flow_type="farneback")
@@ -200,8 +200,8 @@ def test_workers_stop_within_a_second_when_the_main_process_is_killed(tmp_path):
 
 def test_a_rerun_first_stops_the_workers_a_killed_run_left(tmp_path):
     from kinetics_prep import resize_videos
-    from kinetics_prep.locks import children_path
-    from kinetics_prep.processes import record_children, start_time
+    from kinetics_prep.run.locks import children_path
+    from kinetics_prep.run.processes import record_children, start_time
 
     src, out = _clips(tmp_path / "src", 1), tmp_path / "out"
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -272,7 +272,7 @@ def test_stale_shared_memory_of_dead_runs_is_removed_at_start_and_a_live_runs_is
 
 def test_a_pool_run_creates_only_semaphores_named_by_its_pid(tmp_path):
     """A run killed as a whole group leaves nothing a later run cannot attribute."""
-    from kinetics_prep.processes import name_semaphores_by_pid
+    from kinetics_prep.run.processes import name_semaphores_by_pid
 
     import multiprocess
 
@@ -290,7 +290,7 @@ import json, os, signal, sys, threading, time
 from dataclasses import replace
 from pathlib import Path
 from feed_engines import PairFactory
-from kinetics_prep.runner import RunOptions, run_stage
+from kinetics_prep.run.runner import RunOptions, run_stage
 from kinetics_prep.stages import frames as frames_stage
 src, out, workers, kill = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "kill"
 opts = frames_stage.ExtractOptions(src=src, out=out, flow_type="tvl1", flow_service=True, batch_size=2)
@@ -359,9 +359,9 @@ def test_pool_workers_start_without_inherited_library_threads(tmp_path):
     watch (a spawned worker also has OpenBLAS's, started by importing numpy)."""
     from proc_helpers import threads
 
-    from kinetics_prep.executors import DEFAULT_START_METHOD
-    from kinetics_prep.results import Item
-    from kinetics_prep.runner import run_items
+    from kinetics_prep.run.executors import DEFAULT_START_METHOD
+    from kinetics_prep.run.results import Item
+    from kinetics_prep.run.runner import run_items
 
     items = [Item(f"c{i}", Path("."), Path(".")) for i in range(2)]
     s = run_items("t", items, threads, None, is_done=lambda i, o: False, workers=2, progress=False)

@@ -25,14 +25,8 @@ import numpy as np
 from kinetics_prep import video
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
-from kinetics_prep.reports import read_report
-from kinetics_prep.runner import (
-    OK,
-    Item,
-    ItemResult,
-    RunOptions,
-    run_items,
-)
+from kinetics_prep.run.reports import read_report
+from kinetics_prep.run.runner import OK, Item, ItemResult, RunOptions, run_items
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.stages.resize import resize_videos
 

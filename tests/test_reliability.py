@@ -17,9 +17,9 @@ import pytest
 from kinetics_prep import extract_frames, resize_videos
 from kinetics_prep.cli import main
 from kinetics_prep.errors import OutputError
-from kinetics_prep.framedir import count_frames, is_complete, read_meta
-from kinetics_prep.locks import output_lock
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.storage.framedir import count_frames, is_complete, read_meta
+from kinetics_prep.run.locks import output_lock
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 FRAMES = 12
 
@@ -104,7 +104,7 @@ def test_adding_flow_never_moves_files_out_of_the_finished_directory(src, tmp_pa
 def test_a_crash_before_the_commit_leaves_the_rgb_directory_whole(src, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert _extract(src, out, task="rgb").exit_code == 0
-    from kinetics_prep import framesink
+    from kinetics_prep.storage import framesink
 
     def crash(tmp, final):
         raise OSError(errno.EIO, "simulated crash before the commit")
@@ -123,7 +123,7 @@ def test_a_crash_before_the_commit_leaves_the_rgb_directory_whole(src, tmp_path,
 
 _HOLD = textwrap.dedent("""
     import sys, time
-    from kinetics_prep.locks import output_lock
+    from kinetics_prep.run.locks import output_lock
     with output_lock(sys.argv[1], sys.argv[2] or None):
         print("locked", flush=True)
         time.sleep(60)
@@ -177,7 +177,7 @@ def test_lock_is_not_reentrant_within_one_process(tmp_path):
 
 
 def test_a_full_disk_for_the_report_is_one_line_and_leaves_nothing_half_written(src, tmp_path, monkeypatch, capsys):
-    from kinetics_prep import reports
+    from kinetics_prep.run import reports
 
     def full(fd, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -195,7 +195,7 @@ def test_a_full_disk_for_the_report_is_one_line_and_leaves_nothing_half_written(
 
 
 def test_a_full_disk_while_writing_a_clip_fails_that_clip_cleanly(src, tmp_path, monkeypatch):
-    from kinetics_prep import atomic
+    from kinetics_prep.storage import atomic
 
     real_open = open
 
@@ -310,7 +310,7 @@ def test_a_decode_error_is_not_masked_by_a_failing_write(src, tmp_path, monkeypa
         raise OSError(errno.EIO, "simulated write failure")
 
     monkeypatch.setattr(frames_stage, "_frames", frames_then_decode_error)
-    from kinetics_prep import framesink
+    from kinetics_prep.storage import framesink
 
     monkeypatch.setattr(framesink, "write_new_file", failing_write)
     # 2 cores, 1 worker: the worker has a writer thread, and 5 frames wait in its first batch
@@ -334,7 +334,7 @@ def test_no_empty_class_folder_is_left_when_every_clip_of_a_class_fails(src, tmp
 @pytest.mark.slow
 def test_a_ray_executor_that_fails_to_start_stops_the_ray_it_started(monkeypatch):
     ray = pytest.importorskip("ray")
-    from kinetics_prep import executors
+    from kinetics_prep.run import executors
 
     def no_slots(self):
         raise executors.ConfigError("the Ray cluster cannot run a task needing num_gpus=1")

@@ -13,8 +13,8 @@ from conftest import TRICKY_CLASSES, real_video
 
 from kinetics_prep import resize_videos, video
 from kinetics_prep.cli import main
-from kinetics_prep.reports import read_report
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.run.reports import read_report
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 
 def _pts_seconds(path):
@@ -275,7 +275,7 @@ def test_resize_gives_the_same_bytes_with_any_workers_on_any_machine(tmp_path, m
         write_clip(src / "c" / f"m{i}.mp4", ClipSpec(192, 144, frames=48, motion=(3, 1 + i), seed=20 + i))
     a, b = tmp_path / "w1", tmp_path / "w2"
     with monkeypatch.context() as m:
-        from kinetics_prep import runner
+        from kinetics_prep.run import runner
 
         m.setattr(runner, "available_cores", lambda: 8)  # one worker (in this process) on an 8-core machine
         assert resize_videos(src, a, workers=1, progress=False).exit_code == 0

@@ -5,14 +5,8 @@ from pathlib import Path
 import pytest
 
 from kinetics_prep.errors import ConfigError, DecodeError
-from kinetics_prep.reports import format_summary, read_report
-from kinetics_prep.runner import (
-    OK,
-    Item,
-    ItemResult,
-    RunSummary,
-    run_items,
-)
+from kinetics_prep.run.reports import format_summary, read_report
+from kinetics_prep.run.runner import OK, Item, ItemResult, RunSummary, run_items
 
 
 def _write_square(item: Item, options) -> ItemResult:

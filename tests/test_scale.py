@@ -11,15 +11,9 @@ import pytest
 
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError
-from kinetics_prep.reports import format_summary, merge_reports, read_report
-from kinetics_prep.runner import (
-    OK,
-    Item,
-    ItemResult,
-    RunOptions,
-    run_items,
-)
-from kinetics_prep.sharding import (
+from kinetics_prep.run.reports import format_summary, merge_reports, read_report
+from kinetics_prep.run.runner import OK, Item, ItemResult, RunOptions, run_items
+from kinetics_prep.run.sharding import (
     Shard,
     clip_name_of,
     parse_shard,

@@ -16,9 +16,9 @@ from prepared import make_prepared_split, write_frame_dir
 from kinetics_prep import verify
 from kinetics_prep.cli import main
 from kinetics_prep.errors import ConfigError, InputError
-from kinetics_prep.layout import STATE_DIR
+from kinetics_prep.storage.layout import STATE_DIR
 from kinetics_prep.stages.verify import check_image, fixed_list_path, parse_list
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 QUIET = {"workers": 1, "progress": False}
 

@@ -9,9 +9,9 @@ import pytest
 from conftest import real_video
 
 from kinetics_prep import build_file_lists, preview, verify
-from kinetics_prep.preview_sheet import render_preview
+from kinetics_prep.tools.preview import render_preview
 from kinetics_prep.stages.frames import extract_frames
-from kinetics_prep.synthetic import ClipSpec, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, write_clip
 
 QUIET = {"workers": 1, "progress": False}
 

@@ -13,7 +13,7 @@ from prepared import make_prepared_split
 
 from kinetics_prep import build_file_lists, pack_frames, verify
 from kinetics_prep.cli import main
-from kinetics_prep.packed import write_zip
+from kinetics_prep.storage.packed import write_zip
 
 QUIET = {"workers": 1, "progress": False}
 CLIPS = {"a_class": ["c0", "c1", "c2"], "b_class": ["c3", "c4", "c5", "c6"]}

@@ -8,7 +8,7 @@ from conftest import real_video
 
 from kinetics_prep import video
 from kinetics_prep.errors import ConfigError, DecodeError, EncodeError, ProbeError
-from kinetics_prep.synthetic import ClipSpec, moving_frames, write_clip
+from kinetics_prep.video.synthetic import ClipSpec, moving_frames, write_clip
 
 # name -> displayed (w, h), frames a decoder yields
 REAL = {

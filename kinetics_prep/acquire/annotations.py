@@ -14,9 +14,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import partial_path
+from ..storage.atomic import partial_path
 from ..errors import ArchiveError
-from ..layout import STATE_DIR
+from ..storage.layout import STATE_DIR
 from . import http
 from .archives import extract_flat
 from .urls import SPLITS, check_mirror, file_name, get_dataset, remap

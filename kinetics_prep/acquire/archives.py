@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import partial_path
+from ..storage.atomic import partial_path
 from ..errors import ArchiveError
 
 _GZIP_MAGIC = b"\x1f\x8b"

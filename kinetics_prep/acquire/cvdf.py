@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import partial_path
+from ..storage.atomic import partial_path
 from ..errors import ArchiveError, ConfigError, DownloadError, OutputError
-from ..layout import STATE_DIR
+from ..storage.layout import STATE_DIR
 from . import http
 from .archives import ExtractReport, extract_flat
 from .ledger import JsonLedger

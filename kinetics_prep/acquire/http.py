@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import partial_path
+from ..storage.atomic import partial_path
 from ..errors import ConfigError, DownloadError
 
 USER_AGENT = "kinetics-prep/0.1 (+urllib)"

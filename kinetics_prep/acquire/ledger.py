@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import write_text_atomic
+from ..storage.atomic import write_text_atomic
 from ..errors import OutputError
 
 

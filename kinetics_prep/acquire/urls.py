@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from ..kinetics import SPLITS  # noqa: F401  (re-exported: acquire.SPLITS)
+from ..dataset.kinetics import SPLITS  # noqa: F401  (re-exported: acquire.SPLITS)
 
 
 @dataclass(frozen=True)

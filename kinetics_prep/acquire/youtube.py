@@ -1,6 +1,6 @@
 """`download --source youtube`: clips listed in a Kinetics CSV, fetched with yt-dlp and trimmed.
 
-The annotations are read with `kinetics_prep.kinetics.load_annotations` (CSV or JSON; test files
+The annotations are read with `kinetics_prep.dataset.kinetics.load_annotations` (CSV or JSON; test files
 have no label). For each YouTube id (clips of the same id share one download) yt-dlp fetches the
 video into a private temporary folder; each clip's [time_start, time_end) is then cut with
 `kinetics_prep.video.trim` into ``OUT/{youtube_id}_{start:06d}_{end:06d}.mp4`` (through a
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import video
-from ..atomic import partial_path
+from ..storage.atomic import partial_path
 from ..errors import ConfigError, KineticsPrepError, MissingDependencyError, OutputError
-from ..kinetics import Clip, load_annotations
-from ..layout import STATE_DIR
+from ..dataset.kinetics import Clip, load_annotations
+from ..storage.layout import STATE_DIR
 from .ledger import append_jsonl, read_jsonl, write_json_atomic
 
 STATUSES = ("ok", "unavailable", "private", "throttled", "error")

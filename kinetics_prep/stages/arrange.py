@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..atomic import PARTIAL_SUFFIX, partial_path, write_text_atomic
+from ..storage.atomic import PARTIAL_SUFFIX, partial_path, write_text_atomic
 from ..errors import ConfigError, InputError, OutputError
-from ..kinetics import (
+from ..dataset.kinetics import (
     ANNOTATIONS_HELP,
     CLASS_STYLES,
     CSV_HEADER,
@@ -42,7 +42,7 @@ from ..kinetics import (
     normalize_split,
     path_tuple,
 )
-from ..layout import STATE_DIR, is_hidden, normalize_extensions
+from ..storage.layout import STATE_DIR, is_hidden, normalize_extensions
 from ..options import opt
 
 ARRANGE_MODES: tuple[str, ...] = ("symlink", "hardlink", "copy", "move")

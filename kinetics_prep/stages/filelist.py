@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import AnnotationError, ConfigError, InputError, OutputError
-from ..kinetics import (
+from ..dataset.kinetics import (
     ANNOTATIONS_HELP,
     LABEL_ORDERS,
     SPLITS,
@@ -43,11 +43,11 @@ from ..kinetics import (
     path_tuple,
     read_label_map,
 )
-from ..kinetics import class_dir_name as _class_dir_name
-from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import NAMINGS, FrameCounts
-from ..packed import ZIP_SUFFIX, count_clip, mmaction_config_lines
-from ..layout import class_dirs, iter_tree, normalize_extensions
+from ..dataset.kinetics import class_dir_name as _class_dir_name
+from ..storage.atomic import PARTIAL_SUFFIX, write_text_atomic
+from ..storage.framedir import NAMINGS, FrameCounts
+from ..storage.packed import ZIP_SUFFIX, count_clip, mmaction_config_lines
+from ..storage.layout import class_dirs, iter_tree, normalize_extensions
 from ..options import opt
 
 FORMATS: tuple[str, ...] = ("videos", "rawframes", "flow")

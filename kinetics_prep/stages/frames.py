@@ -27,11 +27,11 @@ import numpy as np
 
 from .. import flow as flowlib
 from .. import video
-from ..atomic import cleanup_scratch, delete_tree
-from ..concurrency import prefetch
+from ..storage.atomic import cleanup_scratch, delete_tree
+from ..run.concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
-from ..flowservice import FlowServices, LocalFeed, ServiceSpec
-from ..framedir import (
+from ..flow.service import FlowServices, LocalFeed, ServiceSpec
+from ..storage.framedir import (
     FlowInfo,
     FrameDirMeta,
     get_naming,
@@ -40,9 +40,9 @@ from ..framedir import (
     read_meta,
     task_of,
 )
-from ..framesink import FrameSink, open_sink
+from ..storage.framesink import FrameSink, open_sink
 from ..video import images
-from ..layout import (
+from ..storage.layout import (
     check_not_inside,
     iter_tree,
     iter_videos,
@@ -52,9 +52,17 @@ from ..layout import (
     relative_key,
 )
 from ..options import make_options
-from ..packed import DirClip, ZipClip, is_clip_complete, is_zip, open_checked, read_clip_meta, zip_path
-from ..results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
-from ..runner import RunOptions, Stage, pop_run_options, run_stage
+from ..storage.packed import (
+    DirClip,
+    ZipClip,
+    is_clip_complete,
+    is_zip,
+    open_checked,
+    read_clip_meta,
+    zip_path,
+)
+from ..run.results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
+from ..run.runner import RunOptions, Stage, pop_run_options, run_stage
 from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
 
 # Frame files read with --input-frames.

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..flow.base import BACKENDS, DIS_PRESETS, ENGINE_NAMES, TVL1_DEFAULTS
-from ..framedir import NAMINGS, TASKS, get_naming
-from ..layout import normalize_extensions
+from ..storage.framedir import NAMINGS, TASKS, get_naming
+from ..storage.layout import normalize_extensions
 from ..options import check_fps, opt
 
 FLOW_FORMATS = ("jpg", "png")

@@ -21,16 +21,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import (REPLACED_SUFFIX, cleanup_scratch, commit_dir, delete_tree, partial_path,
-                      remove_tree, replaced_path)
+from ..storage.atomic import (
+    REPLACED_SUFFIX,
+    cleanup_scratch,
+    commit_dir,
+    delete_tree,
+    partial_path,
+    remove_tree,
+    replaced_path,
+)
 from ..errors import ConfigError, InputError, MissingDependencyError, OutputError
-from ..framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_bytes, task_of
-from ..layout import check_not_inside, is_hidden, iter_tree, relative_key
+from ..storage.framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_bytes, task_of
+from ..storage.layout import check_not_inside, is_hidden, iter_tree, relative_key
 from ..options import make_options
-from ..packed import (ZIP_SUFFIX, ZipClip, check_same, checked_meta, count_clip, is_zip, open_clip, pack_dir,
-                      zip_path)
-from ..results import OK, Item, ItemResult, RunSummary, WorkerContext
-from ..runner import RunOptions, Stage, pop_run_options, run_stage
+from ..storage.packed import (
+    ZIP_SUFFIX,
+    ZipClip,
+    check_same,
+    checked_meta,
+    count_clip,
+    is_zip,
+    open_clip,
+    pack_dir,
+    zip_path,
+)
+from ..run.results import OK, Item, ItemResult, RunSummary, WorkerContext
+from ..run.runner import RunOptions, Stage, pop_run_options, run_stage
 from .pack_options import PACK_TARGETS, PackOptions, UnpackOptions  # noqa: F401  (re-exported)
 
 def _clips(root: Path, level: int, want_zip: bool) -> Iterator[Path]:
@@ -328,7 +344,7 @@ class _LmdbDone:
 
 
 def _committed_clips(options: PackOptions, clips: list[str]) -> set[str]:
-    from ..readers import open_lmdb
+    from ..storage.readers import open_lmdb
 
     db = options.out
     if not (db / "data.mdb").is_file():  # type: ignore[operator]
@@ -354,7 +370,7 @@ class _Database:
 
 @contextmanager
 def _open_database(options: PackOptions, run: RunOptions, workers: int) -> Iterator[_Database]:
-    from ..readers import open_lmdb
+    from ..storage.readers import open_lmdb
 
     env = open_lmdb(options.out, write=True, map_size=_INITIAL_MAP_SIZE)  # type: ignore[arg-type]
     try:

@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from .. import video
-from ..atomic import cleanup_scratch, commit_file, partial_path
+from ..storage.atomic import cleanup_scratch, commit_file, partial_path
 from ..errors import ConfigError
-from ..layout import check_not_inside, iter_videos, normalize_extensions, nothing_found, relative_key
+from ..storage.layout import (
+    check_not_inside,
+    iter_videos,
+    normalize_extensions,
+    nothing_found,
+    relative_key,
+)
 from ..options import make_options
-from ..results import OK, Item, ItemResult, RunSummary
-from ..runner import Stage, pop_run_options, run_stage
+from ..run.results import OK, Item, ItemResult, RunSummary
+from ..run.runner import Stage, pop_run_options, run_stage
 from .resize_options import X264_PRESETS, ResizeOptions  # noqa: F401  (re-exported)
 
 # Containers that hold H.264 when --no-to-mp4 keeps the source's extension.

@@ -31,13 +31,28 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigError, DecodeError, InputError, OutputError, ProbeError
-from ..atomic import PARTIAL_SUFFIX, write_text_atomic
-from ..framedir import META_FILE, NAMINGS, CountProblem, FrameCounts, count_frames, count_names, parse_meta
-from ..layout import STATE_DIR, VIDEO_EXTENSIONS, TreeEntry, is_hidden, scan_entries
+from ..storage.atomic import PARTIAL_SUFFIX, write_text_atomic
+from ..storage.framedir import (
+    META_FILE,
+    NAMINGS,
+    CountProblem,
+    FrameCounts,
+    count_frames,
+    count_names,
+    parse_meta,
+)
+from ..storage.layout import STATE_DIR, VIDEO_EXTENSIONS, TreeEntry, is_hidden, scan_entries
 from ..options import PathLike, make_options, opt, path_tuple
-from ..packed import DamagedMemberError, DirClip, InvalidClipError, ZipClip, is_zip, zip_path
-from ..results import FAILED, OK, Item, ItemResult
-from ..concurrency import available_cores
+from ..storage.packed import (
+    DamagedMemberError,
+    DirClip,
+    InvalidClipError,
+    ZipClip,
+    is_zip,
+    zip_path,
+)
+from ..run.results import FAILED, OK, Item, ItemResult
+from ..run.concurrency import available_cores
 
 LIST_FORMATS = ("videos", "rawframes", "flow")
 REPORT_NAME = "verify_report.json"
@@ -674,7 +689,7 @@ def verify(root: VerifyOptions | PathLike, **options: Any) -> VerifyResult:
     result.items = len(items)
     workers = min(opts.n_workers, max(1, len(items)))
     result.workers = workers
-    from ..runner import run_items  # here: the CLI imports this module for its options
+    from ..run.runner import run_items  # here: the CLI imports this module for its options
 
     summary = run_items("verify", items, run_one, opts, is_done=_never_done, workers=workers,
                         progress=opts.progress, rate_key="images")

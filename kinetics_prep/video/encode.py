@@ -13,7 +13,7 @@ import av
 import av.error
 import numpy as np
 
-from ..concurrency import available_cores, prefetch
+from ..run.concurrency import available_cores, prefetch
 from ..errors import DecodeError, EncodeError
 from ._core import (
     _displayed_size,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from .atomic import commit_file, partial_path, remove_tree
-from .errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError, OutputError
 from .framedir import META_FILE, NAMINGS, FrameCounts, FrameDirMeta, count_names, get_naming, modalities, parse_meta
 
 ZIP_SUFFIX = ".zip"

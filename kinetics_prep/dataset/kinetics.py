@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .atomic import write_text_atomic
-from .errors import AnnotationError, ConfigError, InputError
-from .options import PathLike, make_options, opt, path_tuple  # noqa: F401  (shared option plumbing)
+from ..storage.atomic import write_text_atomic
+from ..errors import AnnotationError, ConfigError, InputError
+from ..options import PathLike, make_options, opt, path_tuple  # noqa: F401  (shared option plumbing)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Spellings seen in the official files (JSON "subset": "validate", ...) -> canonical split.

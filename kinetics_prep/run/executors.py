@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
-from .errors import ConfigError, KineticsPrepError, MissingDependencyError
+from ..errors import ConfigError, KineticsPrepError, MissingDependencyError
 from .progress import Channel, LocalChannel, RayChannel, SharedChannel, UnitReporter
 from .processes import raise_terminated, describe_exit, die_with_parent, exit_by_sigterm, record_children
 from .results import FAILED, OK, Item, ItemResult, WorkerContext
@@ -221,7 +221,7 @@ def _picklable(e: Exception) -> Exception:
 # What the forkserver imports once for all its workers. Forked from its one thread, a worker
 # starts with no thread of any library (a spawned one has OpenBLAS's); OpenBLAS re-creates its
 # pool after fork on demand, OpenCV's and FFmpeg's start on first use.
-FORKSERVER_PRELOAD = ("kinetics_prep._forkserver", "numpy", "cv2", "av", "kinetics_prep.stages.frames",
+FORKSERVER_PRELOAD = ("kinetics_prep.run._forkserver", "numpy", "cv2", "av", "kinetics_prep.stages.frames",
                       "kinetics_prep.stages.resize", "kinetics_prep.stages.pack")
 # forkserver on Linux (workers start ~2x sooner: benchmarks/bench_pool_start.py); spawn elsewhere.
 DEFAULT_START_METHOD = "forkserver" if sys.platform.startswith("linux") else "spawn"

@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import OutputError
+from ..errors import OutputError
 
 PARTIAL_SUFFIX = ".partial"
 REPLACED_SUFFIX = ".replaced"  # an old output moved aside while its replacement is committed

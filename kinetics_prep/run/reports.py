@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .atomic import write_text_atomic
-from .errors import ConfigError, InputError, OutputError
+from ..storage.atomic import write_text_atomic
+from ..errors import ConfigError, InputError, OutputError
 from .results import FAILED, OK, SKIPPED, DryRunPlan, Item, ItemResult, RunSummary
 from .sharding import SHARD_FILE_RE
 

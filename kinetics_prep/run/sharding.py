@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 SHARD_FILE_RE = re.compile(r"^(?P<base>.+)\.shard-(?P<index>\d+)-of-(?P<count>\d+)(?P<ext>\.[^.]+)$")

@@ -48,8 +48,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import FlowServiceError
-from .processes import ARENA_PREFIX, die_with_parent
+from ..errors import FlowServiceError
+from ..run.processes import ARENA_PREFIX, die_with_parent
 
 __all__ = ["ServiceSpec", "FlowServices", "ServiceHandles", "ServiceFeed", "LocalFeed", "FeedSession"]
 
@@ -103,7 +103,7 @@ def _shm_dir(spec: ServiceSpec) -> Path:
 def _build_engine(spec: ServiceSpec, device: str) -> Any:
     if spec.factory is not None:
         return spec.factory(device)
-    from . import flow as flowlib
+    from .. import flow as flowlib
 
     return flowlib.get_engine(spec.name, backend=spec.backend, device=device, **spec.params)
 
@@ -500,7 +500,7 @@ class FlowServices:
                 except OSError:
                     pass
         _remove_arenas(_shm_dir(self.spec), self.tag)
-        from .executors import stop_resource_tracker
+        from ..run.executors import stop_resource_tracker
 
         stop_resource_tracker()  # spawning started it; it must not outlive the run
 

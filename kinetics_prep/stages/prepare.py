@@ -22,13 +22,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import ConfigError, InputError, KineticsPrepError, MissingDependencyError
-from .kinetics import SPLITS
-from .reports import format_summary
-from .results import RunSummary
-from .options import check_choice, check_type, option_choices, option_types, parameter_types
-from .runner import RUN_OPTIONS, RunOptions
-from .sharding import resolve_shard
+from ..errors import ConfigError, InputError, KineticsPrepError, MissingDependencyError
+from ..dataset.kinetics import SPLITS
+from ..run.reports import format_summary
+from ..run.results import RunSummary
+from ..options import check_choice, check_type, option_choices, option_types, parameter_types
+from ..run.runner import RUN_OPTIONS, RunOptions, executor_session
+from ..run.sharding import resolve_shard
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,12 +137,12 @@ def _check_type(where: str, value: Any, want: type | tuple[type, ...], what: str
 def _stage_types() -> dict[str, dict[str, tuple[type, ...] | None]]:
     """Each stage's options and their types (its API's keyword parameters and dataclass fields),
     used to check a config's keys and value types before anything runs."""
-    from .acquire import download_annotations, download_videos, download_youtube
-    from .stages.arrange import ArrangeOptions
-    from .stages.filelist import FileListOptions
-    from .stages.frames_options import ExtractOptions
-    from .stages.resize_options import ResizeOptions
-    from .stages.verify import VerifyOptions
+    from ..acquire import download_annotations, download_videos, download_youtube
+    from .arrange import ArrangeOptions
+    from .filelist import FileListOptions
+    from .frames_options import ExtractOptions
+    from .resize_options import ResizeOptions
+    from .verify import VerifyOptions
 
     kw, dc = parameter_types, option_types
     control = dc(RunOptions)
@@ -264,9 +264,9 @@ def _check_values(cfg: PrepareConfig, where: str) -> None:
     # Enumerated values of the other stages (their option classes also check paths, which may
     # not exist yet): a typo must not surface after hours of resizing. The allowed values are
     # the options' own (`opt(choices=...)`).
-    from .stages.arrange import ArrangeOptions
-    from .stages.filelist import FileListOptions
-    from .stages.verify import VerifyOptions
+    from .arrange import ArrangeOptions
+    from .filelist import FileListOptions
+    from .verify import VerifyOptions
 
     for stage, cls in (("arrange", ArrangeOptions), ("file-list", FileListOptions), ("verify", VerifyOptions)):
         for key, allowed in option_choices(cls).items():
@@ -275,7 +275,7 @@ def _check_values(cfg: PrepareConfig, where: str) -> None:
 
 def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:
     """Build the stage's option objects (and check its flow engine) from the config."""
-    from .stages.resize_options import ResizeOptions
+    from .resize_options import ResizeOptions
 
     opts = _runner_options(cfg, stage)
     control_kw = {k: opts.pop(k) for k in RUN_OPTIONS if k in opts}
@@ -283,12 +283,12 @@ def _check_runner_stage(cfg: PrepareConfig, stage: str) -> None:
     if stage == "resize":
         ResizeOptions(src=Path("."), out=Path("."), **opts)
     else:
-        from .stages.frames_options import ExtractOptions
+        from .frames_options import ExtractOptions
 
         opts.pop("ssd", None)
         extract = ExtractOptions(src=Path("."), out=Path("."), **opts)
         if extract.wants_flow:
-            from .flow import check_engine_args
+            from ..flow import check_engine_args
 
             check_engine_args(extract.flow_type, extract.flow_backend, extract.device, extract.flow_params)
 
@@ -336,7 +336,7 @@ class _Pipeline:
     def level(self, split: str) -> int:
         """2 (class folders) when the split's annotations have labels, else 1 (test split)."""
         if split not in self._levels:
-            from .kinetics import load_annotations
+            from ..dataset.kinetics import load_annotations
 
             p = self.annotation_file(split)
             level = 2
@@ -374,7 +374,7 @@ class _Pipeline:
             return StepOutcome("annotations", None, "planned", 0, [
                 f"download-annotations {self.cfg.dataset} into {self.cfg.root / 'annotations'}: "
                 f"present {have or 'none'}, would fetch {todo or 'nothing'}"])
-        from .acquire import download_annotations
+        from ..acquire import download_annotations
 
         res = download_annotations(self.cfg.dataset, self.cfg.root, **opts)
         return StepOutcome("annotations", None, "failed" if res.missing else "done",
@@ -390,17 +390,17 @@ class _Pipeline:
                 f"download {self.cfg.dataset} {split} from {source} into {out} ({n} files there now)"])
         sec.setdefault("progress", self.overrides.get("progress", self.cfg.runner.get("progress", True)))
         if source == "youtube":
-            from .acquire import download_youtube
+            from ..acquire import download_youtube
 
             ys = download_youtube(self.annotation_file(split), out, **sec)
             return StepOutcome("download", split, "failed" if ys.exit_code else "done", ys.exit_code, ys.lines(), ys)
-        from .acquire import download_videos
+        from ..acquire import download_videos
 
         vs = download_videos(self.cfg.dataset, split, self.cfg.root, **sec)
         return StepOutcome("download", split, "failed" if vs.exit_code else "done", vs.exit_code, vs.lines(), vs)
 
     def _arrange(self, split: str) -> StepOutcome:
-        from .stages.arrange import arrange_clips
+        from .arrange import arrange_clips
 
         src, dst = self.cfg.folder("downloads", split), self.cfg.folder("arranged", split)
         ann = self.annotation_file(split)
@@ -427,13 +427,13 @@ class _Pipeline:
         return StepOutcome(stage, split, status, summary.exit_code, format_summary(summary).splitlines(), summary)
 
     def _resize(self, split: str) -> StepOutcome:
-        from .stages.resize import resize_videos
+        from .resize import resize_videos
 
         return self._runner_stage("resize", split, resize_videos, self.cfg.folder("arranged", split),
                                   self.cfg.folder("videos", split))
 
     def _extract_frames(self, split: str) -> StepOutcome:
-        from .stages.frames import extract_frames
+        from .frames import extract_frames
 
         extra: dict[str, Any] = {}
         ssd = self.cfg.sections["extract-frames"].get("ssd")
@@ -456,7 +456,7 @@ class _Pipeline:
         return tuple(fmts) or ("videos",)
 
     def _file_list(self, split: str) -> StepOutcome:
-        from .stages.filelist import build_file_lists
+        from .filelist import build_file_lists
 
         opts = {k: v for k, v in self.cfg.sections["file-list"].items() if k != "skip"}
         formats = tuple(opts.pop("formats", self._default_formats()))
@@ -486,8 +486,8 @@ class _Pipeline:
         return StepOutcome("file-list", split, status, code, lines, results)
 
     def _verify(self, split: str) -> StepOutcome:
-        from .stages.filelist import list_file_name
-        from .stages.verify import verify
+        from .filelist import list_file_name
+        from .verify import verify
 
         opts = {k: v for k, v in self.cfg.sections["verify"].items() if k != "skip"}
         opts.setdefault("progress", self.overrides.get("progress", self.cfg.runner.get("progress", True)))
@@ -565,14 +565,13 @@ def prepare(
                 f"{', '.join(unshardable)} in a separate, unsharded job (--stages ...)")
     pipe = _Pipeline(cfg, dry_run=dry_run, shard=shard, overrides=overrides, echo=echo)
     order = [s for s in STAGES if s in selected]
-    ray_stages = [s for s in order if s in SHARDABLE and _effective(cfg, s, overrides, "executor") == "ray"]
-    if ray_stages and not dry_run:
-        from .executors import ray_session
-
-        # One Ray instance for every stage (starting one takes seconds), stopped at the end.
-        address = _effective(cfg, ray_stages[0], overrides, "ray_address")
-        workers = _effective(cfg, ray_stages[0], overrides, "workers")
-        with ray_session(address, workers):
+    # Stages on a cluster executor share one session of it (starting Ray takes seconds).
+    shared = [s for s in order if s in SHARDABLE and _effective(cfg, s, overrides, "executor") != "local"]
+    if shared and not dry_run:
+        first = shared[0]
+        with executor_session(_effective(cfg, first, overrides, "executor"),
+                              _effective(cfg, first, overrides, "ray_address"),
+                              _effective(cfg, first, overrides, "workers")):
             return _run(pipe, cfg, order, run_splits, active, dry_run, echo)
     return _run(pipe, cfg, order, run_splits, active, dry_run, echo)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_bytes_atomic
-from .errors import ConfigError
+from ..errors import ConfigError
 
 META_FILE = "kinetics_prep.json"
 TASKS: tuple[str, ...] = ("rgb", "flow", "both")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .atomic import PARTIAL_SUFFIX, is_scratch_name
-from .errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError, OutputError
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}

@@ -143,7 +143,7 @@ def record_children(path: Path, pids: list[int]) -> None:
     """Note the live children of this run (pid and start time) in `path` (beside the run lock)."""
     import socket
 
-    from .atomic import write_text_atomic
+    from ..storage.atomic import write_text_atomic
 
     entries = [[pid, start_time(pid)] for pid in pids]
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError, OutputError
 from .kinetics import (
     ANNOTATIONS_HELP,
     CLASS_STYLES,
@@ -31,7 +31,7 @@ from .kinetics import (
     write_annotations,
     write_label_map,
 )
-from .options import PathLike, make_options, opt, path_tuple
+from ..options import PathLike, make_options, opt, path_tuple
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .video.encode import write_frames
+from .encode import write_frames
 
 
 def texture(width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -31,11 +31,11 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from contextlib import ExitStack
-from typing import Any, Callable, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, ContextManager, Generic, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 from .concurrency import available_cores
-from .errors import ConfigError
+from ..errors import ConfigError
 from .executors import (
     Executor,
     PoolExecutor,
@@ -45,6 +45,7 @@ from .executors import (
     Setup,
     TaskSpec,
     import_ray,
+    ray_session,
     set_up_worker,
     worker_context,
 )
@@ -52,12 +53,7 @@ from .locks import STATE_DIR, children_path, output_lock
 from .processes import Terminated, name_semaphores_by_pid, remove_stale_shm, sigterm_as_interrupt, stop_orphans
 from .progress import UnitBar
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
-from .run_options import (  # noqa: F401  (re-exported: the runner's options live in a light module)
-    EXECUTORS,
-    RUN_OPTIONS,
-    RunOptions,
-    pop_run_options,
-)
+from .options import EXECUTORS, RUN_OPTIONS, RunOptions, pop_run_options
 from .results import FAILED, OK, SKIPPED, Calibration, DryRunPlan, Item, ItemResult, RunSummary, WorkerContext
 from .sharding import Shard, resolve_shard, sharded_path
 
@@ -196,6 +192,18 @@ def run_items(
         out=lambda o: Path("."), setup=_NoArgSetup(setup) if setup is not None else None,
         resources=(lambda o, r: resources), estimate=estimate, rate_keys=lambda o: keys, locks_output=False)
     return _run(st, options, run, items, workers, Path(report_path) if report_path is not None else None)
+
+
+@contextmanager
+def executor_session(executor: str, address: str | None = None, workers: int | None = None) -> Iterator[None]:
+    """One session of a cluster executor shared by several runs (every stage of `prepare`):
+    Ray is started once (or joined at `address`) and stopped at the end if this call started
+    it. The local executor needs none."""
+    if executor != "ray":
+        yield
+        return
+    with ray_session(address, workers):
+        yield
 
 
 def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], workers: int,

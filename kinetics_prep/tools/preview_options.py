@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ConfigError
-from .framedir import NAMINGS
-from .options import check_fps, opt
+from ..errors import ConfigError
+from ..storage.framedir import NAMINGS
+from ..options import check_fps, opt
 
 FLOW_TYPES = ("tvl1", "farneback", "dis")
 

@@ -19,9 +19,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError
+from ..errors import OutputError
 
-from .layout import STATE_DIR
+from ..storage.layout import STATE_DIR
 LOCK_NAME = "run.lock"
 
 # POSIX locks belong to a process: a second lock from this same process would silently succeed,

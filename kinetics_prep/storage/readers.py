@@ -10,7 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .errors import DecodeError, InputError, MissingDependencyError
+from ..errors import DecodeError, InputError, MissingDependencyError
 from .framedir import META_FILE, FrameDirMeta, detect_naming, get_naming, parse_meta
 from .packed import meta_problem, open_checked
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .atomic import commit_dir, partial_path, remove_tree
-from .errors import OutputError
+from ..errors import OutputError
 from .framedir import META_FILE, FrameCounts, FrameDirMeta, count_frames, count_names, meta_bytes, write_meta
 from .packed import ZipClip, ZipWriter, dir_members, is_zip, zip_members, zip_path
 

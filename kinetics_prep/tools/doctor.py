@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .concurrency import available_cores
-from .kinetics import PathLike
+from ..run.concurrency import available_cores
+from ..dataset.kinetics import PathLike
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -226,7 +226,7 @@ def check_opencv_packages() -> Check:
 
 def check_video_io() -> Check:
     try:
-        from . import video
+        from .. import video
     except ImportError as e:
         return Check("video-io", FAIL, f"PyAV cannot be imported ({e})", "pip install --force-reinstall av")
     v = video.library_versions()
@@ -235,9 +235,9 @@ def check_video_io() -> Check:
 
 def check_h264(workdir: PathLike | None = None) -> Check:
     """Encode a 10-frame H.264 clip in a temporary folder and decode it back."""
-    from . import video
-    from .errors import KineticsPrepError
-    from .synthetic import moving_frames
+    from .. import video
+    from ..errors import KineticsPrepError
+    from ..video.synthetic import moving_frames
 
     if not video.has_h264_encoder():
         return Check("h264", FAIL, "the FFmpeg inside PyAV has no libx264 encoder: resize cannot write H.264",

@@ -15,15 +15,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from . import video, viz
-from .video import images
-from .errors import ConfigError, DecodeError, EncodeError, InputError
-from .flow import dequantize, get_engine
-from .flow.quantize import DEFAULT_BOUND
-from .atomic import write_bytes_atomic
-from .framedir import NAMINGS, FlowInfo, FrameDirMeta
-from .packed import DirClip, ZipClip, count_clip, is_zip, open_checked
-from .options import PathLike, make_options
+from .. import video
+from . import viz
+from ..video import images
+from ..errors import ConfigError, DecodeError, EncodeError, InputError
+from ..flow import dequantize, get_engine
+from ..flow.quantize import DEFAULT_BOUND
+from ..storage.atomic import write_bytes_atomic
+from ..storage.framedir import NAMINGS, FlowInfo, FrameDirMeta
+from ..storage.packed import DirClip, ZipClip, count_clip, is_zip, open_checked
+from ..options import PathLike, make_options
 from .preview_options import FLOW_TYPES, PreviewOptions  # noqa: F401  (re-exported)
 _OUTPUT_EXTS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 STILL_PX = 0.5  # below this a pixel counts as not moving

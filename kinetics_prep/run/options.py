@@ -11,8 +11,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from .errors import ConfigError
-from .options import opt
+from ..errors import ConfigError
+from ..options import opt
 from .sharding import Shard, parse_shard, resolve_shard
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")

@@ -1,0 +1,1 @@
+"""The dataset's facts (clips, names, annotation files, label maps) and subsets of them."""

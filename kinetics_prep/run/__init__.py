@@ -1,0 +1,1 @@
+"""Items in, results out: options, results, reports, executors, runner, locks, sharding."""

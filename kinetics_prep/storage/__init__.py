@@ -1,0 +1,1 @@
+"""Where bytes land: atomic commits, paths, the frame-directory format, packed clips, readers."""

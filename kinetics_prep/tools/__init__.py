@@ -1,0 +1,1 @@
+"""Commands that look at things: `doctor` (the machine) and `preview` (contact sheets)."""
