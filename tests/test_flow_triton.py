@@ -342,7 +342,7 @@ def test_auto_on_cuda_prefers_triton_and_falls_back_to_torch(monkeypatch):
     assert flow._choose_backend("tvl1", "auto", "cuda") == "triton"
     monkeypatch.setitem(sys.modules, "triton", None)
     assert flow._choose_backend("tvl1", "auto", "cuda") == "torch"
-    assert get_engine("tvl1").backend == "opencv"  # no GPU visible: auto stays on the CPU
+    assert get_engine("tvl1").backend == "numba"  # no GPU visible: auto stays on the CPU (numba)
 
 
 def test_import_kinetics_prep_imports_neither_torch_nor_triton():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,10 @@ def _shm(tmp_path):
 
 def test_flows_come_back_in_order_and_batches_span_workers_and_clips(tmp_path):
     log = tmp_path / "batches.log"
-    with FlowServices(_spec(tmp_path, EchoFactory(str(log)), batch=4), workers=2) as services:
+    # A partial batch waits up to a second here (5 ms by default), so that on a loaded machine the
+    # second worker's pair still joins the first batch.
+    spec = replace(_spec(tmp_path, EchoFactory(str(log)), batch=4), linger_s=1.0)
+    with FlowServices(spec, workers=2) as services:
         a, b = services.handles.feed(0), services.handles.feed(1)
         pairs_a, pairs_b = _pairs(7, 1), _pairs(5, 2)
         # Two workers' clips in flight at once: 3 + 1 pairs, then 4 + 4.

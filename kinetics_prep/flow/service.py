@@ -84,6 +84,7 @@ class ServiceSpec:
     factory: EngineFactory | None = None
     shm_dir: str = ""  # "" : /dev/shm when it exists, else the temp directory
     meta_params: dict[str, Any] | None = None  # the engine's resolved parameters, for metadata
+    linger_s: float = _LINGER_S  # how long a partial batch waits for more pairs
 
     @property
     def slots(self) -> int:
@@ -202,7 +203,7 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
     while True:
         full = any(len(q) >= spec.batch_size for q in groups.values())
         ready = wait(list(live.values()) + [control, _listening_socket(listener)],
-                     0 if full else (_LINGER_S if pending else 1.0))
+                     0 if full else (spec.linger_s if pending else 1.0))
         for conn in ready:
             if conn is control:
                 return  # "stop" or the parent is gone
