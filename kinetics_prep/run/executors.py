@@ -4,7 +4,8 @@ Every executor takes one `TaskSpec` and the items, and yields one `ItemResult` p
 completion order. It never raises for a failed item: `execute_task` turns an item's exception
 into a failed result (after the item retries). Each worker process is set up once: the stage's
 `setup(options, WorkerContext)` builds its per-worker state (a flow engine on this worker's GPU,
-a thread budget), which every `run_one(item, options, state)` of that worker receives.
+a thread budget), which every `run_one(item, options, state)` of that worker receives, and the
+stage's `teardown(state)` releases it once when the worker stops (`tear_down_worker`).
 
 - `SerialExecutor`: in this process (1 worker, or a single item).
 - `PoolExecutor`: spawned `multiprocess` workers (slots 0..N-1), one pipe each, one item at a

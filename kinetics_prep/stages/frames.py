@@ -73,7 +73,7 @@ from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, F
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
-# ------------------------------------------------------------------------------ flow engine
+# ------------------------------------------------------------------------------ the worker's flow feed
 
 def plan_flow(options: ExtractOptions) -> FlowPlan:
     """The flow plan of these options (validated, devices resolved; nothing built)."""
