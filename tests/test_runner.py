@@ -1,5 +1,8 @@
 """The runner on toy items: statuses, retries, reports, parallel execution, exit codes."""
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,72 @@ def test_bad_runner_settings_fail_fast(tmp_path):
 
 def test_exit_code_for_interruption():
     assert RunSummary(stage="x", interrupted=True).exit_code == 130
+
+
+# ------------------------------------------------------------------ Stage.teardown
+
+def _open_state(options, context) -> Path:
+    # What a worker's set-up builds (a flow feed, say), as a file that says it is open.
+    path = Path(options["dir"]) / f"open-{os.getpid()}-{context.slot}"
+    path.write_text("")
+    return path
+
+
+def _close_state(state: Path) -> None:
+    state.rename(state.with_name(state.name.replace("open-", "closed-")))
+
+
+def _touch(item: Item, options, state: Path) -> ItemResult:
+    assert state.exists(), "an item ran on a worker whose state was already torn down"
+    item.dst.write_text("ok")
+    return ItemResult(key=item.key, status=OK)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_worker_tears_down_what_it_set_up(tmp_path, workers):
+    from kinetics_prep.run.runner import RunOptions, Stage, run_stage
+
+    states = tmp_path / "states"
+    states.mkdir()
+    items = _items(tmp_path, 4)
+    stage = Stage(name="toy", plan=lambda o: items, is_done=_done, run_one=_touch, out=lambda o: tmp_path / "out",
+                  setup=_open_state, teardown=_close_state)
+    summary = run_stage(stage, {"dir": str(states)}, RunOptions(workers=workers, progress=False), items)
+    assert summary.ok == 4
+    assert sorted(p.name.split("-")[0] for p in states.iterdir()) == ["closed"] * workers  # one per worker
+
+
+def test_run_items_picks_its_workers_when_none_are_given(tmp_path):
+    from kinetics_prep.run.runner import default_workers
+
+    summary = run_items("square", _items(tmp_path, 1), _write_square, {"factor": 1}, is_done=_done,
+                        workers=None, progress=False)
+    assert (summary.ok, summary.workers) == (1, 1)  # never more workers than items
+    summary = run_items("square", _items(tmp_path, 3), _write_square, {"factor": 1}, is_done=_done,
+                        workers=None, progress=False, overwrite=True)
+    assert summary.workers == min(default_workers(), 3)
+
+
+def _terminated_once(item: Item, options, state: Path) -> ItemResult:
+    # Item 1 gets SIGTERM in the middle of its work (as from the pool's close, or SLURM), once.
+    marker = Path(options["dir"]).parent / "terminated"
+    if item.key == "1" and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal's handler raises before this ends
+    return _touch(item, options, state)
+
+
+def test_a_pool_worker_stopped_by_sigterm_tears_down_too(tmp_path):
+    from kinetics_prep.run.runner import RunOptions, Stage, run_stage
+
+    states = tmp_path / "states"
+    states.mkdir()
+    items = _items(tmp_path, 4)
+    stage = Stage(name="toy", plan=lambda o: items, is_done=_done, run_one=_terminated_once,
+                  out=lambda o: tmp_path / "out", setup=_open_state, teardown=_close_state)
+    summary = run_stage(stage, {"dir": str(states)}, RunOptions(workers=2, progress=False), items)
+    assert (summary.ok, summary.failed) == (3, 1)
+    pid = (tmp_path / "terminated").read_text()
+    assert [p.name.split("-")[0] for p in states.glob(f"*-{pid}-*")] == ["closed"]
+    assert not list(states.glob("open-*"))

@@ -4,7 +4,8 @@ Every executor takes one `TaskSpec` and the items, and yields one `ItemResult` p
 completion order. It never raises for a failed item: `execute_task` turns an item's exception
 into a failed result (after the item retries). Each worker process is set up once: the stage's
 `setup(options, WorkerContext)` builds its per-worker state (a flow engine on this worker's GPU,
-a thread budget), which every `run_one(item, options, state)` of that worker receives.
+a thread budget), which every `run_one(item, options, state)` of that worker receives, and the
+stage's `teardown(state)` releases it once when the worker stops (`tear_down_worker`).
 
 - `SerialExecutor`: in this process (1 worker, or a single item).
 - `PoolExecutor`: spawned `multiprocess` workers (slots 0..N-1), one pipe each, one item at a
@@ -20,6 +21,7 @@ This module and `runner` are the only ones that know about processes, devices an
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import signal
@@ -41,6 +43,7 @@ RAY_INSTALL_HINT = "pip install 'kinetics-prep[ray]'"
 
 RunOne = Callable[[Item, Any, Any], ItemResult]  # (item, options, worker state) -> result
 Setup = Callable[[Any, WorkerContext], Any]  # (options, context) -> worker state
+Teardown = Callable[[Any], None]  # (worker state) -> None, once when the worker stops
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class TaskSpec:
     retries: int
     setup: Setup | None = None
     context: WorkerContext = WorkerContext()
+    teardown: Teardown | None = None
 
 
 class Executor(Protocol):
@@ -162,6 +166,17 @@ def set_up_worker(spec: TaskSpec, context: WorkerContext) -> Any:
     return spec.setup(spec.options, context) if spec.setup is not None else None
 
 
+def tear_down_worker(spec: TaskSpec, state: Any) -> None:
+    """Release what the worker's set-up built, once, when it stops. An error here is not the
+    run's: every item already has its result, and a worker that is stopping has nobody to tell."""
+    if spec.teardown is None:
+        return
+    try:
+        spec.teardown(state)
+    except Exception:
+        pass
+
+
 # ------------------------------------------------------------------ local
 
 
@@ -169,8 +184,11 @@ class SerialExecutor:
     def results(self, spec: TaskSpec, items: Iterable[Item]) -> Iterator[ItemResult]:
         context = worker_context(spec, 0, "serial")
         state = set_up_worker(spec, context)
-        for item in items:
-            yield execute_task(spec, item, state, progress=context.progress)
+        try:
+            for item in items:
+                yield execute_task(spec, item, state, progress=context.progress)
+        finally:  # at the end, and when the run stops early (the generator is closed)
+            tear_down_worker(spec, state)
 
     def progress_channel(self) -> Channel:
         return LocalChannel()
@@ -198,12 +216,15 @@ def _pool_worker(conn: Any, spec: TaskSpec, slot: int, run: int) -> None:
             conn.send(("setup-failed", _picklable(e)))
             return
         conn.send(("ready", None))
-        while True:
-            task = conn.recv()
-            if task is None:
-                return
-            item, attempts = task
-            conn.send(("result", execute_task(spec, item, state, attempts, context.progress)))
+        try:
+            while True:
+                task = conn.recv()
+                if task is None:
+                    return
+                item, attempts = task
+                conn.send(("result", execute_task(spec, item, state, attempts, context.progress)))
+        finally:  # a normal exit, SIGTERM (Terminated) or the parent gone: the worker stops
+            tear_down_worker(spec, state)
     except KeyboardInterrupt:  # Terminated: the clip's scratch is cleaned; end as SIGTERM would
         exit_by_sigterm()
     except (EOFError, OSError):  # the parent is gone
@@ -501,7 +522,11 @@ def _ray_task(spec: TaskSpec, item: Item) -> ItemResult:
         key = repr((spec.setup, spec.options, channel)).encode()
     if key not in _RAY_STATES:
         context = worker_context(spec, 0, "ray")
-        _RAY_STATES[key] = (set_up_worker(spec, context), context.progress)
+        state = set_up_worker(spec, context)
+        _RAY_STATES[key] = (state, context.progress)
+        # A Ray worker process outlives the run and has no "stop" of its own: its state is torn
+        # down when the process exits normally (not when Ray kills it).
+        atexit.register(tear_down_worker, spec, state)
     state, progress = _RAY_STATES[key]
     return execute_task(spec, item, state, progress=progress)
 

@@ -6,7 +6,7 @@
 - `DryRunPlan`: what a dry run found to do, with `Calibration`: how fast a stage measured it would go.
 
 Presentation (`reports.format_summary`) and execution (`executors`, `runner`) import this module;
-it imports nothing of the package.
+it imports nothing of the package (`WorkerContext.read_ahead` alone loads `concurrency`, when called).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TypeVar
+
+T = TypeVar("T")
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 STATUSES: tuple[str, ...] = (OK, SKIPPED, FAILED)
@@ -103,6 +105,7 @@ class RunSummary:
     shard: str | None = None  # "K/N" when this run did one shard
     all_items: int | None = None  # items of the whole stage (before sharding)
     executor: str = "local"
+    workers: int = 1  # the workers the run was given (at most this many ran at once)
     plan: DryRunPlan | None = None  # set by a dry run (nothing was executed)
 
     @property
@@ -142,6 +145,8 @@ class WorkerContext:
     services: the handles of the run's services (the stage's `services` hook), or None.
     progress: an object whose `add(n)` counts units done (the stage's `unit`, e.g. flow pairs)
         for the live progress bar, cheaply and as they happen; None when nobody watches.
+    `read_ahead(items, n)`: how a stage overlaps producing items (decoding) with using them,
+    without knowing about threads.
     """
 
     slot: int = 0
@@ -151,3 +156,12 @@ class WorkerContext:
     overwrite: bool = False
     services: Any = None
     progress: Any = None
+
+    def read_ahead(self, items: Iterator[T], n: int) -> Iterator[T]:
+        """`items`, produced up to `n` ahead on a thread of their own when this worker has cores
+        to spare (threads > 1); otherwise as they are (one core: a thread would only contend)."""
+        if self.threads <= 1:
+            return items
+        from .concurrency import prefetch
+
+        return prefetch(items, n)

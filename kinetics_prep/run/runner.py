@@ -44,9 +44,11 @@ from .executors import (
     SerialExecutor,
     Setup,
     TaskSpec,
+    Teardown,
     import_ray,
     ray_session,
     set_up_worker,
+    tear_down_worker,
     worker_context,
 )
 from .locks import STATE_DIR, children_path, output_lock
@@ -82,6 +84,9 @@ class Stage(Generic[O]):
     plan(options) -> items; is_done(item, options): its final output exists and is complete.
     run_one(item, options, state) -> ItemResult: one item, written atomically.
     setup(options, WorkerContext) -> state: run once per worker process (flow engine, threads).
+    teardown(state): run once per worker when it stops (the serial loop at its end, a pool
+        worker on its normal exit and on SIGTERM, a Ray worker process at its exit): release
+        what `setup` built (extract-frames closes its flow feed). Its errors are not reported.
     workers(options) -> default number of workers (None: one per core).
     out(options) -> the output root: its run lock and its default report live under it.
     resources(options, run) -> per-item Ray resources (default {"num_cpus": 1}).
@@ -110,6 +115,7 @@ class Stage(Generic[O]):
     run_one: RunOne
     out: Callable[[O], Path]
     setup: Setup | None = None
+    teardown: Teardown | None = None
     workers: Callable[[O], int | None] | None = None
     resources: Callable[[O, RunOptions], Mapping[str, float] | None] | None = None
     estimate: Estimator | None = None
@@ -170,7 +176,7 @@ def run_items(
     options: Any,
     *,
     is_done: Callable[[Item, Any], bool],
-    workers: int = 1,
+    workers: int | None = 1,
     overwrite: bool = False,
     retries: int = 0,
     report_path: str | os.PathLike | None = None,
@@ -183,7 +189,10 @@ def run_items(
 ) -> RunSummary:
     """Run a plain `run_one(item, options)` over `items` without a Stage (no output lock, and
     a report only when `report_path` is given): for callers with their own item lists, like
-    verify. `setup()` runs once in every worker process."""
+    verify. `setup()` runs once in every worker process. `workers` None: one per core, and
+    never more than there are items; the summary says how many ran (`RunSummary.workers`)."""
+    if workers is None:
+        workers = min(default_workers(), max(1, len(items)))
     run = replace(run or RunOptions(), workers=workers, overwrite=overwrite, retries=retries,
                   progress=progress)
     keys = (rate_key,) if isinstance(rate_key, str) else tuple(rate_key or ())
@@ -221,6 +230,7 @@ def _run(stage: Stage, options: Any, run: RunOptions, items: Sequence[Item], wor
     rate_keys = stage.rate_keys(options) if stage.rate_keys else ()
     summary = RunSummary(stage=stage.name, total=len(items), rate_keys=tuple(rate_keys),
                          shard=str(shard) if shard else None, all_items=all_items, executor=run.executor,
+                         workers=workers,
                          report_path=str(report_path) if report_path else None)
     if run.dry_run:
         return _dry_run(summary, stage, items, options, run, workers, report_path)
@@ -272,7 +282,7 @@ def _execute(summary: RunSummary, stage: Stage, options: Any, run: RunOptions, i
                                         progress=units_bar.channel if units_bar is not None else None)
                 if stage.prepare is not None:
                     stage.prepare(options, context)
-                spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
+                spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context, stage.teardown)
                 for result in executor.results(spec, todo):
                     summary.add(result)
                     if report is not None:
@@ -401,9 +411,12 @@ def _calibrate(plan: DryRunPlan, stage: Stage, item: Item, options: Any, run: Ru
     assert stage.calibrate is not None
     context = WorkerContext(workers=workers, threads=max(1, default_workers() // workers),
                             overwrite=run.overwrite, executor="serial")
-    spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context)
+    spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context, stage.teardown)
     try:
         state = set_up_worker(spec, worker_context(spec, 0, "serial"))
-        plan.calibration = stage.calibrate(item, options, state, context)
+        try:
+            plan.calibration = stage.calibrate(item, options, state, context)
+        finally:
+            tear_down_worker(spec, state)
     except Exception as e:  # a clip that cannot be decoded, an engine that cannot be built
         plan.calibration_error = f"{type(e).__name__}: {e}".replace("\n", " ")

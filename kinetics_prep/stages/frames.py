@@ -1,14 +1,19 @@
 """The extract-frames stage: RGB JPEG frames and optical flow from ONE decode of each clip.
 
-decode (threaded) -> resize the Y, U, V planes -> RGB JPEG from the planes (thread pool)
-                                 \\-> Y as gray -> pairs (i, i+step) -> flow engine (batched)
-                                                -> quantise -> x/y images (thread pool)
+decode (read ahead) -> resize the Y, U, V planes -> RGB JPEG from the planes (frame writer)
+                                   \\-> Y as gray -> pairs (i, i+step) -> flow feed (batched)
+                                                  -> quantise -> x/y images (frame writer)
 
 Per clip the output is a directory `OUT/class/clip_stem/` written as `clip_stem.partial/` (or,
 with --pack zip, a stored zip streamed into `clip_stem.zip.partial`: see framesink) and renamed
 when complete; counts are checked first (RGB = frames decoded, flow = RGB - step per
 axis). A metadata file (`kinetics_prep.json`) records what is inside, so file lists and `verify`
 never guess.
+
+Only the stage lives here: options -> items, done or not, one clip, tidy, estimates. Where flow
+runs (devices, services, each worker's feed) is `flow.plan`'s; how the files are written (the
+writer's threads, carrying a finished output's other modality) is `storage`'s; how far decoding
+runs ahead is the runner's (`WorkerContext.read_ahead`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -28,19 +33,19 @@ import numpy as np
 from .. import flow as flowlib
 from .. import video
 from ..storage.atomic import cleanup_scratch, delete_tree
-from ..run.concurrency import prefetch
 from ..errors import ConfigError, DecodeError, IncompleteOutputError, InputError
-from ..flow.service import FlowServices, LocalFeed, ServiceSpec
+from ..flow.plan import FlowPlan, engine_workers, flow_resources, flow_services, open_feed
+from ..flow.plan import plan_flow as _plan_flow
 from ..storage.framedir import (
     FlowInfo,
     FrameDirMeta,
     get_naming,
     is_complete,
     modalities,
-    read_meta,
     task_of,
 )
-from ..storage.framesink import FrameSink, open_sink
+from ..storage.framesink import FrameSink, carry_over, open_sink
+from ..storage.writer import FrameWriter
 from ..video import images
 from ..storage.layout import (
     check_not_inside,
@@ -58,7 +63,6 @@ from ..storage.packed import (
     is_clip_complete,
     is_zip,
     open_checked,
-    read_clip_meta,
     zip_path,
 )
 from ..run.results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
@@ -69,85 +73,36 @@ from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, F
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
-# ------------------------------------------------------------------------------ flow engine
-
-@dataclass(frozen=True)
-class FlowPlan:
-    """Which engine runs where; decided once in the parent and recorded in every clip's metadata."""
-
-    name: str
-    backend: str
-    devices: tuple[str, ...]  # one per worker slot ("cpu" or "cuda:N")
-    params: dict[str, Any]
-    batch_size: int
-    # Flow services (one process per device, batching pairs of every worker) instead of an
-    # engine per worker: always on CUDA, on the CPU when asked (--flow-service).
-    service: bool = False
-    factory: Any = None  # builds the engine on a device (benchmarks, tests); None: get_engine
-
+# ------------------------------------------------------------------------------ the worker's flow feed
 
 def plan_flow(options: ExtractOptions) -> FlowPlan:
-    """Validate the flow settings and resolve backend and devices, before any work starts
-    (nothing is built here: each worker builds its engine once)."""
-    backend, device, params = flowlib.resolve_engine(
-        options.flow_type, backend=options.flow_backend, device=options.device, **options.flow_params)
-    if device.startswith("cuda"):
-        if options.gpus is not None:
-            gpus = options.gpus
-        elif options.device.startswith("cuda:"):
-            gpus = (int(options.device.split(":")[1]),)
-        else:
-            gpus = tuple(range(_cuda_count()))
-        devices = tuple(f"cuda:{g}" for g in gpus)
-        batch = options.batch_size or 32
-    else:
-        if options.gpus:
-            raise ConfigError("--gpus needs a GPU backend on CUDA (--flow-backend triton or torch, --device cuda)")
-        devices = (device,)
-        batch = options.batch_size or 8
-    service = devices[0].startswith("cuda") or options.flow_service
-    return FlowPlan(options.flow_type, backend, devices, params, batch, service)
-
-
-def _cuda_count() -> int:
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    """The flow plan of these options (validated, devices resolved; nothing built)."""
+    return _plan_flow(options.flow_type, backend=options.flow_backend, device=options.device,
+                      params=options.flow_params, gpus=options.gpus, batch_size=options.batch_size,
+                      flow_service=options.flow_service)
 
 
 @dataclass
 class _Worker:
-    """Per-worker state, built once by `setup_worker`: the flow feed and the thread budget."""
+    """Per-worker state, built once by `setup_worker`."""
 
-    engine: Any  # a LocalFeed (this worker's engine) or a ServiceFeed (the run's flow services)
-    threads: int
-    progress: Any = None  # counts flow pairs as they are written (WorkerContext.progress)
+    feed: Any  # the flow feed (flow.plan.open_feed): this worker's engine or the run's services
+    context: WorkerContext  # threads, progress (counts flow pairs as they are written), read_ahead
 
 
 def setup_worker(job: _Job, context: WorkerContext) -> _Worker:
-    """Reach the run's flow services when it has them; otherwise build this worker's flow
-    engine on its device: GPU `slot % GPUs` in a local pool; under Ray, the task's own GPU (Ray
-    sets CUDA_VISIBLE_DEVICES, so it is cuda:0)."""
-    engine = None
-    plan = job.flow
-    if plan is not None and context.services is not None:
-        return _Worker(context.services.feed(context.slot), context.threads, context.progress)
-    if plan is not None:
-        if context.executor == "ray" and plan.devices[0].startswith("cuda"):
-            device = "cuda:0"
-        else:
-            device = plan.devices[context.slot % len(plan.devices)]
-        if plan.backend in ("torch", "triton") and device == "cpu":
-            import torch
+    """This worker's flow feed (`flow.plan.open_feed` decides where its flow runs)."""
+    feed = None
+    if job.flow is not None:
+        feed = open_feed(job.flow, job.options.flow_params, slot=context.slot, threads=context.threads,
+                         executor=context.executor, services=context.services)
+    return _Worker(feed, context)
 
-            # Like cv2.setNumThreads(1): processes fill the cores, not oversubscribed threads.
-            torch.set_num_threads(context.threads)
-        engine = (plan.factory(device) if plan.factory is not None else
-                  flowlib.get_engine(plan.name, backend=plan.backend, device=device, **job.options.flow_params))
-        engine = LocalFeed(engine)
-    return _Worker(engine, context.threads, context.progress)
+
+def teardown_worker(worker: _Worker) -> None:
+    """The worker stops: its feed lets go of its engine or of its connections to the services."""
+    if worker.feed is not None:
+        worker.feed.close()
 
 
 def prepare(job: _Job, context: WorkerContext) -> None:
@@ -158,30 +113,20 @@ def prepare(job: _Job, context: WorkerContext) -> None:
         flowlib.warm_up(plan.backend)  # workers run it on one thread each, as OpenCV's
 
 
-def services(job: _Job, run: RunOptions, workers: int) -> FlowServices | None:
-    """The run's flow services, started before the workers (None: each worker has its engine;
-    Ray keeps one engine per GPU task)."""
-    plan = job.flow
-    if plan is None or not plan.service or run.executor == "ray":
-        return None
-    spec = ServiceSpec(plan.name, plan.backend, plan.devices, dict(job.options.flow_params), plan.batch_size,
-                       factory=plan.factory, meta_params=dict(plan.params))
-    return FlowServices(spec, workers)
+def services(job: _Job, run: RunOptions, workers: int) -> Any:
+    """The run's flow services, started before the workers (None: each worker has its engine)."""
+    return flow_services(job.flow, job.options.flow_params, workers, run.executor) if job.flow is not None else None
 
 
 # ------------------------------------------------------------------------------ plan / done
 
 @dataclass(frozen=True)
 class _Job:
-    """What a worker needs: the options and the resolved flow plan (picklable); per clip, the
-    worker's engine and thread budget are filled in."""
+    """What a worker needs: the options and the resolved flow plan (picklable)."""
 
     options: ExtractOptions
     flow: FlowPlan | None
-    threads: int = 1  # cores per worker process: > 1 overlaps decoding, flow and writing
     overwrite: bool = False  # redo from scratch: nothing is carried over from an old output
-    engine: Any = None
-    progress: Any = None
 
 
 def plan(options: ExtractOptions) -> list[Item]:
@@ -237,78 +182,13 @@ def tidy(item: Item, job: _Job) -> None:
 
 # ------------------------------------------------------------------------------ one clip
 
-class _Writer:
-    """Encodes images on a few threads (libjpeg-turbo, OpenCV and file I/O release the GIL), in
-    batches of `batch` files per task so the pool's per-task cost is paid once per batch, with at
-    most `max_pending` batches in flight so memory stays flat, and hands the bytes to the clip's
-    sink: a directory takes them on the pool's threads; a zip takes them here, batch by batch in
-    the order they were written (one input, one archive). With 0 threads it encodes and writes
-    inline: when every core already has a worker process, extra threads only contend."""
-
-    def __init__(self, sink: FrameSink, threads: int = 2, max_pending: int = 8, batch: int = 8) -> None:
-        self.sink = sink
-        self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 0 else None
-        self.max_pending = max_pending
-        self.futures: deque[Future] = deque()
-        self.batch = batch
-        self.pending: list[tuple[str, Callable[..., bytes], tuple]] = []
-
-    def write(self, name: str, encode: Callable[..., bytes], *args: Any) -> None:
-        """Write `encode(*args)` (the file's bytes) as `name`."""
-        if self.pool is None:
-            self.sink.add(name, encode(*args))
-            return
-        self.pending.append((name, encode, args))
-        if len(self.pending) >= self.batch:
-            self._submit()
-
-    def _submit(self) -> None:
-        jobs, self.pending = self.pending, []
-        # Finished batches are taken in order (errors surface early); a full pipeline waits.
-        while self.futures and (len(self.futures) >= self.max_pending or self.futures[0].done()):
-            self._take(self.futures.popleft())
-        self.futures.append(self.pool.submit(self._encode_all, jobs))
-
-    def _encode_all(self, jobs: list[tuple[str, Callable[..., bytes], tuple]]) -> list[tuple[str, bytes]]:
-        done = [(name, encode(*args)) for name, encode, args in jobs]
-        if not self.sink.thread_safe:
-            return done
-        for name, data in done:
-            self.sink.add(name, data)
-        return []
-
-    def _take(self, future: Future) -> None:
-        for name, data in future.result():
-            self.sink.add(name, data)
-
-    def close(self) -> None:
-        """Write what is pending and wait for every write; the first write error is raised."""
-        try:
-            if self.pending and self.pool is not None:
-                self._submit()
-            while self.futures:
-                self._take(self.futures.popleft())
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
-
-    def abort(self) -> None:
-        """Stop after an error elsewhere: drop what is pending, wait for the writes in flight
-        (they target the partial output, deleted next) and raise nothing of theirs."""
-        self.pending.clear()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        self.futures.clear()
-
-
 def _frames(item: Item, options: ExtractOptions, threads: int) -> tuple[Iterator[video.Picture], video.Frames | None]:
     """The clip's frames (upright, resized `Picture`s) and, for a video, its reader, whose `fps`
-    is known once iterating has started: the container is opened once. Decoded `threads` wide,
-    on a thread of its own when this worker has cores to spare."""
+    is known once iterating has started: the container is opened once. Decoded `threads` wide."""
     if not options.input_frames:
         reader = video.iter_pictures(item.src, size=options.size, short_edge=options.new_short, threads=threads,
                                      fps=options.fps)
-        return (prefetch(reader, 16) if threads > 1 else reader), reader
+        return reader, reader
     return _read_frame_dir(item.src, options), None
 
 
@@ -353,7 +233,6 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
     `<dst>.zip.partial` with --pack zip), check the counts, write the metadata, then put it in
     place (an old output is replaced in one step and deleted only afterwards)."""
     options = job.options
-    job = replace(job, threads=worker.threads, engine=worker.engine, progress=worker.progress)
     naming = get_naming(options.naming)
     packed = zip_path(item.dst)
     cleanup_scratch(item.dst)  # left by a killed run (the runner's lock says no one else is writing)
@@ -363,9 +242,10 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
         item.dst if item.dst.is_dir() else (packed if packed.is_file() else None))
     sink = open_sink(item.dst, packed=options.pack == "zip")
     try:
-        counts, meta_fields = _extract(item, job, sink, naming)
+        counts, meta_fields = _extract(item, job, worker, sink, naming)
         meta = _meta(meta_fields)
-        carried = _carry_over(old, sink, job) if old is not None else None
+        carried = (carry_over(old, sink, task=options.task, naming=options.naming, fps=options.fps,
+                              overwrite=job.overwrite) if old is not None else None)
         if carried is not None:
             meta = replace(meta, task=task_of(carried.has | modalities(options.task)),
                            frames=meta.frames or carried.frames or 0)
@@ -383,68 +263,32 @@ def run_one(item: Item, job: _Job, worker: _Worker) -> ItemResult:
     return ItemResult(key=item.key, status=OK, output=str(output), counts=counts, note=note)
 
 
-def _extract(item: Item, job: _Job, sink: FrameSink, naming) -> tuple[dict[str, int], dict[str, Any]]:
-    options, plan = job.options, job.flow
-    # One clip's stream of pairs in, flows out in order (this worker's engine or a service).
-    engine = job.engine.session(str(item.src)) if options.wants_flow else None
-    encode_flow = _flow_image_encoder(options)
-    quality = options.jpeg_quality
-    step, start = options.step, naming.start
-    frames, reader = _frames(item, options, job.threads)
-
-    writer = _Writer(sink, threads=job.threads - 1 if job.threads > 1 else 0)
-    window: deque[np.ndarray] = deque(maxlen=step + 1)
-    batch: list[tuple[np.ndarray, np.ndarray]] = []
-    n = pairs = 0
-    shape = None
-
-    def write_flow(flow: np.ndarray) -> None:
-        nonlocal pairs
-        q = flowlib.quantize(flow, options.bound)
-        x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
-        writer.write(x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
-        writer.write(y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
-        pairs += 1
-        if job.progress is not None:
-            job.progress.add(1)
-
-    def flush() -> None:
-        if not batch:
-            return
-        for flow in engine.put(batch):  # earlier batches' flows, as they come back, in order
-            write_flow(flow)
-        batch.clear()
-
+def _extract(item: Item, job: _Job, worker: _Worker, sink: FrameSink,
+             naming) -> tuple[dict[str, int], dict[str, Any]]:
+    options = job.options
+    context = worker.context
+    frames, reader = _frames(item, options, context.threads)
+    if reader is not None:  # a video: decoding runs ahead of the writing where cores allow
+        frames = context.read_ahead(frames, 16)
+    writer = FrameWriter.for_cores(sink, context.threads)
+    # One clip's stream of pairs in, flows out in order (this worker's engine or a service);
+    # a session left mid-way (an error) abandons what it has in flight.
+    session = worker.feed.session(str(item.src)) if options.wants_flow else None
     try:
-        for picture in frames:
-            shape = picture.shape
-            if options.wants_rgb:
-                writer.write(naming.rgb_name(start + n), images.encode_picture_jpeg, picture, quality)
-            if engine is not None:
-                window.append(picture.gray)
-                if len(window) == step + 1:
-                    batch.append((window[0], window[-1]))
-                    if len(batch) >= plan.batch_size:
-                        flush()
-            n += 1
-        if engine is not None:
-            flush()
-            for flow in engine.drain():  # the flows still in flight
-                write_flow(flow)
+        with session if session is not None else nullcontext():
+            n, shape = _write_frames(frames, session, writer, job, naming, context.progress)
     except BaseException:
         writer.abort()  # the clip failed: its own error is the one to report, not a write's
         raise
-    finally:
-        if engine is not None:
-            engine.__exit__(None, None, None)  # a clip left mid-way abandons what is in flight
     writer.close()
+    step, start = options.step, naming.start
     if n == 0:
         if options.fps is not None:
             raise DecodeError(f"{item.src}: no frames at --fps {options.fps:g} (FFmpeg's fps filter gives none: "
                               "the clip lasts less than half a frame interval)")
         raise DecodeError(f"{item.src}: no decodable frames")
 
-    expected_pairs = max(0, n - step) if engine is not None else 0
+    expected_pairs = max(0, n - step) if session is not None else 0
     _check_counts(sink, naming, n if options.wants_rgb else 0, expected_pairs, item)
     h, w = shape[:2]
     fps = (reader.fps or 0.0) if reader is not None else 0.0
@@ -467,10 +311,58 @@ def _extract(item: Item, job: _Job, sink: FrameSink, naming) -> tuple[dict[str, 
         "source": os.path.abspath(item.src),
         "tool_version": _version(),
     }
-    if engine is not None:
-        meta["flow"] = {"type": engine.name, "backend": engine.backend, "device": engine.device,
-                        "params": engine.params, "versions": flowlib.versions(engine.backend)}
+    if session is not None:  # what computed the flow, as the session (engine or service) says
+        meta["flow"] = {"type": session.name, "backend": session.backend, "device": session.device,
+                        "params": session.params, "versions": flowlib.versions(session.backend)}
     return {"frames": n, "pairs": expected_pairs}, meta
+
+
+def _write_frames(frames: Iterator[video.Picture], session: Any, writer: FrameWriter, job: _Job, naming,
+                  progress: Any) -> tuple[int, tuple[int, ...] | None]:
+    """Every frame's RGB image and every pair's flow images into `writer`, flow through
+    `session` (None: no flow) in batches of the plan's size; (frames, frame shape)."""
+    options = job.options
+    encode_flow = _flow_image_encoder(options)
+    quality = options.jpeg_quality
+    step, start = options.step, naming.start
+    window: deque[np.ndarray] = deque(maxlen=step + 1)
+    batch: list[tuple[np.ndarray, np.ndarray]] = []
+    n = pairs = 0
+    shape = None
+
+    def write_flow(flow: np.ndarray) -> None:
+        nonlocal pairs
+        q = flowlib.quantize(flow, options.bound)
+        x_name, y_name = naming.flow_names(start + pairs, options.flow_format)
+        writer.write(x_name, encode_flow, np.ascontiguousarray(q[..., 0]))
+        writer.write(y_name, encode_flow, np.ascontiguousarray(q[..., 1]))
+        pairs += 1
+        if progress is not None:
+            progress.add(1)
+
+    def flush() -> None:
+        if not batch:
+            return
+        for flow in session.put(batch):  # earlier batches' flows, as they come back, in order
+            write_flow(flow)
+        batch.clear()
+
+    for picture in frames:
+        shape = picture.shape
+        if options.wants_rgb:
+            writer.write(naming.rgb_name(start + n), images.encode_picture_jpeg, picture, quality)
+        if session is not None:
+            window.append(picture.gray)
+            if len(window) == step + 1:
+                batch.append((window[0], window[-1]))
+                if len(batch) >= job.flow.batch_size:
+                    flush()
+        n += 1
+    if session is not None:
+        flush()
+        for flow in session.drain():  # the flows still in flight
+            write_flow(flow)
+    return n, shape
 
 
 def _check_counts(sink: FrameSink, naming, rgb: int, pairs: int, item: Item) -> None:
@@ -489,46 +381,6 @@ def _meta(fields_: dict[str, Any]) -> FrameDirMeta:
     info = FlowInfo(flow["type"], flow["backend"], flow["device"], dict(flow["params"]),
                     dict(flow.get("versions") or {})) if flow else None
     return FrameDirMeta(**fields_, flow=info)
-
-
-def _carry_over(old: Path, sink: FrameSink, job: _Job) -> FrameDirMeta | None:
-    """`--task flow` on clips that already have RGB (or the reverse): the other modality's files
-    go from the finished output into the new one (hard links between directories; members
-    copied byte for byte otherwise, nothing decoded), so the result holds both. Nothing leaves
-    the finished output until the new one has replaced it."""
-    options = job.options
-    meta: FrameDirMeta | None = None
-    if not is_zip(old):
-        meta = read_meta(old)
-    else:
-        try:
-            with ZipClip(old) as clip:
-                meta = read_clip_meta(clip)
-        except (OSError, ValueError, InputError):
-            pass  # an unreadable archive has nothing to carry: it is replaced
-    if meta is None or job.overwrite or options.task == "both" or modalities(options.task) >= meta.has:
-        return None
-    naming = get_naming(meta.naming or options.naming)
-    if naming.name != options.naming:
-        raise ConfigError(f"{old} uses naming {naming.name!r}; rerun with --naming {naming.name}")
-    _check_same_rate(old, meta, options.fps)
-    carried = meta.has - modalities(options.task)
-    prefixes = ((naming.rgb_prefix(),) if "rgb" in carried else ()) + (naming.flow_prefixes() if "flow" in carried else ())
-    sink.carry(old, prefixes)
-    return meta
-
-
-def _check_same_rate(old: Path, meta: FrameDirMeta, fps: float | None) -> None:
-    """Carried frames must be at the rate of the new ones, or RGB and flow would not pair up."""
-    resampled = meta.source_fps is not None  # written only by --fps
-    old_fps = meta.fps if resampled and isinstance(meta.fps, (int, float)) else None
-    same = (old_fps is None and fps is None) or (
-        old_fps is not None and fps is not None and abs(old_fps - fps) < 1e-5)
-    if not same:
-        was = f"--fps {old_fps:g}" if old_fps is not None else "without --fps"
-        now = f"--fps {fps:g}" if fps is not None else "without --fps"
-        raise ConfigError(f"{old} was extracted {was} and this run is {now}: its other modality cannot be kept; "
-                          f"rerun {was} or with --overwrite")
 
 
 def _version() -> str:
@@ -565,17 +417,14 @@ def extract_frames(src: str | os.PathLike, out: str | os.PathLike, *, flow_facto
     return run_stage(STAGE, job, run, items)
 
 
-def _workers_per_gpu(job: _Job) -> int | None:
-    # One per core: with flow services the workers only decode and encode; an engine of its own
-    # on each GPU (no services) means one worker per GPU.
-    gpu = job.flow is not None and job.flow.devices[0].startswith("cuda") and not job.flow.service
-    return len(job.flow.devices) if gpu else None
+def _workers(job: _Job) -> int | None:
+    """The run's workers when nobody says: as the flow plan needs (None: one per core)."""
+    return engine_workers(job.flow) if job.flow is not None else None
 
 
 def _resources(job: _Job, run: RunOptions) -> dict[str, float]:
-    gpu = job.flow is not None and job.flow.devices[0].startswith("cuda")
-    # Ray gives each GPU task its own GPU through CUDA_VISIBLE_DEVICES (see setup_worker).
-    return {"num_cpus": 1, "num_gpus": 1} if gpu and run.executor == "ray" else {"num_cpus": 1}
+    """One clip's task resources under a cluster executor (a GPU each for GPU flow)."""
+    return flow_resources(job.flow, run.executor) if job.flow is not None else {"num_cpus": 1}
 
 
 # Dry-run size model, measured by benchmarks/plan.py on ../shared/data/videos/mmaction2_demo.mp4
@@ -656,9 +505,9 @@ def calibrate(item: Item, job: _Job, worker: _Worker, context: WorkerContext) ->
     with this worker's engine, quantise and encode; nothing is written) and turn the mean into
     the run's rate: `context.workers` workers side by side, or with flow services on GPUs, the
     slower of the workers' decoding/encoding and the services' flow."""
-    if not job.options.wants_flow or worker.engine is None:
+    if not job.options.wants_flow or worker.feed is None:
         return None
-    cpu, flow, label, shape = _time_pairs(item, job, worker.engine)
+    cpu, flow, label, shape = _time_pairs(item, job, worker.feed)
     if not flow:
         raise InputError(f"{item.src}: no flow pair to time (fewer than step+1={job.options.step + 1} frames)")
     if len(flow) > 1:
@@ -668,12 +517,8 @@ def calibrate(item: Item, job: _Job, worker: _Worker, context: WorkerContext) ->
     plan = job.flow
     assert plan is not None
     detail = f"flow {flow_s:.3g} s + decode/encode {cpu_s:.3g} s per pair at {shape[1]}x{shape[0]}"
-    if plan.service and plan.devices[0].startswith("cuda"):
-        rate = min(context.workers / max(cpu_s, 1e-9), len(plan.devices) / max(flow_s, 1e-9))
-        detail += f"; flow on {len(plan.devices)} service(s), timed one pair at a time"
-    else:
-        rate = context.workers * per_worker
-    return Calibration(label, "pairs", rate, per_worker, context.workers, len(flow), detail)
+    rate, how = plan.rate(context.workers, cpu_s, flow_s)
+    return Calibration(label, "pairs", rate, per_worker, context.workers, len(flow), detail + how)
 
 
 def _time_pairs(item: Item, job: _Job, feed: Any) -> tuple[list[float], list[float], str, tuple[int, int]]:
@@ -682,39 +527,45 @@ def _time_pairs(item: Item, job: _Job, feed: Any) -> tuple[list[float], list[flo
     options = job.options
     encode_flow = _flow_image_encoder(options)
     frames, _ = _frames(item, options, 1)
+    try:
+        with feed.session(str(item.src)) as session:
+            label = f"{_LABELS.get(session.name, session.name)} ({session.backend} on {session.device})"
+            cpu, flow, shape = _time_session(frames, session, options, encode_flow)
+    finally:
+        frames.close()
+    return cpu, flow, label, shape
+
+
+def _time_session(frames: Iterator[video.Picture], session: Any, options: ExtractOptions,
+                  encode_flow: Callable[[np.ndarray], bytes]) -> tuple[list[float], list[float], tuple[int, int]]:
+    """`_time_pairs`' loop: one pair at a time through `session`, timed."""
     window: deque[np.ndarray] = deque(maxlen=options.step + 1)
     cpu: list[float] = []
     flow: list[float] = []
-    session = feed.session(str(item.src))
-    label = f"{_LABELS.get(session.name, session.name)} ({session.backend} on {session.device})"
     shape = (0, 0)
     deadline = time.perf_counter() + CALIBRATION_S
-    try:
-        t = time.perf_counter()
-        for picture in frames:
-            shape = picture.shape
-            if options.wants_rgb:
-                images.encode_picture_jpeg(picture, options.jpeg_quality)
-            window.append(picture.gray)
-            if len(window) < options.step + 1:
-                continue
-            t_flow = time.perf_counter()
-            flows = list(session.put([(window[0], window[-1])])) + list(session.drain())
-            t_encode = time.perf_counter()
-            for f in flows:
-                q = flowlib.quantize(f, options.bound)
-                encode_flow(np.ascontiguousarray(q[..., 0]))
-                encode_flow(np.ascontiguousarray(q[..., 1]))
-            now = time.perf_counter()
-            flow.append(t_encode - t_flow)
-            cpu.append(t_flow - t + now - t_encode)
-            t = now
-            if len(flow) > CALIBRATION_PAIRS or now + flow[-1] + cpu[-1] > deadline:
-                break
-    finally:
-        session.__exit__(None, None, None)
-        frames.close()
-    return cpu, flow, label, shape
+    t = time.perf_counter()
+    for picture in frames:
+        shape = picture.shape
+        if options.wants_rgb:
+            images.encode_picture_jpeg(picture, options.jpeg_quality)
+        window.append(picture.gray)
+        if len(window) < options.step + 1:
+            continue
+        t_flow = time.perf_counter()
+        flows = list(session.put([(window[0], window[-1])])) + list(session.drain())
+        t_encode = time.perf_counter()
+        for f in flows:
+            q = flowlib.quantize(f, options.bound)
+            encode_flow(np.ascontiguousarray(q[..., 0]))
+            encode_flow(np.ascontiguousarray(q[..., 1]))
+        now = time.perf_counter()
+        flow.append(t_encode - t_flow)
+        cpu.append(t_flow - t + now - t_encode)
+        t = now
+        if len(flow) > CALIBRATION_PAIRS or now + flow[-1] + cpu[-1] > deadline:
+            break
+    return cpu, flow, shape
 
 
 def _estimated_frames(info: video.VideoInfo, fps: float | None) -> int:
@@ -728,7 +579,7 @@ def _estimated_frames(info: video.VideoInfo, fps: float | None) -> int:
 
 STAGE: Stage[_Job] = Stage(
     name="extract-frames", plan=lambda job: plan(job.options), is_done=is_done, run_one=run_one,
-    out=lambda job: job.options.out, setup=setup_worker, workers=_workers_per_gpu, resources=_resources,
+    out=lambda job: job.options.out, setup=setup_worker, teardown=teardown_worker, workers=_workers, resources=_resources,
     estimate=estimate, services=services, tidy=tidy, prepare=prepare,
     rate_keys=lambda job: ("frames", "pairs") if job.options.wants_flow else ("frames",),
     unit=lambda job: "pairs" if job.options.wants_flow else None, units=planned_pairs, calibrate=calibrate,

@@ -52,7 +52,6 @@ from ..storage.packed import (
     zip_path,
 )
 from ..run.results import FAILED, OK, Item, ItemResult
-from ..run.concurrency import available_cores
 
 LIST_FORMATS = ("videos", "rawframes", "flow")
 REPORT_NAME = "verify_report.json"
@@ -123,10 +122,6 @@ class VerifyOptions:
         for p in self.lists:
             if not p.is_file():
                 raise InputError(f"list file not found: {p}")
-
-    @property
-    def n_workers(self) -> int:
-        return self.workers or available_cores()
 
     @property
     def report_path(self) -> Path:
@@ -687,12 +682,13 @@ def verify(root: VerifyOptions | PathLike, **options: Any) -> VerifyResult:
             result.warnings.append(f"nothing to verify under {opts.root} (no frame directory or video found)")
     result.sources = sources
     result.items = len(items)
-    workers = min(opts.n_workers, max(1, len(items)))
-    result.workers = workers
     from ..run.runner import run_items  # here: the CLI imports this module for its options
 
-    summary = run_items("verify", items, run_one, opts, is_done=_never_done, workers=workers,
+    # workers None: the runner's choice (one per core, no more than the items)
+    summary = run_items("verify", items, run_one, opts, is_done=_never_done,
+                        workers=min(opts.workers, max(1, len(items))) if opts.workers else None,
                         progress=opts.progress, rate_key="images")
+    result.workers = summary.workers
     result.interrupted = summary.interrupted
     result.ok = summary.ok
     result.counts = dict(summary.counts)

@@ -7,6 +7,8 @@ packed clip, behind one interface, so the stage does not care which.
     sink.count(naming)                      # FrameCounts of what was written, before the commit
     sink.commit(meta)                       # metadata last, checked, renamed into place
     sink.abort()                            # anything failed: the partial is removed
+    carry_over(old, sink, task=..., ...)    # before the commit: keep a finished output's other modality
+
 
 A `DirSink` writes each file with plain system calls (thread-safe: the frame writer's threads
 call `add`); counts come from one listing of the partial directory. A `ZipSink` streams members
@@ -23,9 +25,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .atomic import commit_dir, partial_path, remove_tree
-from ..errors import OutputError
-from .framedir import META_FILE, FrameCounts, FrameDirMeta, count_frames, count_names, meta_bytes, write_meta
-from .packed import ZipClip, ZipWriter, dir_members, is_zip, zip_members, zip_path
+from ..errors import ConfigError, InputError, OutputError
+from .framedir import (META_FILE, FrameCounts, FrameDirMeta, count_frames, count_names, get_naming, meta_bytes,
+                       modalities, read_meta, write_meta)
+from .packed import ZipClip, ZipWriter, dir_members, is_zip, read_clip_meta, zip_members, zip_path
 
 # New files only: a name written twice within one clip is a bug, not something to truncate over.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -132,6 +135,49 @@ FrameSink = DirSink | ZipSink
 def open_sink(final: Path, packed: bool) -> FrameSink:
     """The sink for the clip whose frame directory would be `final` (`packed`: `final.zip`)."""
     return ZipSink(final) if packed else DirSink(final)
+
+
+def carry_over(old: Path, sink: FrameSink, *, task: str, naming: str, fps: float | None,
+               overwrite: bool) -> FrameDirMeta | None:
+    """`--task flow` on clips that already have RGB (or the reverse): the other modality's files
+    go from the finished output `old` into the new one (hard links between directories; members
+    copied byte for byte otherwise, nothing decoded), so the result holds both; returns the old
+    output's metadata, or None when nothing is carried (`overwrite`, task both, nothing else
+    in it, an unreadable archive). Nothing leaves the finished output until the new one has
+    replaced it. `naming` and `fps`: the new output's, which the old one must share."""
+    meta: FrameDirMeta | None = None
+    if not is_zip(old):
+        meta = read_meta(old)
+    else:
+        try:
+            with ZipClip(old) as clip:
+                meta = read_clip_meta(clip)
+        except (OSError, ValueError, InputError):
+            pass  # an unreadable archive has nothing to carry: it is replaced
+    if meta is None or overwrite or task == "both" or modalities(task) >= meta.has:
+        return None
+    old_naming = get_naming(meta.naming or naming)
+    if old_naming.name != naming:
+        raise ConfigError(f"{old} uses naming {old_naming.name!r}; rerun with --naming {old_naming.name}")
+    _check_same_rate(old, meta, fps)
+    carried = meta.has - modalities(task)
+    prefixes = (((old_naming.rgb_prefix(),) if "rgb" in carried else ())
+                + (old_naming.flow_prefixes() if "flow" in carried else ()))
+    sink.carry(old, prefixes)
+    return meta
+
+
+def _check_same_rate(old: Path, meta: FrameDirMeta, fps: float | None) -> None:
+    """Carried frames must be at the rate of the new ones, or RGB and flow would not pair up."""
+    resampled = meta.source_fps is not None  # written only by --fps
+    old_fps = meta.fps if resampled and isinstance(meta.fps, (int, float)) else None
+    same = (old_fps is None and fps is None) or (
+        old_fps is not None and fps is not None and abs(old_fps - fps) < 1e-5)
+    if not same:
+        was = f"--fps {old_fps:g}" if old_fps is not None else "without --fps"
+        now = f"--fps {fps:g}" if fps is not None else "without --fps"
+        raise ConfigError(f"{old} was extracted {was} and this run is {now}: its other modality cannot be kept; "
+                          f"rerun {was} or with --overwrite")
 
 
 def _members(old: Path, prefixes: tuple[str, ...]) -> Iterator[tuple[str, bytes]]:
