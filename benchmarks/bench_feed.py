@@ -82,7 +82,7 @@ def run(src: Path, out: Path, workers: int, *, service: bool, factory: Any = Non
 
 
 def main() -> None:
-    from kinetics_prep.run.concurrency import available_cores
+    from kinetics_prep.system.concurrency import available_cores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copies", type=int, default=4, help="copies of the 340x256 clip (300 frames each)")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from kinetics_prep.run.concurrency import available_cores
+    from kinetics_prep.system.concurrency import available_cores
     from kinetics_prep.flow.service import FlowServices
     from kinetics_prep.run.runner import RunOptions, run_stage
     from kinetics_prep.stages import frames as fs

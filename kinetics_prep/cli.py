@@ -736,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
-    from .run.processes import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
+    from .system.processes import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():  # SLURM and Kubernetes send SIGTERM first: clean up as for Ctrl-C

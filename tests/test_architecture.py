@@ -84,12 +84,44 @@ def test_no_import_cycles():
     assert cycle is None, " -> ".join(cycle)
 
 
+# The layers, bottom to top (ARCHITECTURE.md): an import may point down or sideways, never up.
+# `storage` sits below `dataset` because writing an annotation file atomically is storage's job.
+LAYERS: dict[str, int] = {
+    "errors": 0, "lazy": 0, "options": 0, "mmaction": 0,
+    "system": 1, "video": 2, "storage": 3, "dataset": 4, "flow": 5, "run": 6, "stages": 7,
+    "acquire": 8, "tools": 8, "demo": 9, "cli": 10, "__main__": 11, "kinetics_prep": 11,
+}
+# Modules above their folder: `stages/prepare` drives every stage and acquisition (like cli).
+LAYER_OF_MODULE = {"kinetics_prep.stages.prepare": 9}
+
+
+def _layer(module: str) -> int:
+    if module in LAYER_OF_MODULE:
+        return LAYER_OF_MODULE[module]
+    parts = module.split(".")
+    return LAYERS[parts[1] if len(parts) > 1 else parts[0]]
+
+
+def test_imports_only_point_down():
+    graph = _graph()
+    up = [f"{a} -> {b}" for a, targets in graph.items() for b in sorted(targets)
+          if _layer(b) > _layer(a) and b != "kinetics_prep"]
+    assert up == [], "imports that point up a layer:\n" + "\n".join(up)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    graph = {"kinetics_prep.video.read": {"kinetics_prep.run.runner"}}
+    assert [b for a, t in graph.items() for b in t if _layer(b) > _layer(a)] == ["kinetics_prep.run.runner"]
+    assert set(LAYERS) >= {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+                           if not p.name.startswith("_") and (p.is_dir() or p.suffix == ".py")} - {"__pycache__"}
+
+
 # What a stage may not know (#20): processes, devices, threads and cores are the run and flow
 # layers' business. Checked on the syntax tree, so a word in a comment or a help text (e.g.
 # "torchvision", "cuda:N") is no offence and an import inside a function is one.
 BANNED_IMPORTS = ("torch", "triton", "ray", "multiprocess", "multiprocessing", "threading",
-                  "concurrent.futures", "kinetics_prep.run.executors", "kinetics_prep.run.concurrency",
-                  "kinetics_prep.run.processes")
+                  "concurrent.futures", "kinetics_prep.run.executors", "kinetics_prep.system.concurrency",
+                  "kinetics_prep.system.processes")
 BANNED_NAMES = frozenset({"cuda", "device_count", "set_num_threads", "sched_getaffinity", "cpu_count",
                           "current_process", "_identity", "available_cores", "default_workers",
                           "ThreadPoolExecutor", "Thread"})
@@ -144,12 +176,12 @@ def test_the_stage_rule_catches_what_it_bans(tmp_path):
     """The checker itself: each kind of offence is found, and words in strings are not."""
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "import os\nfrom ..run.concurrency import prefetch\nfrom concurrent.futures import ThreadPoolExecutor\n"
+        "import os\nfrom ..system.concurrency import prefetch\nfrom concurrent.futures import ThreadPoolExecutor\n"
         "def f(x):\n    import torch\n    n = os.cpu_count()\n    return x.executor == 'ray'\n"
         "HELP = 'torchvision on cuda:0 with threading'\n", encoding="utf-8")
     found = _stage_offences(bad, "kinetics_prep.stages.bad")
     text = "\n".join(found)
-    for expected in ("imports kinetics_prep.run.concurrency", "imports concurrent.futures", "imports torch", "uses .cpu_count", 'compares with "ray"'):
+    for expected in ("imports kinetics_prep.system.concurrency", "imports concurrent.futures", "imports torch", "uses .cpu_count", 'compares with "ray"'):
         assert expected in text, (expected, found)
     assert len(found) == 5, found
 

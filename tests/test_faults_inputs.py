@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kinetics_prep.run.concurrency import prefetch
+from kinetics_prep.system.concurrency import prefetch
 
 
 def _finishes(fn, timeout: float = 5.0) -> bool:

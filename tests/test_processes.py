@@ -201,7 +201,8 @@ def test_workers_stop_within_a_second_when_the_main_process_is_killed(tmp_path):
 def test_a_rerun_first_stops_the_workers_a_killed_run_left(tmp_path):
     from kinetics_prep import resize_videos
     from kinetics_prep.run.locks import children_path
-    from kinetics_prep.run.processes import record_children, start_time
+    from kinetics_prep.run.locks import record_children
+    from kinetics_prep.system.processes import start_time
 
     src, out = _clips(tmp_path / "src", 1), tmp_path / "out"
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -272,7 +273,7 @@ def test_stale_shared_memory_of_dead_runs_is_removed_at_start_and_a_live_runs_is
 
 def test_a_pool_run_creates_only_semaphores_named_by_its_pid(tmp_path):
     """A run killed as a whole group leaves nothing a later run cannot attribute."""
-    from kinetics_prep.run.processes import name_semaphores_by_pid
+    from kinetics_prep.system.processes import name_semaphores_by_pid
 
     import multiprocess
 

@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import FlowServiceError
-from ..run.processes import ARENA_PREFIX, die_with_parent
+from ..system.processes import ARENA_PREFIX, die_with_parent, pid_alive
 
 __all__ = ["ServiceSpec", "FlowServices", "ServiceHandles", "ServiceFeed", "LocalFeed", "FeedSession"]
 
@@ -501,7 +501,7 @@ class FlowServices:
                 except OSError:
                     pass
         _remove_arenas(_shm_dir(self.spec), self.tag)
-        from ..run.executors import stop_resource_tracker
+        from ..system.processes import stop_resource_tracker
 
         stop_resource_tracker()  # spawning started it; it must not outlive the run
 
@@ -537,7 +537,7 @@ def _remove_stale_arenas(directory: Path) -> None:
     """Arenas of runs that were killed (their parent is gone) would hold memory until reboot."""
     def stale(name: str) -> bool:
         pid = name[len(_PREFIX):].split("-", 1)[0]
-        return name.startswith(_PREFIX) and pid.isdigit() and not _alive(int(pid))
+        return name.startswith(_PREFIX) and pid.isdigit() and not pid_alive(int(pid))
 
     _unlink_where(directory, stale)
 
@@ -553,15 +553,6 @@ def _unlink_where(directory: Path, chosen: Callable[[str], bool]) -> None:
             os.unlink(directory / name)
         except OSError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

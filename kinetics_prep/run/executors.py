@@ -36,7 +36,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from ..errors import ConfigError, KineticsPrepError, MissingDependencyError
 from .progress import Channel, LocalChannel, RayChannel, SharedChannel, UnitReporter
-from .processes import raise_terminated, describe_exit, die_with_parent, exit_by_sigterm, record_children
+from ..system.processes import (
+    describe_exit,
+    die_with_parent,
+    exit_by_sigterm,
+    raise_terminated,
+    stop_resource_tracker,
+)
+from .locks import record_children
 from .results import FAILED, OK, Item, ItemResult, WorkerContext
 
 RAY_INSTALL_HINT = "pip install 'kinetics-prep[ray]'"
@@ -443,27 +450,6 @@ def stop_forkserver() -> None:
         stop()
     except OSError:  # already gone
         pass
-
-
-def stop_resource_tracker() -> None:
-    """The spawn context starts a resource-tracker process for its semaphores; without this it
-    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined, and
-    waits for every child that inherited it: while one still runs (a flow service, stopped
-    after the workers), its owner stops the tracker later."""
-    try:
-        import multiprocess
-        from multiprocess import resource_tracker
-    except ImportError:  # pragma: no cover
-        return
-    if multiprocess.active_children():
-        return
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    stop = getattr(tracker, "_stop", None)
-    if stop is not None and getattr(tracker, "_pid", None) is not None:
-        try:
-            stop()
-        except Exception:  # already gone: nothing left to reap
-            pass
 
 
 # ------------------------------------------------------------------ ray

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -21,7 +22,9 @@ from typing import Iterator
 
 from ..errors import OutputError
 
+from ..storage.atomic import write_text_atomic
 from ..storage.layout import STATE_DIR
+from ..system.processes import start_time
 LOCK_NAME = "run.lock"
 
 # POSIX locks belong to a process: a second lock from this same process would silently succeed,
@@ -36,7 +39,7 @@ def lock_path(root: Path, shard_tag: str | None = None) -> Path:
 
 
 def children_path(root: Path, shard_tag: str | None = None) -> Path:
-    """Where the run holding this lock notes its worker pids (`processes.record_children`)."""
+    """Where the run holding this lock notes its worker pids (`record_children`)."""
     name = f"children.{shard_tag}.json" if shard_tag else "children.json"
     return root / STATE_DIR / name
 
@@ -115,3 +118,49 @@ def _describe_holder(fd: int) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         # No note: the holders are shard runs (shared locks leave none).
         return "one or more --shard runs of it"
+
+
+def record_children(path: Path, pids: list[int]) -> None:
+    """Note the live children of this run (pid and start time) in `path` (beside the run lock)."""
+    import socket
+
+    entries = [[pid, start_time(pid)] for pid in pids]
+    try:
+        write_text_atomic(path, json.dumps({"host": socket.gethostname(), "pids": entries}) + "\n")
+    except OSError:
+        pass  # the note only speeds up the next run; the death signal and the watch still work
+
+
+def stop_orphans(path: Path, timeout: float = 5.0) -> list[int]:
+    """Stop the children a killed run left (as recorded by `record_children`); returns their pids.
+    Call while holding the output's lock, before any clip is touched. A recorded pid is killed
+    only when its start time proves it is still that child; elsewhere the next run waits for
+    their own parent watch to end them."""
+    import socket
+
+    try:
+        note = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(note, dict) or note.get("host") != socket.gethostname():
+        return []  # another machine's processes (a shared file system): theirs to stop
+    left = []
+    for entry in note.get("pids") or []:
+        try:
+            pid, started = int(entry[0]), entry[1]
+        except (TypeError, ValueError, IndexError):
+            continue
+        if started is not None and start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+            left.append(pid)
+    deadline = time.monotonic() + timeout
+    while any(start_time(p) is not None for p in left) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return left

@@ -162,6 +162,6 @@ class WorkerContext:
         to spare (threads > 1); otherwise as they are (one core: a thread would only contend)."""
         if self.threads <= 1:
             return items
-        from .concurrency import prefetch
+        from ..system.concurrency import prefetch
 
         return prefetch(items, n)

@@ -34,7 +34,7 @@ from pathlib import Path
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, ContextManager, Generic, Iterator, Mapping, Protocol, Sequence, TypeVar
 
-from .concurrency import available_cores
+from ..system.concurrency import available_cores
 from ..errors import ConfigError
 from .executors import (
     Executor,
@@ -51,8 +51,8 @@ from .executors import (
     tear_down_worker,
     worker_context,
 )
-from .locks import STATE_DIR, children_path, output_lock
-from .processes import Terminated, name_semaphores_by_pid, remove_stale_shm, sigterm_as_interrupt, stop_orphans
+from ..system.processes import Terminated, name_semaphores_by_pid, remove_stale_shm, sigterm_as_interrupt
+from .locks import STATE_DIR, children_path, output_lock, stop_orphans
 from .progress import UnitBar
 from .reports import ReportWriter, progress_postfix, read_report, write_keys
 from .options import EXECUTORS, RUN_OPTIONS, RunOptions, pop_run_options

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..run.concurrency import available_cores
+from ..system.concurrency import available_cores
 from ..dataset.kinetics import PathLike
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"

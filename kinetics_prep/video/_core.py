@@ -13,7 +13,7 @@ import av
 import av.error
 import av.filter
 
-from ..run.concurrency import available_cores
+from ..system.concurrency import available_cores
 from ..errors import DecodeError, EncodeError, ProbeError
 from .rate import Clock, Resampler, Ticks, output_rate
 

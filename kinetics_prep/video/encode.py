@@ -13,7 +13,7 @@ import av
 import av.error
 import numpy as np
 
-from ..run.concurrency import available_cores, prefetch
+from ..system.concurrency import available_cores, prefetch
 from ..errors import DecodeError, EncodeError
 from ._core import (
     _displayed_size,

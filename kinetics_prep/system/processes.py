@@ -1,4 +1,4 @@
-"""Process hygiene shared by the executors and the flow services (stdlib only).
+"""Process hygiene shared by the executors and the flow services (stdlib only; the bottom layer).
 
 - `die_with_parent`: a child stops within a second when its parent dies (Linux
   `PR_SET_PDEATHSIG`, plus a parent-pid watch everywhere), so no orphan keeps writing beside a
@@ -6,22 +6,20 @@
 - `Terminated` / `sigterm_as_interrupt`: SIGTERM (what SLURM and Kubernetes send first) is
   handled like Ctrl-C: the run stops its children, cleans its scratch and shared memory, exits 143;
 - `describe_exit`: "signal 9 (killed), e.g. out of memory" for a child that died;
-- `record_children` / `stop_orphans`: the pool's worker pids, kept beside the run lock, so the
-  next run on that output stops any that outlived their run before it touches a clip;
+- `start_time`: a pid's start time, so a recorded worker pid is killed only while it is still
+  that worker (`run.locks.stop_orphans`);
 - `remove_stale_shm`: shared-memory files (semaphores, flow-service arenas) that name a dead
   owner pid are removed when a run starts; a live run's files are never touched.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 _PR_SET_PDEATHSIG = 1
@@ -65,7 +63,7 @@ def _watch_parent(parent: int, run: int | None, started: int | None) -> None:
         # to clean.
         if os.getppid() != parent:
             os._exit(1)
-        if run is not None and (start_time(run) != started if started is not None else not _alive(run)):
+        if run is not None and (start_time(run) != started if started is not None else not pid_alive(run)):
             os._exit(1)
 
 
@@ -139,54 +137,6 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def record_children(path: Path, pids: list[int]) -> None:
-    """Note the live children of this run (pid and start time) in `path` (beside the run lock)."""
-    import socket
-
-    from ..storage.atomic import write_text_atomic
-
-    entries = [[pid, start_time(pid)] for pid in pids]
-    try:
-        write_text_atomic(path, json.dumps({"host": socket.gethostname(), "pids": entries}) + "\n")
-    except OSError:
-        pass  # the note only speeds up the next run; the death signal and the watch still work
-
-
-def stop_orphans(path: Path, timeout: float = 5.0) -> list[int]:
-    """Stop the children a killed run left (as recorded by `record_children`); returns their pids.
-    Call while holding the output's lock, before any clip is touched. A recorded pid is killed
-    only when its start time proves it is still that child; elsewhere the next run waits for
-    their own parent watch to end them."""
-    import socket
-
-    try:
-        note = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(note, dict) or note.get("host") != socket.gethostname():
-        return []  # another machine's processes (a shared file system): theirs to stop
-    left = []
-    for entry in note.get("pids") or []:
-        try:
-            pid, started = int(entry[0]), entry[1]
-        except (TypeError, ValueError, IndexError):
-            continue
-        if started is not None and start_time(pid) == started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                continue
-            left.append(pid)
-    deadline = time.monotonic() + timeout
-    while any(start_time(p) is not None for p in left) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        path.unlink()
-    except OSError:
-        pass
-    return left
-
-
 # ------------------------------------------------------------------ shared memory
 
 
@@ -217,7 +167,7 @@ def remove_stale_shm(directory: str | os.PathLike = "/dev/shm") -> list[str]:
     removed = []
     for name in names:
         pid = owner(name)
-        if pid is not None and not _alive(pid):
+        if pid is not None and not pid_alive(pid):
             try:
                 os.unlink(os.path.join(directory, name))
                 removed.append(name)
@@ -226,7 +176,8 @@ def remove_stale_shm(directory: str | os.PathLike = "/dev/shm") -> list[str]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -234,3 +185,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process: alive, and not ours to judge
     return True
+
+
+def stop_resource_tracker() -> None:
+    """The spawn context starts a resource-tracker process for its semaphores; without this it
+    outlives the run (a stray child at exit). Stopping it is safe once the pool is joined, and
+    waits for every child that inherited it: while one still runs (a flow service, stopped
+    after the workers), its owner stops the tracker later."""
+    try:
+        import multiprocess
+        from multiprocess import resource_tracker
+    except ImportError:  # pragma: no cover
+        return
+    if multiprocess.active_children():
+        return
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if stop is not None and getattr(tracker, "_pid", None) is not None:
+        try:
+            stop()
+        except Exception:  # already gone: nothing left to reap
+            pass
