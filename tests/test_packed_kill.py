@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from kinetics_prep.storage.packed import is_clip_complete
 from kinetics_prep.run.sharding import shard_of
 from kinetics_prep.stages.frames import extract_frames
 from kinetics_prep.video.synthetic import ClipSpec, write_clip
+from test_packed import _dir_files, _zip_files  # the same views of a directory and of an archive
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("cls/a_000001_000011", "cls/c_000002_000012")  # in different shards of 2
@@ -46,15 +46,6 @@ def _copy(tree: Path, dst: Path) -> Path:
     shutil.copytree(tree, dst, symlinks=True)
     shutil.rmtree(dst / ".kinetics_prep", ignore_errors=True)
     return dst
-
-
-def _dir_files(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in d.iterdir()}
-
-
-def _zip_files(z: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(z) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
 
 
 def _scratch(root: Path) -> list[str]:
