@@ -220,13 +220,16 @@ def _serve(spec: ServiceSpec, index: int, address: str, control: Any, stats: Any
                 _drop_chunks(groups, i)
         # Counted, not tallied: requests read before a worker's connection broke are dropped
         # with it, and the count must never drift from what is queued.
-        queued = sum(len(q) for q in groups.values())
-        arrived, pending = queued > pending, queued
+        pending = sum(len(q) for q in groups.values())
         stats[base + _PENDING] = pending
         if not pending and len(maps) > 2 * max(1, len(live)):
             _forget(maps)  # workers replaced their arenas: let the old mappings go
-        if not pending or (arrived and not full):
-            continue  # gather more: a batch runs when full, or when nothing came for a moment
+        full = any(len(q) >= spec.batch_size for q in groups.values())
+        if not pending or (ready and not full):
+            # Gather more: a batch runs when full, or after a quiet moment (the wait timed out
+            # with nothing to read). Any event counts as not quiet: a second worker connecting
+            # is about to send its pairs.
+            continue
         shape, queue = max(groups.items(), key=lambda kv: (len(kv[1]) >= spec.batch_size, len(kv[1])))
         batch = [queue.popleft() for _ in range(min(spec.batch_size, len(queue)))]
         if not queue:
