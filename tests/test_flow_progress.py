@@ -105,3 +105,20 @@ def test_reporter_sends_a_few_times_a_second_and_everything_on_flush():
     assert 1 <= len(sent) <= 3 and sum(sent) < adds
     reporter.flush()  # an item is done: the parent sees all of it
     assert sum(sent) == adds
+
+
+def test_dry_run_compiles_before_it_times(clips, tmp_path):
+    # The numba engine compiles on first use (seconds to a minute) in the stage's `prepare`:
+    # the calibration must come after it, or the estimate counts the compile as flow time.
+    from dataclasses import replace
+
+    from kinetics_prep.run.runner import RunOptions, run_stage
+
+    calls: list[str] = []
+    real = frames_stage.STAGE.calibrate
+    stage = replace(frames_stage.STAGE, prepare=lambda job, context: calls.append("prepare"),
+                    calibrate=lambda *a: (calls.append("calibrate"), real(*a))[1])
+    opts = frames_stage.ExtractOptions(src=clips, out=tmp_path / "out", flow_type="farneback")
+    job = frames_stage._Job(opts, frames_stage.plan_flow(opts))
+    summary = run_stage(stage, job, RunOptions(workers=1, progress=False, dry_run=True))
+    assert calls == ["prepare", "calibrate"] and summary.plan.calibration is not None

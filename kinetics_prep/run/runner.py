@@ -413,6 +413,8 @@ def _calibrate(plan: DryRunPlan, stage: Stage, item: Item, options: Any, run: Ru
                             overwrite=run.overwrite, executor="serial")
     spec = TaskSpec(stage.run_one, options, run.retries, stage.setup, context, stage.teardown)
     try:
+        if stage.prepare is not None:  # as in a run: a one-time compile is not part of the rate
+            stage.prepare(options, context)
         state = set_up_worker(spec, worker_context(spec, 0, "serial"))
         try:
             plan.calibration = stage.calibrate(item, options, state, context)
