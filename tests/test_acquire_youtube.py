@@ -92,6 +92,7 @@ def first_value_and_frames(path: Path) -> tuple[int, int]:
     return int(frames[0]), len(frames)
 
 
+@pytest.mark.slow
 def test_youtube_names_trim_ledger_rate_and_sleep(fake_ytdlp, tmp_path):
     fake_ytdlp({"privateBBBB": "private", "goneCCCCCCC": "unavailable", "slowDDDDDDD": "429",
                 "botEEEEEEEE": "bot", "brokeFFFFFF": "error"})

@@ -250,6 +250,7 @@ def _digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*.mp4"))}
 
 
+@pytest.mark.slow
 def test_resize_is_byte_reproducible(tmp_path):
     src = tmp_path / "src" / "cls"
     src.mkdir(parents=True)

@@ -161,6 +161,7 @@ def _pair_flows(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _engine().compute(prev, nxt), _opencv(prev, nxt), gt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FLOW_PAIRS))
 def test_epe_on_every_ground_truth_pair_matches_opencv(name):
     ours, opencv, gt = _pair_flows(name)
@@ -190,6 +191,7 @@ def _clip_pairs(name: str, starts: tuple[int, ...]) -> list[tuple[np.ndarray, np
 
 @pytest.mark.parametrize(("clip", "starts"), [("mmaction2_demo.mp4", (10, 150)),
                                               ("decord_flipping_a_pancake.mkv", (40, 200))])
+@pytest.mark.slow
 def test_real_clip_pairs_match_opencv(clip, starts):
     engine = _engine()
     for prev, nxt in _clip_pairs(clip, starts):

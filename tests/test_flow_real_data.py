@@ -28,6 +28,7 @@ def _flow(pair: str, name: str, backend: str) -> np.ndarray:
     return get_engine(name, backend=backend, device="cpu").compute(prev, nxt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", MIDDLEBURY)
 def test_opencv_tvl1_on_middlebury(pair):
     gt = middlebury(pair)[2]
@@ -39,6 +40,7 @@ def test_opencv_tvl1_on_middlebury(pair):
     assert epe_q - epe <= 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", MIDDLEBURY)
 def test_torch_tvl1_on_middlebury_matches_opencv(pair):
     gt = middlebury(pair)[2]
@@ -58,6 +60,7 @@ def test_fast_engines_on_middlebury(pair, name):
     assert epe < 1.0  # sanity only: these are speed engines (measured 0.2-0.5)
 
 
+@pytest.mark.slow
 def test_demo_clip_quantised_flow_torch_vs_opencv():
     # The pipeline's real case: consecutive frames of a Kinetics clip, 8-bit flow images.
     frames = demo_frames(5)

@@ -119,6 +119,7 @@ def test_an_engine_error_fails_the_clips_in_flight_by_name_and_the_service_resta
     assert _wait_no_children() == []
 
 
+@pytest.mark.slow
 def test_a_killed_service_fails_only_the_clip_in_flight(tmp_path):
     log = tmp_path / "engine.log"  # the engine writes "pid pairs" as it starts a batch
     factory = EchoFactory(log=str(log), delay=3.0)
@@ -150,6 +151,7 @@ def test_memory_stays_bounded_by_the_arena(tmp_path):
         assert sizes == {4 * 6 * 8 * 10}
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_pairs_queued_loses_only_those_and_no_answer_goes_astray(tmp_path):
     """Issue #23: the service drops a dead worker's connection and queued pairs and goes on (no
     restart); a worker in its slot connects anew and gets only its own flows."""

@@ -34,6 +34,7 @@ def _real_clips() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("short_edge", [256, None])
 def test_planar_jpegs_match_todays_path_on_every_real_clip(short_edge):
     """New: planes resized -> limited-to-full LUT -> libjpeg-turbo planar encode. Today's path:
@@ -128,6 +129,7 @@ def test_gray_jpeg_is_single_channel_and_close_to_opencvs():
     assert np.abs(ours.astype(int) - theirs).mean() < 1.0 and _psnr(ours, theirs) > 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", MIDDLEBURY)
 def test_tvl1_epe_unchanged_with_gray_from_the_y_plane(pair):
     """Flow's grayscale is now the full-range Y plane instead of cvtColor(BGR2GRAY) of the I420 ->

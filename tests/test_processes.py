@@ -122,6 +122,7 @@ def test_extract_frames_with_a_worker_that_dies_fails_that_clip_and_a_rerun_comp
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
 
 
+@pytest.mark.slow
 def test_resize_workers_killed_from_outside_fail_their_clips_by_name_and_a_rerun_completes(tmp_path):
     """What the OOM killer does to a stage with no hook of its own: the same pool drives resize,
     extract-frames, pack and unpack."""
@@ -176,6 +177,7 @@ def _workers_of(pid: int, n: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"{n} workers of {pid} never started")
 
 
+@pytest.mark.slow
 def test_workers_stop_within_a_second_when_the_main_process_is_killed(tmp_path):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"keys": ["a", "b", "c"], "sleep": 30, "workers": 2}))
@@ -225,6 +227,7 @@ def test_a_rerun_first_stops_the_workers_a_killed_run_left(tmp_path):
 # ------------------------------------------------------------------ 14: SIGTERM, stale shared memory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_stops_children_cleans_scratch_and_exits_143(tmp_path, workers):
     src, out = _clips(tmp_path / "src", 2, frames=16, size=(64, 48)), tmp_path / "out"
@@ -331,6 +334,7 @@ def _flow_bytes(out: Path) -> dict[str, bytes]:
             if p.name.startswith(("x_", "y_")) and ".partial" not in str(p)}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.access("/dev/shm", os.W_OK), reason="the flow service's arenas live in /dev/shm")
 def test_a_worker_killed_with_the_flow_service_fails_its_clip_and_never_commits_wrong_flow(tmp_path):
     src = _clips(tmp_path / "src", 4, frames=12, size=(40, 32))

@@ -213,6 +213,7 @@ def _start_slow_resize(tmp_path, clips: int, done_before_return: int):
     return proc, out
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_nothing_finished_looking_and_resumes(tmp_path):
     proc, out = _start_slow_resize(tmp_path, clips=8, done_before_return=2)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -227,6 +228,7 @@ def test_killed_run_leaves_nothing_finished_looking_and_resumes(tmp_path):
     assert len(list(out.rglob("*.mp4"))) == 8
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(tmp_path):
     proc, out = _start_slow_resize(tmp_path, clips=6, done_before_return=1)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the whole group
