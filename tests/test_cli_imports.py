@@ -38,3 +38,14 @@ def test_help_imports_no_heavy_library() -> None:
 
 def test_import_package_imports_no_heavy_library() -> None:
     assert _heavy_after("import kinetics_prep\nkinetics_prep.ResizeOptions, kinetics_prep.ConfigError") == ""
+
+
+def test_a_command_builds_only_its_own_options() -> None:
+    # Building every command's options costs more than extracting a short clip: `resize` must
+    # not load pack's, preview's or extract-frames' option modules, yet `--help` lists them all.
+    code = ("import contextlib, io, sys\nfrom kinetics_prep.cli import build_parser\n"
+            "p = build_parser(['resize', 'src', 'out'])\n"
+            "print(sorted(m for m in sys.modules if m.endswith(('pack_options', 'preview_options', 'frames_options'))))\n"
+            "print('extract-frames' in p.format_help() and 'preview' in p.format_help())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True"], out
