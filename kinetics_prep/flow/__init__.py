@@ -25,6 +25,7 @@ Engines and their parameters (defaults in brackets; anything else is a ConfigErr
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -155,6 +156,7 @@ def versions(backend: str) -> dict[str, str]:
     return {name: _version(name) for name in packages}
 
 
+@functools.lru_cache(maxsize=None)  # asked for every clip; a process's libraries do not change
 def _version(name: str) -> str:
     module = sys.modules.get("cv2" if name == "opencv" else name)
     version = getattr(module, "__version__", None)

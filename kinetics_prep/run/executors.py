@@ -174,14 +174,15 @@ def set_up_worker(spec: TaskSpec, context: WorkerContext) -> Any:
 
 
 def tear_down_worker(spec: TaskSpec, state: Any) -> None:
-    """Release what the worker's set-up built, once, when it stops. An error here is not the
-    run's: every item already has its result, and a worker that is stopping has nobody to tell."""
+    """Release what the worker's set-up built, once, when it stops. An error here does not fail
+    the run (every item already has its result): it is said in one line on stderr."""
     if spec.teardown is None:
         return
     try:
         spec.teardown(state)
-    except Exception:
-        pass
+    except Exception as e:
+        print(f"kinetics-prep: a worker could not release its set-up: {type(e).__name__}: {e}",
+              file=sys.stderr)
 
 
 # ------------------------------------------------------------------ local

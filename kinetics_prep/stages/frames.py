@@ -57,14 +57,7 @@ from ..storage.layout import (
     relative_key,
 )
 from ..options import make_options
-from ..storage.packed import (
-    DirClip,
-    ZipClip,
-    is_clip_complete,
-    is_zip,
-    open_checked,
-    zip_path,
-)
+from ..storage.packed import is_clip_complete, is_zip, open_checked, open_clip, zip_path
 from ..run.results import OK, Calibration, Item, ItemResult, RunSummary, WorkerContext
 from ..run.runner import RunOptions, Stage, pop_run_options, run_stage
 from .frames_options import FLOW_FORMATS, PACK_FORMATS, TASKS, ExtractOptions, FlowTuning  # noqa: F401  (re-exported)
@@ -476,7 +469,7 @@ def _source_frames(src: Path, input_frames: bool, fps: float | None,
     if input_frames:
         # The listing (a zip's central directory) gives the count; one frame gives the size.
         try:
-            clip = ZipClip(src) if is_zip(src) and src.is_file() else DirClip(src)
+            clip = open_clip(src)
             try:
                 frames = [n for n in clip.names() if n.startswith("img_")]
                 data = clip.read(frames[0]) if frames else b""

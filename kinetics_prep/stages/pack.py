@@ -32,7 +32,7 @@ from ..storage.atomic import (
 )
 from ..errors import ConfigError, InputError, MissingDependencyError, OutputError
 from ..storage.framedir import META_FILE, FrameCounts, FrameDirMeta, get_naming, meta_bytes, task_of
-from ..storage.layout import check_not_inside, is_hidden, iter_tree, relative_key
+from ..storage.layout import check_not_inside, class_dirs, is_hidden, iter_tree, relative_key
 from ..options import make_options
 from ..storage.packed import (
     ZIP_SUFFIX,
@@ -61,8 +61,7 @@ def _deleted_sources(root: Path, level: int) -> Iterator[Path]:
     """Where `pack --delete-source` was removing a directory when it was killed: the clip's
     path (gone) for every hidden `.clip.replaced` left, so the rerun plans that clip again and
     its `tidy` finishes the removal (in this run's shard only)."""
-    parents = [root] if level == 1 else sorted(
-        Path(e.path) for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+    parents = [root] if level == 1 else [root / c for c in class_dirs(root)]  # the walker's rule
     for parent in parents:
         for e in os.scandir(parent):
             if is_hidden(e.name) and e.name.endswith(REPLACED_SUFFIX) and e.is_dir(follow_symlinks=False):

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .atomic import commit_dir, partial_path, remove_tree
-from ..errors import ConfigError, InputError, OutputError
+from ..errors import ConfigError, InputError
 from .framedir import (META_FILE, FrameCounts, FrameDirMeta, count_frames, count_names, get_naming, meta_bytes,
                        modalities, read_meta, write_meta)
-from .packed import ZipClip, ZipWriter, dir_members, is_zip, read_clip_meta, zip_members, zip_path
+from .packed import ZipClip, ZipWriter, check_sizes, dir_members, is_zip, read_clip_meta, zip_members, zip_path
 
 # New files only: a name written twice within one clip is a bug, not something to truncate over.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -116,14 +116,7 @@ class ZipSink:
         return self._zip.commit(check=self._check)
 
     def _check(self, tmp: Path) -> None:
-        want = self._zip.sizes
-        with ZipClip(tmp) as clip:
-            got = clip.sizes()
-        if got != want:
-            missing = sorted(set(want) - set(got))[:3]
-            differ = sorted(n for n in want.keys() & got.keys() if want[n] != got[n])[:3]
-            raise OutputError(f"{tmp}: the archive does not hold what was written "
-                              f"(missing {missing}, size differs {differ})")
+        check_sizes(tmp, self._zip.sizes, "the archive does not hold what was written")
 
     def abort(self) -> None:
         self._zip.abort()

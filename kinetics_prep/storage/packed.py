@@ -492,9 +492,15 @@ def pack_dir(frame_dir: Path, final: Path) -> FrameCounts:
 def check_same(frame_dir: Path, packed: Path) -> None:
     """The archive holds exactly the directory's files with the same sizes, else OutputError."""
     want = {e.name: e.stat().st_size for e in os.scandir(frame_dir) if e.is_file()}
+    check_sizes(packed, want, f"does not match {frame_dir}")
+
+
+def check_sizes(packed: Path, want: dict[str, int], mismatch: str) -> None:
+    """The archive's central directory lists exactly `want` (member name -> size), else
+    OutputError "<packed>: <mismatch> (missing [...], size differs [...])"."""
     with ZipClip(packed) as clip:
         got = clip.sizes()
     if got != want:
         missing = sorted(set(want) - set(got))[:3]
         differ = sorted(n for n in want.keys() & got.keys() if want[n] != got[n])[:3]
-        raise OutputError(f"{packed}: does not match {frame_dir} (missing {missing}, size differs {differ})")
+        raise OutputError(f"{packed}: {mismatch} (missing {missing}, size differs {differ})")
